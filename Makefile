@@ -1,0 +1,43 @@
+# The two commands a newcomer needs: `make run` and `make test`.
+
+WASM_TARGET := wasm32-wasip2
+EXAMPLE_PLUGINS := greeter users
+PLUGINS_DIR := target/plugins
+VENV := .venv
+PYTHON := $(VENV)/bin/python
+
+.PHONY: run plugins test lint wasm-target python-client
+
+## Build the example plugins and serve them on 127.0.0.1:50051.
+run: plugins
+	cargo run --release -p plugrpc -- serve --plugins $(PLUGINS_DIR)
+
+## Build the example plugins into target/plugins/.
+plugins: wasm-target
+	cargo build --release --target $(WASM_TARGET) $(addprefix -p ,$(EXAMPLE_PLUGINS))
+	mkdir -p $(PLUGINS_DIR)
+	cp $(foreach p,$(EXAMPLE_PLUGINS),target/$(WASM_TARGET)/release/$(p).wasm) $(PLUGINS_DIR)/
+
+## Run the whole test suite (Rust and the Python client against a live host).
+test: wasm-target $(VENV)/.installed
+	PLUGRPC_PYTHON=$(abspath $(PYTHON)) cargo test --workspace
+
+## Formatting and lints, as CI checks them.
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+wasm-target:
+	rustup target add $(WASM_TARGET)
+
+## A virtualenv with grpcio and grpcio-tools for the Python example client.
+$(VENV)/.installed: examples/clients/python/requirements.txt
+	python3 -m venv $(VENV)
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r examples/clients/python/requirements.txt
+	touch $@
+
+## Generate the Python stubs from proto/ (the README's client walkthrough).
+python-client: $(VENV)/.installed
+	mkdir -p examples/clients/python/gen
+	$(PYTHON) -m grpc_tools.protoc -I proto --python_out=examples/clients/python/gen \
+		--grpc_python_out=examples/clients/python/gen user/v1/user_service.proto

@@ -1,0 +1,57 @@
+//! Write plugrpc plugins in plain blocking Rust.
+//!
+//! A plugin's `build.rs` calls `plugrpc_build::compile`, which turns its `.proto` files into
+//! message types and one trait per service. The plugin implements those traits and names
+//! the generated servers in [`export!`]. Everything that crosses the host boundary
+//! (bytes, metadata, statuses, streams) is handled here, so plugin code never sees the WIT
+//! contract.
+
+#[doc(hidden)]
+pub mod bindings {
+    //! The one `generate!` of the contract; only the SDK's own modules use it directly.
+    #![allow(missing_docs, unreachable_pub, unsafe_code)]
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "plugin",
+        pub_export_macro: true,
+        default_bindings_module: "plugrpc_guest::bindings",
+        export_macro_name: "__export_plugin",
+    });
+}
+
+mod context;
+pub mod details;
+mod export;
+pub mod log;
+mod metadata;
+mod service;
+mod status;
+mod stream;
+
+pub use context::Context;
+pub use metadata::Metadata;
+pub use prost;
+pub use service::Service;
+pub use status::{Code, Status};
+pub use stream::{Requests, Sink};
+
+/// Includes the Rust code `plugrpc_build::compile` generated for one protobuf package.
+///
+/// `plugrpc_guest::include_proto!("user.v1");` brings in the package's messages and, per
+/// service, a module `<service>_server` with the trait to implement and the server type
+/// to name in [`export!`].
+#[macro_export]
+macro_rules! include_proto {
+    ($package:literal) => {
+        include!(concat!(env!("OUT_DIR"), "/", $package, ".rs"));
+    };
+}
+
+#[doc(hidden)]
+pub mod __private {
+    //! Used by generated code and macros; not a stable API.
+    pub use crate::export::{
+        Plugin, bidi_streaming, client_streaming, describe, server_streaming, unary,
+    };
+    pub use crate::stream::{RawRequests, RawSink};
+}

@@ -1,0 +1,110 @@
+//! The one wasmtime engine every plugin shares, configured for per-call sandboxes:
+//! pooling allocator, epoch interruption, async calls. Never compiles on the request path.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use super::bindings::Plugin as PluginWorld;
+use super::call::CallState;
+
+/// How often the epoch advances: the granularity of deadlines and of guest yields.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Component instances the pool holds at once: the host-wide cap on concurrent calls.
+const MAX_INSTANCES: u32 = 1000;
+
+/// Largest linear memory a plugin instance may grow to, host-wide.
+pub(crate) const MAX_MEMORY_BYTES: usize = 256 << 20;
+
+/// Why the engine could not be built or a plugin not compiled.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// wasmtime refused the configuration or the code.
+    #[error(transparent)]
+    Wasmtime(#[from] wasmtime::Error),
+    /// The OS would not start the epoch thread.
+    #[error("starting the epoch thread: {0}")]
+    EpochThread(std::io::Error),
+}
+
+/// The shared engine, the linker with every host capability, and the epoch ticker;
+/// cheap to clone, the ticker stops when the last clone is dropped.
+#[derive(Clone)]
+pub(crate) struct Engine {
+    engine: wasmtime::Engine,
+    linker: Arc<Linker<CallState>>,
+    _ticker: Arc<TickerStop>,
+}
+
+/// Stops the epoch thread when dropped.
+struct TickerStop(Arc<AtomicBool>);
+
+impl Drop for TickerStop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Engine {
+    pub(crate) fn new() -> Result<Self, EngineError> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(MAX_INSTANCES)
+            .total_core_instances(4 * MAX_INSTANCES)
+            .total_memories(MAX_INSTANCES)
+            .total_tables(4 * MAX_INSTANCES)
+            .max_memory_size(MAX_MEMORY_BYTES);
+
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = wasmtime::Engine::new(&config)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        PluginWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+
+        let stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.weak(), stop.clone())?;
+        Ok(Self {
+            engine,
+            linker: Arc::new(linker),
+            _ticker: Arc::new(TickerStop(stop)),
+        })
+    }
+
+    /// Compiles a component; CPU-heavy, so callers run it off the async workers.
+    pub(crate) fn compile(&self, wasm: &[u8]) -> wasmtime::Result<Component> {
+        Component::from_binary(&self.engine, wasm)
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<CallState> {
+        &self.linker
+    }
+}
+
+/// Advances the epoch on its own OS thread, so a guest that pins a tokio worker cannot
+/// stop the clock that interrupts it.
+fn spawn_epoch_ticker(
+    engine: wasmtime::EngineWeak,
+    stop: Arc<AtomicBool>,
+) -> Result<(), EngineError> {
+    thread::Builder::new()
+        .name("plugrpc-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                thread::sleep(EPOCH_TICK);
+                match engine.upgrade() {
+                    Some(engine) => engine.increment_epoch(),
+                    None => break,
+                }
+            }
+        })
+        .map_err(EngineError::EpochThread)?;
+    Ok(())
+}

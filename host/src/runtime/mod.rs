@@ -1,0 +1,16 @@
+//! The wasmtime side of the host: one engine, plugins linked against the contract, and a
+//! fresh sandbox per call. Knows nothing of HTTP/2 or routing.
+
+mod bindings;
+mod call;
+mod engine;
+mod plugin;
+mod streams;
+
+pub(crate) use bindings::{Code, MetadataEntry, Reply, Status as GuestStatus};
+pub(crate) use call::{CallError, Invocation, ResponseOut};
+pub(crate) use engine::Engine;
+pub use engine::EngineError;
+pub use plugin::LoadError;
+pub(crate) use plugin::LoadedPlugin;
+pub(crate) use streams::{ResponseItem, ResponseStream};

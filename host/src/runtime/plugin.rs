@@ -1,0 +1,135 @@
+//! A plugin made ready to serve: compiled, linked, its manifest read and its descriptors
+//! checked, all at load time so the request path only instantiates.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use prost_reflect::{DescriptorPool, ServiceDescriptor};
+use wasmtime::Store;
+
+use super::bindings::{Manifest, PluginPre};
+use super::call::CallState;
+use super::engine::Engine;
+
+/// How long a plugin's `describe` may run before the plugin is refused.
+const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a `.wasm` file could not become a serving plugin; each names the problem in one line.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// The file could not be read.
+    #[error("cannot read the file: {0}")]
+    Read(#[from] std::io::Error),
+    /// The bytes are not a valid WebAssembly component.
+    #[error("not a valid WebAssembly component: {0:#}")]
+    Compile(wasmtime::Error),
+    /// A component, but not one built against this host's plugin contract.
+    #[error(
+        "not a plugrpc plugin (a component of world plugrpc:plugin/plugin@0.1.0 is expected): {0:#}"
+    )]
+    NotAPlugin(wasmtime::Error),
+    /// The plugin's `describe` export trapped or ran too long.
+    #[error("its describe() failed: {0:#}")]
+    Describe(wasmtime::Error),
+    /// The manifest's FileDescriptorSet does not decode or link.
+    #[error("its file descriptor set is invalid: {0}")]
+    Descriptors(#[from] prost_reflect::DescriptorError),
+    /// The manifest names a service its descriptors do not define.
+    #[error("it declares service {0:?}, which its file descriptor set does not define")]
+    UnknownService(String),
+    /// The manifest names no services at all.
+    #[error("it declares no services")]
+    NoServices,
+}
+
+/// A loaded plugin: identity, linked component and the services it serves.
+pub(crate) struct LoadedPlugin {
+    name: String,
+    version: String,
+    file: PathBuf,
+    pre: PluginPre<CallState>,
+    services: Vec<ServiceDescriptor>,
+}
+
+impl LoadedPlugin {
+    /// Compiles, links and describes `wasm`; blocking work runs off the async workers.
+    pub(crate) async fn load(
+        engine: &Engine,
+        file: &Path,
+        wasm: Vec<u8>,
+    ) -> Result<Self, LoadError> {
+        let compiler = engine.clone();
+        let component = tokio::task::spawn_blocking(move || compiler.compile(&wasm))
+            .await
+            .map_err(|e| {
+                LoadError::Compile(wasmtime::Error::msg(format!("compiler task failed: {e}")))
+            })?
+            .map_err(LoadError::Compile)?;
+        let pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(LoadError::NotAPlugin)?;
+        let pre = PluginPre::new(pre).map_err(LoadError::NotAPlugin)?;
+        let manifest = describe(&pre).await?;
+
+        let pool = DescriptorPool::decode(manifest.file_descriptor_set.as_slice())?;
+        if manifest.services.is_empty() {
+            return Err(LoadError::NoServices);
+        }
+        let services = manifest
+            .services
+            .iter()
+            .map(|name| {
+                pool.get_service_by_name(name)
+                    .ok_or_else(|| LoadError::UnknownService(name.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            name: manifest.name,
+            version: manifest.version,
+            file: file.to_owned(),
+            pre,
+            services,
+        })
+    }
+
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub(crate) fn version(&self) -> &str {
+        &self.version
+    }
+
+    pub(crate) fn file(&self) -> &Path {
+        &self.file
+    }
+
+    pub(crate) fn services(&self) -> &[ServiceDescriptor] {
+        &self.services
+    }
+
+    pub(crate) fn pre(&self) -> &PluginPre<CallState> {
+        &self.pre
+    }
+}
+
+/// Reads the manifest in a throwaway instance, bounded in time.
+async fn describe(pre: &PluginPre<CallState>) -> Result<Manifest, LoadError> {
+    let mut store = Store::new(pre.engine(), CallState::for_describe());
+    store.set_epoch_deadline(1);
+    store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+    let run = async {
+        let guest = pre.instantiate_async(&mut store).await?;
+        guest
+            .plugrpc_plugin_handler()
+            .call_describe(&mut store)
+            .await
+    };
+    match tokio::time::timeout(DESCRIBE_TIMEOUT, run).await {
+        Ok(result) => result.map_err(LoadError::Describe),
+        Err(_) => Err(LoadError::Describe(wasmtime::Error::msg(format!(
+            "did not return within {DESCRIBE_TIMEOUT:?}"
+        )))),
+    }
+}

@@ -1,0 +1,266 @@
+//! The dynamic half of the request path: find the route, fix the deadline, and drive the
+//! method's shape through tonic's `Grpc` (framing, compression, trailers) into the guest.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::{self, Stream, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::metadata::MetadataMap;
+use tonic::server::Grpc;
+use tonic::{Code as WireCode, Status, Streaming};
+
+use super::codec::RawCodec;
+use super::timeout;
+use crate::metadata;
+use crate::registry::{MethodKind, Registry};
+use crate::runtime::{
+    CallError, Invocation, LoadedPlugin, MetadataEntry, Reply, ResponseItem, ResponseOut,
+    ResponseStream,
+};
+use crate::status;
+
+/// Response messages a guest has not produced yet; how many may wait for a slow reader.
+const STREAM_BUFFER: usize = 8;
+
+/// Response body messages, ending with an `Ok`-coded status when trailers are due.
+type Messages = Pin<Box<dyn Stream<Item = ResponseItem> + Send>>;
+
+/// Serves every gRPC path the routing table knows; the rest are UNIMPLEMENTED.
+#[derive(Clone)]
+pub(crate) struct Dispatch {
+    registry: Arc<Registry>,
+}
+
+impl Dispatch {
+    pub(crate) fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for Dispatch
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Self::Response, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let registry = self.registry.clone();
+        Box::pin(async move { Ok(serve(&registry, request).await) })
+    }
+}
+
+async fn serve<B>(
+    registry: &Registry,
+    request: http::Request<B>,
+) -> http::Response<tonic::body::Body>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    let path = request.uri().path().to_owned();
+    let Some(route) = registry.lookup(&path) else {
+        return Status::unimplemented(format!("no plugin serves {path}")).into_http();
+    };
+    let deadline = match timeout::from_headers(request.headers()) {
+        Ok(timeout) => timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future)),
+        Err(error) => return Status::invalid_argument(error.to_string()).into_http(),
+    };
+    let call = Call {
+        plugin: route.plugin,
+        method: Arc::from(path),
+        deadline,
+    };
+
+    let mut grpc = Grpc::new(RawCodec);
+    // Unary answers are framed exactly like a one-message server stream, and client
+    // streams like bidi ones; the streaming forms let guest trailers ride along.
+    match route.kind {
+        MethodKind::Unary => {
+            grpc.server_streaming(handler(call, Call::unary), request)
+                .await
+        }
+        MethodKind::ServerStreaming => {
+            grpc.server_streaming(handler(call, Call::server_streaming), request)
+                .await
+        }
+        MethodKind::ClientStreaming => {
+            grpc.streaming(handler(call, Call::client_streaming), request)
+                .await
+        }
+        MethodKind::BidiStreaming => {
+            grpc.streaming(handler(call, Call::bidi_streaming), request)
+                .await
+        }
+    }
+}
+
+/// A deadline so far away it never fires, for timeouts that overflow `Instant`.
+fn far_future() -> Instant {
+    Instant::now() + std::time::Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// Adapts one of `Call`'s shape methods into the service tonic's `Grpc` drives.
+fn handler<M, F, Fut>(
+    call: Call,
+    shape: F,
+) -> impl tower::Service<
+    tonic::Request<M>,
+    Response = tonic::Response<Messages>,
+    Error = Status,
+    Future = Fut,
+> + Send
+where
+    F: Fn(Call, tonic::Request<M>) -> Fut + Clone + Send,
+    Fut: Future<Output = Result<tonic::Response<Messages>, Status>> + Send,
+{
+    tower::service_fn(move |request| shape(call.clone(), request))
+}
+
+/// One call on its way to a plugin.
+#[derive(Clone)]
+struct Call {
+    plugin: Arc<LoadedPlugin>,
+    method: Arc<str>,
+    deadline: Option<Instant>,
+}
+
+impl Call {
+    async fn unary(
+        self,
+        request: tonic::Request<Bytes>,
+    ) -> Result<tonic::Response<Messages>, Status> {
+        let (invocation, message) = self.invocation(request);
+        let reply = invocation.unary(message).await.map_err(|e| self.fail(e))?;
+        self.reply(reply)
+    }
+
+    async fn client_streaming(
+        self,
+        request: tonic::Request<Streaming<Bytes>>,
+    ) -> Result<tonic::Response<Messages>, Status> {
+        let (invocation, input) = self.invocation(request);
+        let reply = invocation
+            .client_streaming(input)
+            .await
+            .map_err(|e| self.fail(e))?;
+        self.reply(reply)
+    }
+
+    async fn server_streaming(
+        self,
+        request: tonic::Request<Bytes>,
+    ) -> Result<tonic::Response<Messages>, Status> {
+        let (invocation, message) = self.invocation(request);
+        self.stream_out(move |out| invocation.server_streaming(message, out))
+            .await
+    }
+
+    async fn bidi_streaming(
+        self,
+        request: tonic::Request<Streaming<Bytes>>,
+    ) -> Result<tonic::Response<Messages>, Status> {
+        let (invocation, input) = self.invocation(request);
+        self.stream_out(move |out| invocation.bidi_streaming(input, out))
+            .await
+    }
+
+    fn invocation<M>(&self, request: tonic::Request<M>) -> (Invocation, M) {
+        let peer = request.remote_addr().as_ref().map(SocketAddr::to_string);
+        let invocation = Invocation {
+            plugin: self.plugin.clone(),
+            method: self.method.to_string(),
+            metadata: metadata::to_guest(request.metadata()),
+            peer,
+            deadline: self.deadline,
+        };
+        (invocation, request.into_inner())
+    }
+
+    fn fail(&self, error: CallError) -> Status {
+        status::to_client(error, self.plugin.name(), &self.method)
+    }
+
+    /// A single-message answer: headers, the message, then trailers.
+    fn reply(&self, reply: Reply) -> Result<tonic::Response<Messages>, Status> {
+        let headers = metadata::from_guest(reply.headers)
+            .map_err(|e| status::invalid_guest_metadata(&e, self.plugin.name(), &self.method))?;
+        let trailers = self.trailers(reply.trailers)?;
+        let messages = stream::once(async move { Ok(Bytes::from(reply.message)) })
+            .chain(stream::iter(trailers));
+        Ok(response(headers, Box::pin(messages)))
+    }
+
+    /// Runs a streaming-response call in its own task, answering as soon as the guest
+    /// commits headers (or ends, when an error then goes out trailers-only). The task
+    /// stops the guest when the client goes away.
+    async fn stream_out<F, Fut>(self, run: F) -> Result<tonic::Response<Messages>, Status>
+    where
+        F: FnOnce(ResponseOut) -> Fut,
+        Fut: Future<Output = Result<Vec<MetadataEntry>, CallError>> + Send + 'static,
+    {
+        let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
+        let (headers_tx, headers_rx) = oneshot::channel();
+        let guest = run(ResponseOut {
+            stream: ResponseStream::new(tx.clone()),
+            headers: headers_tx,
+        });
+        let call = self.clone();
+        tokio::spawn(async move {
+            let outcome = tokio::select! {
+                outcome = guest => outcome,
+                () = tx.closed() => Err(CallError::Cancelled),
+            };
+            let last = match outcome {
+                Ok(trailers) => call
+                    .trailers(trailers)
+                    .unwrap_or_else(|status| Some(Err(status))),
+                Err(error) => Some(Err(call.fail(error))),
+            };
+            if let Some(last) = last {
+                // Fails only when the client left, and then nobody is there to tell.
+                let _ = tx.send(last).await;
+            }
+        });
+
+        match headers_rx.await {
+            Ok(headers) => Ok(response(headers, Box::pin(ReceiverStream::new(rx)))),
+            // The guest ended without sending headers or messages.
+            Err(_) => match rx.recv().await {
+                Some(Err(status)) if status.code() != WireCode::Ok => Err(status),
+                last => Ok(response(MetadataMap::new(), Box::pin(stream::iter(last)))),
+            },
+        }
+    }
+
+    /// Guest trailers as the last item of the body, if there are any.
+    fn trailers(&self, entries: Vec<MetadataEntry>) -> Result<Option<ResponseItem>, Status> {
+        if entries.is_empty() {
+            return Ok(None);
+        }
+        let trailers = metadata::from_guest(entries)
+            .map_err(|e| status::invalid_guest_metadata(&e, self.plugin.name(), &self.method))?;
+        Ok(Some(Err(Status::with_metadata(WireCode::Ok, "", trailers))))
+    }
+}
+
+fn response(headers: MetadataMap, messages: Messages) -> tonic::Response<Messages> {
+    let mut response = tonic::Response::new(messages);
+    *response.metadata_mut() = headers;
+    response
+}

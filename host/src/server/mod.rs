@@ -1,0 +1,108 @@
+//! The listener and the tonic server around the dispatcher, with HTTP/2 limits set
+//! explicitly rather than left at tonic's permissive defaults.
+
+mod codec;
+mod dispatch;
+mod timeout;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::service::Routes;
+
+use crate::config::HostConfig;
+use crate::registry::{self, LoadReport, Registry, RegistryError};
+use crate::runtime::{Engine, EngineError};
+use dispatch::Dispatch;
+
+/// Concurrent HTTP/2 streams one connection may open (tonic sets no cap of its own).
+const MAX_CONCURRENT_STREAMS: u32 = 1024;
+/// Reset-but-unaccepted streams one connection may pile up (rapid-reset defence).
+const MAX_PENDING_ACCEPT_RESETS: usize = 100;
+/// Idle connections are pinged this often, and dropped if the ping is not answered in time.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Why the host could not start or stopped serving.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The wasmtime engine could not be built.
+    #[error("starting the WebAssembly engine: {0}")]
+    Engine(#[from] EngineError),
+    /// The plugins folder could not be read.
+    #[error(transparent)]
+    Plugins(#[from] RegistryError),
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why the OS refused.
+        source: std::io::Error,
+    },
+    /// The server failed while serving.
+    #[error("serving gRPC: {0}")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+/// A host with its plugins loaded and its port bound, ready to serve.
+pub struct Host {
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    registry: Arc<Registry>,
+    report: LoadReport,
+    _engine: Engine,
+}
+
+impl Host {
+    /// Loads the plugins folder and binds the listener; fails only when neither can be used.
+    pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
+        let engine = Engine::new()?;
+        let (table, report) = registry::load_dir(&engine, &config.plugins_dir).await?;
+        let bind_error = |source| HostError::Bind {
+            addr: config.listen,
+            source,
+        };
+        let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Self {
+            listener,
+            local_addr,
+            registry: Arc::new(Registry::new(table)),
+            report,
+            _engine: engine,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// What loading the plugins folder did.
+    pub fn load_report(&self) -> &LoadReport {
+        &self.report
+    }
+
+    /// Serves until `shutdown` completes, then lets calls in flight finish.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
+        tracing::info!(addr = %self.local_addr, "serving gRPC");
+        let router = Routes::default()
+            .into_axum_router()
+            .fallback_service(Dispatch::new(self.registry));
+        tonic::transport::Server::builder()
+            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
+            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .tcp_nodelay(true)
+            .add_routes(Routes::from(router))
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), shutdown)
+            .await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,244 @@
+//! The host<->plugin contract seen from a gRPC client: metadata both ways, headers and
+//! trailers, statuses with details, deadlines, and the statuses for bad requests.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use plugrpc_tests::pb::probe::probe_client::ProbeClient;
+use plugrpc_tests::pb::probe::{EchoRequest, FailRequest};
+use plugrpc_tests::{TestHost, raw};
+use tokio_stream::StreamExt;
+use tonic::metadata::{BinaryMetadataValue, MetadataValue};
+use tonic::{Code, Request};
+use tonic_types::StatusExt;
+
+async fn probe() -> (TestHost, ProbeClient<tonic::transport::Channel>) {
+    let host = TestHost::with_plugins(&["probe", "users"]).await;
+    let client = ProbeClient::new(host.channel().await);
+    (host, client)
+}
+
+fn echo_request(text: &str, count: i32) -> Request<EchoRequest> {
+    let mut request = Request::new(EchoRequest {
+        text: text.into(),
+        count,
+    });
+    request
+        .metadata_mut()
+        .insert("x-user", MetadataValue::from_static("ada"));
+    request.metadata_mut().insert_bin(
+        "x-trace-bin",
+        BinaryMetadataValue::from_bytes(&[0, 1, 2, 255]),
+    );
+    request
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn request_metadata_reaches_the_guest_with_binary_values_decoded() {
+    let (_host, mut client) = probe().await;
+    let reply = client
+        .echo(echo_request("hi", 0))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.method, "/probe.v1.Probe/Echo");
+    let seen = |key: &str| {
+        reply
+            .metadata
+            .iter()
+            .find(|m| m.key == key)
+            .map(|m| m.value.clone())
+    };
+    assert_eq!(seen("x-user").as_deref(), Some(&b"ada"[..]));
+    assert_eq!(seen("x-trace-bin").as_deref(), Some(&[0u8, 1, 2, 255][..]));
+    for framing in ["te", "content-type", "grpc-timeout"] {
+        assert_eq!(
+            seen(framing),
+            None,
+            "{framing} is framing, not application metadata"
+        );
+    }
+    assert!(
+        reply.peer.starts_with("127.0.0.1:"),
+        "peer {:?}",
+        reply.peer
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_headers_and_trailers_reach_a_unary_client() {
+    let (_host, mut client) = probe().await;
+    let response = client.echo(echo_request("hi", 0)).await.unwrap();
+    // tonic merges a unary call's trailers into the response metadata.
+    let metadata = response.metadata();
+    assert_eq!(metadata.get("echo-user").unwrap(), "ada");
+    assert_eq!(metadata.get("trailer-user").unwrap(), "ada");
+    assert_eq!(
+        metadata
+            .get_bin("echo-trace-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .as_ref(),
+        [0, 1, 2, 255]
+    );
+    assert_eq!(
+        metadata
+            .get_bin("trailer-trace-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+            .as_ref(),
+        [0, 1, 2, 255]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_headers_come_first_and_trailers_last_on_a_stream() {
+    let (_host, mut client) = probe().await;
+    let response = client.echo_stream(echo_request("s", 3)).await.unwrap();
+    assert_eq!(response.metadata().get("echo-user").unwrap(), "ada");
+    assert!(
+        response.metadata().get("trailer-user").is_none(),
+        "trailers are not headers"
+    );
+    let mut stream = response.into_inner();
+    let mut texts = Vec::new();
+    while let Some(reply) = stream.next().await {
+        texts.push(reply.unwrap().text);
+    }
+    assert_eq!(texts, ["s #0", "s #1", "s #2"]);
+    let trailers = stream.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers.get("trailer-user").unwrap(), "ada");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stream_with_no_messages_still_carries_headers_and_trailers() {
+    let (_host, mut client) = probe().await;
+    let response = client.echo_stream(echo_request("none", 0)).await.unwrap();
+    assert_eq!(response.metadata().get("echo-user").unwrap(), "ada");
+    let mut stream = response.into_inner();
+    assert!(stream.next().await.is_none());
+    assert_eq!(
+        stream
+            .trailers()
+            .await
+            .unwrap()
+            .unwrap()
+            .get("trailer-user")
+            .unwrap(),
+        "ada"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_guest_status_code_reaches_the_client_with_details_and_trailers() {
+    let (_host, mut client) = probe().await;
+    for number in 1..=16 {
+        let message = format!("asked for code {number}");
+        let status = client
+            .fail(FailRequest {
+                code: number,
+                message: message.clone(),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::from_i32(number));
+        assert_eq!(status.message(), message);
+        let details = status.get_error_details();
+        let info = details.error_info().expect("ErrorInfo detail");
+        assert_eq!(
+            (info.reason.as_str(), info.domain.as_str()),
+            ("PROBE_FAILED", "probe.plugrpc.test")
+        );
+        assert_eq!(info.metadata.get("asked").map(String::as_str), Some("yes"));
+        assert_eq!(
+            details.bad_request().unwrap().field_violations[0].field,
+            "code"
+        );
+        assert_eq!(status.metadata().get("x-failed-by").unwrap(), "probe");
+        let raw = status
+            .metadata()
+            .get_bin("x-raw-bin")
+            .unwrap()
+            .to_bytes()
+            .unwrap();
+        assert_eq!(raw.as_ref(), [0, 1, 254, 255]);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_guest_sees_the_time_left_before_its_deadline() {
+    let (_host, mut client) = probe().await;
+    let mut request = Request::new(EchoRequest::default());
+    request.set_timeout(Duration::from_secs(5));
+    let remaining = client
+        .echo(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .remaining_ms;
+    assert!((1..=5000).contains(&remaining), "remaining {remaining} ms");
+
+    let unbounded = client
+        .echo(EchoRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .remaining_ms;
+    assert_eq!(unbounded, -1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn unknown_services_and_methods_are_unimplemented() {
+    let (host, _client) = probe().await;
+    for path in [
+        "/nope.v1.Nope/Call",
+        "/user.v1.UserService/DeleteUser",
+        "/probe.v1.Probe/echo",
+    ] {
+        let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
+        let status = raw::unary(host.channel().await, path, Request::new(Bytes::new()))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unimplemented, "{path}");
+        assert!(status.message().contains(path), "{}", status.message());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_is_not_protobuf_is_invalid_argument() {
+    let (host, _client) = probe().await;
+    let garbage = Request::new(Bytes::from_static(&[0xff, 0xff, 0xff]));
+    let status = raw::unary(
+        host.channel().await,
+        "/user.v1.UserService/GetUser",
+        garbage,
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("not a valid protobuf"),
+        "{}",
+        status.message()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_malformed_grpc_timeout_is_invalid_argument() {
+    let (host, _client) = probe().await;
+    let mut request = Request::new(Bytes::new());
+    request
+        .metadata_mut()
+        .insert("grpc-timeout", MetadataValue::from_static("soon"));
+    let status = raw::unary(host.channel().await, "/probe.v1.Probe/Echo", request)
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::InvalidArgument);
+    assert!(
+        status.message().contains("grpc-timeout"),
+        "{}",
+        status.message()
+    );
+}

@@ -1,0 +1,176 @@
+//! Loading the plugins folder: bad files are refused one line each while the rest serve,
+//! and a service claimed twice stays with the first plugin.
+
+use std::io::Write;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use plugrpc::{Host, HostConfig};
+use plugrpc_tests::pb::helloworld::HelloRequest;
+use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+use plugrpc_tests::pb::user::GetUserRequest;
+use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
+use plugrpc_tests::{TestHost, copy_plugin};
+use tonic::Code;
+
+/// Everything this test binary logs, to check what operators are told.
+fn log() -> Arc<Mutex<Vec<u8>>> {
+    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOG.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let writer = buffer.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || LogWriter(writer.clone()))
+            .finish();
+        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+        buffer
+    })
+    .clone()
+}
+
+struct LogWriter(Arc<Mutex<Vec<u8>>>);
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Log lines that refuse `file`.
+fn refusals_of(log: &Arc<Mutex<Vec<u8>>>, file: &str) -> Vec<String> {
+    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+    let file = format!("/{file}");
+    text.lines()
+        .filter(|l| l.contains("plugin refused") && l.contains(&file))
+        .map(str::to_owned)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_files_are_refused_with_one_log_line_each_and_the_rest_serve() {
+    let log = log();
+    let dir = tempfile::tempdir().unwrap();
+    copy_plugin("users", &dir.path().join("users.wasm"));
+    std::fs::write(
+        dir.path().join("corrupt.wasm"),
+        b"\0asm this is not webassembly",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("empty.wasm"), b"").unwrap();
+    // A valid core module: WebAssembly, but not a component.
+    std::fs::write(dir.path().join("core-module.wasm"), b"\0asm\x01\0\0\0").unwrap();
+    std::fs::write(
+        dir.path().join("notes.txt"),
+        b"not a plugin, not even looked at",
+    )
+    .unwrap();
+
+    let host = TestHost::serving(dir).await;
+
+    let loaded: Vec<_> = host
+        .report()
+        .loaded
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(loaded, ["users"]);
+    let mut refused: Vec<_> = host
+        .report()
+        .refused
+        .iter()
+        .map(|r| r.file.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    refused.sort();
+    assert_eq!(refused, ["core-module.wasm", "corrupt.wasm", "empty.wasm"]);
+    for refusal in &host.report().refused {
+        assert!(
+            refusal.reason.contains("not a valid WebAssembly component"),
+            "{}",
+            refusal.reason
+        );
+        assert!(
+            !refusal.reason.contains('\n'),
+            "one line: {:?}",
+            refusal.reason
+        );
+        let file = refusal
+            .file
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let lines = refusals_of(&log, &file);
+        assert_eq!(lines.len(), 1, "one log line for {file}: {lines:?}");
+    }
+
+    let mut users = UserServiceClient::new(host.channel().await);
+    assert_eq!(
+        users
+            .get_user(GetUserRequest { id: 1 })
+            .await
+            .unwrap()
+            .into_inner()
+            .name,
+        "user-1"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_plugin_claiming_a_served_service_is_refused() {
+    let log = log();
+    let dir = tempfile::tempdir().unwrap();
+    copy_plugin("greeter", &dir.path().join("a-greeter.wasm"));
+    copy_plugin("greeter-twin", &dir.path().join("b-twin.wasm"));
+
+    let host = TestHost::serving(dir).await;
+
+    assert_eq!(host.report().loaded.len(), 1);
+    assert_eq!(host.report().loaded[0].name, "greeter");
+    let refusal = &host.report().refused[0];
+    assert!(refusal.file.ends_with("b-twin.wasm"));
+    assert!(
+        refusal
+            .reason
+            .contains("service helloworld.Greeter is already served by plugin \"greeter\""),
+        "{}",
+        refusal.reason
+    );
+    assert_eq!(refusals_of(&log, "b-twin.wasm").len(), 1);
+
+    let mut greeter = GreeterClient::new(host.channel().await);
+    let reply = greeter
+        .say_hello(HelloRequest { name: "x".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        reply.message, "Hello x!",
+        "the first plugin keeps the service"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_folder_serves_nothing_but_unimplemented() {
+    let host = TestHost::serving(tempfile::tempdir().unwrap()).await;
+    assert!(host.report().loaded.is_empty());
+    let mut users = UserServiceClient::new(host.channel().await);
+    let status = users.get_user(GetUserRequest { id: 1 }).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unimplemented);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_missing_plugins_folder_stops_startup_with_its_name() {
+    let config = HostConfig {
+        plugins_dir: "/nonexistent/plugrpc-plugins".into(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+    };
+    let error = Host::bind(&config).await.err().expect("startup fails");
+    assert!(
+        error.to_string().contains("/nonexistent/plugrpc-plugins"),
+        "{error}"
+    );
+}

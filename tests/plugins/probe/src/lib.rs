@@ -1,0 +1,104 @@
+//! Test-only plugin: reports what the guest saw and fails on request, so tests can check
+//! the contract end to end.
+
+plugrpc_guest::include_proto!("probe.v1");
+
+use plugrpc_guest::details::ErrorDetails;
+use plugrpc_guest::{Code, Context, Sink, Status};
+use probe_server::{Probe, ProbeServer};
+
+/// The Probe handlers.
+#[derive(Default)]
+struct Prober;
+
+/// Echoes `x-` request metadata into response headers and trailers.
+fn reflect(cx: &Context) {
+    for (key, value) in cx.metadata().iter() {
+        if let Some(name) = key.strip_prefix("x-") {
+            cx.set_header(&format!("echo-{name}"), value);
+            cx.set_trailer(&format!("trailer-{name}"), value);
+        }
+    }
+}
+
+/// The call as the guest saw it.
+fn seen(cx: &Context, text: String) -> EchoReply {
+    EchoReply {
+        text,
+        method: cx.method().to_owned(),
+        metadata: cx
+            .metadata()
+            .iter()
+            .map(|(key, value)| MetadataPair {
+                key: key.to_owned(),
+                value: value.to_vec(),
+            })
+            .collect(),
+        peer: cx.peer().unwrap_or_default().to_owned(),
+        remaining_ms: cx
+            .remaining()
+            .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
+    }
+}
+
+fn code(number: i32) -> Code {
+    [
+        Code::Ok,
+        Code::Cancelled,
+        Code::Unknown,
+        Code::InvalidArgument,
+        Code::DeadlineExceeded,
+        Code::NotFound,
+        Code::AlreadyExists,
+        Code::PermissionDenied,
+        Code::ResourceExhausted,
+        Code::FailedPrecondition,
+        Code::Aborted,
+        Code::OutOfRange,
+        Code::Unimplemented,
+        Code::Internal,
+        Code::Unavailable,
+        Code::DataLoss,
+        Code::Unauthenticated,
+    ]
+    .get(usize::try_from(number).unwrap_or(usize::MAX))
+    .copied()
+    .unwrap_or(Code::Unknown)
+}
+
+impl Probe for Prober {
+    fn echo(&self, cx: &Context, request: EchoRequest) -> Result<EchoReply, Status> {
+        reflect(cx);
+        Ok(seen(cx, request.text))
+    }
+
+    fn fail(&self, _cx: &Context, request: FailRequest) -> Result<EchoReply, Status> {
+        Err(Status::new(code(request.code), request.message)
+            .with_details(
+                ErrorDetails::new()
+                    .with_error_info(
+                        "PROBE_FAILED",
+                        "probe.plugrpc.test",
+                        [("asked".to_owned(), "yes".to_owned())],
+                    )
+                    .with_bad_request_violation("code", "asked for"),
+            )
+            .with_trailer("x-failed-by", "probe")
+            .with_trailer("x-raw-bin", vec![0u8, 1, 254, 255]))
+    }
+
+    fn echo_stream(
+        &self,
+        cx: &Context,
+        request: EchoRequest,
+        out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        reflect(cx);
+        for i in 0..request.count {
+            out.send(seen(cx, format!("{} #{i}", request.text)))?;
+        }
+        Ok(())
+    }
+}
+
+plugrpc_guest::export!(ProbeServer<Prober>);
