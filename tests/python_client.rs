@@ -19,9 +19,18 @@ fn python() -> PathBuf {
 
 async fn run(program: &Path, args: &[&str]) -> String {
     let output = Command::new(program).args(args).kill_on_drop(true).output();
-    let output = tokio::time::timeout(PATIENCE, output).await.expect("python finishes").expect("python runs");
-    let (stdout, stderr) = (String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{program:?} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    let output = tokio::time::timeout(PATIENCE, output)
+        .await
+        .expect("python finishes")
+        .expect("python runs");
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr),
+    );
+    assert!(
+        output.status.success(),
+        "{program:?} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
     stdout.into_owned()
 }
 
@@ -49,7 +58,17 @@ async fn python_grpcio_client_gets_answers_from_all_four_methods() {
     let host = TestHost::with_plugins(&["users"]).await;
     let client = root.join("examples/clients/python/client.py");
     let target = host.addr().to_string();
-    let stdout = run(&python, &[client.to_str().unwrap(), "--target", &target, "--stubs", out]).await;
+    let stdout = run(
+        &python,
+        &[
+            client.to_str().unwrap(),
+            "--target",
+            &target,
+            "--stubs",
+            out,
+        ],
+    )
+    .await;
 
     let lines: Vec<&str> = stdout.lines().collect();
     assert_eq!(

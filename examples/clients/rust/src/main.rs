@@ -30,9 +30,15 @@ async fn main() -> anyhow::Result<()> {
     let mut users = UserServiceClient::connect(args.target).await?;
 
     let user = users.get_user(GetUserRequest { id: 7 }).await?.into_inner();
-    println!("GetUser(7) -> id={} name={} email={}", user.id, user.name, user.email);
+    println!(
+        "GetUser(7) -> id={} name={} email={}",
+        user.id, user.name, user.email
+    );
 
-    let status = users.get_user(GetUserRequest { id: 0 }).await.expect_err("id 0 does not exist");
+    let status = users
+        .get_user(GetUserRequest { id: 0 })
+        .await
+        .expect_err("id 0 does not exist");
     println!("GetUser(0) -> {:?}: {}", status.code(), status.message());
 
     let listed: Vec<String> = users
@@ -48,16 +54,28 @@ async fn main() -> anyhow::Result<()> {
         name: format!("n{i}"),
         email: format!("n{i}@example.com"),
     }));
-    println!("CreateUsers(3) -> count={}", users.create_users(new).await?.into_inner().count);
+    println!(
+        "CreateUsers(3) -> count={}",
+        users.create_users(new).await?.into_inner().count
+    );
 
     // Each line goes out only after the answer to the previous one came back.
     let (tx, rx) = mpsc::channel(1);
     let mut replies = users.chat(ReceiverStream::new(rx)).await?.into_inner();
     let mut texts = Vec::new();
     for line in ["hello", "how are you?", "bye"] {
-        tx.send(ChatMessage { user: "ada".into(), text: line.into(), sent_at: None }).await?;
+        tx.send(ChatMessage {
+            user: "ada".into(),
+            text: line.into(),
+            sent_at: None,
+        })
+        .await?;
         let reply = tokio::time::timeout(Duration::from_secs(10), replies.next()).await?;
-        texts.push(reply.ok_or_else(|| anyhow::anyhow!("chat ended early"))??.text);
+        texts.push(
+            reply
+                .ok_or_else(|| anyhow::anyhow!("chat ended early"))??
+                .text,
+        );
     }
     drop(tx);
     println!("Chat -> {}", texts.join(" | "));
