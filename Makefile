@@ -20,7 +20,7 @@ plugins: wasm-target
 
 ## Run the whole test suite (Rust and the Python client against a live host).
 test: wasm-target $(VENV)/.installed
-	PLUGRPC_PYTHON=$(abspath $(PYTHON)) cargo test --workspace
+	PLUGRPC_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --no-fail-fast
 
 ## Formatting and lints, as CI checks them.
 lint:

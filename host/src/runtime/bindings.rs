@@ -12,10 +12,10 @@ wasmtime::component::bindgen!({
     },
 });
 
-pub(crate) use plugrpc::plugin::log::{Host as LogHost, Level};
-pub(crate) use plugrpc::plugin::streams::{
+pub(crate) use self::plugrpc::plugin::log::{Host as LogHost, Level};
+pub(crate) use self::plugrpc::plugin::streams::{
     Host as StreamsHost, HostRequestStream, HostResponseStream,
 };
-pub(crate) use plugrpc::plugin::types::{
+pub(crate) use self::plugrpc::plugin::types::{
     CallInfo, Code, Host as TypesHost, Manifest, MetadataEntry, Reply, Status,
 };
