@@ -1,58 +1,23 @@
 //! Loading the plugins folder: bad files are refused one line each while the rest serve,
 //! and a service claimed twice stays with the first plugin.
 
-use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
-
 use plugrpc::{Host, HostConfig};
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
 use plugrpc_tests::pb::user::GetUserRequest;
 use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
-use plugrpc_tests::{TestHost, copy_plugin};
+use plugrpc_tests::{LogCapture, TestHost, copy_plugin};
 use tonic::Code;
 
-/// Everything this test binary logs, to check what operators are told.
-fn log() -> Arc<Mutex<Vec<u8>>> {
-    static LOG: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
-    LOG.get_or_init(|| {
-        let buffer = Arc::new(Mutex::new(Vec::new()));
-        let writer = buffer.clone();
-        let subscriber = tracing_subscriber::fmt()
-            .with_ansi(false)
-            .with_writer(move || LogWriter(writer.clone()))
-            .finish();
-        tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
-        buffer
-    })
-    .clone()
-}
-
-struct LogWriter(Arc<Mutex<Vec<u8>>>);
-
-impl Write for LogWriter {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Log lines that refuse `file`.
-fn refusals_of(log: &Arc<Mutex<Vec<u8>>>, file: &str) -> Vec<String> {
-    let text = String::from_utf8_lossy(&log.lock().unwrap()).into_owned();
+fn refusals_of(log: &LogCapture, file: &str) -> Vec<String> {
     let file = format!("/{file}");
-    text.lines()
-        .filter(|l| l.contains("plugin refused") && l.contains(&file))
-        .map(str::to_owned)
-        .collect()
+    log.lines_with(&["plugin refused", &file])
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bad_files_are_refused_with_one_log_line_each_and_the_rest_serve() {
-    let log = log();
+    let log = LogCapture::install();
     let dir = tempfile::tempdir().unwrap();
     copy_plugin("users", &dir.path().join("users.wasm"));
     std::fs::write(
@@ -121,7 +86,7 @@ async fn bad_files_are_refused_with_one_log_line_each_and_the_rest_serve() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_second_plugin_claiming_a_served_service_is_refused() {
-    let log = log();
+    let log = LogCapture::install();
     let dir = tempfile::tempdir().unwrap();
     copy_plugin("greeter", &dir.path().join("a-greeter.wasm"));
     copy_plugin("greeter-twin", &dir.path().join("b-twin.wasm"));

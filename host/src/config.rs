@@ -1,7 +1,15 @@
-//! Host settings, with defaults that let `plugrpc serve` run with no config file.
+//! Host settings: built-in defaults, then `plugrpc.toml`, then command-line flags. Parsed
+//! and validated here and nowhere else; a bad file is refused at start with one line
+//! naming the key and why.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use bytesize::ByteSize;
+use serde::Deserialize;
 
 /// Where the host listens when told nothing: loopback only, the usual gRPC port.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -10,13 +18,111 @@ pub const DEFAULT_LISTEN: SocketAddr =
 /// The plugins folder when told nothing, relative to the working directory.
 pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 
-/// What a host serves and where.
+/// Wasm stack a guest may use, host-wide; deep recursion past it is RESOURCE_EXHAUSTED.
+pub const DEFAULT_GUEST_STACK: usize = 512 << 10;
+
+/// Sandboxes the host keeps in its pool: no plugin may be allowed more concurrent calls.
+pub const MAX_SANDBOXES: usize = 1000;
+
+/// Limits for a plugin the config says nothing about.
+pub const DEFAULT_LIMITS: Limits = Limits {
+    deadline: Duration::from_secs(60),
+    max_deadline: Duration::from_secs(3600),
+    memory: 64 << 20,
+    cpu_time: Duration::from_secs(10),
+    max_concurrent_calls: 64,
+    max_queued_calls: 256,
+    max_request_size: 4 << 20,
+    max_response_size: 4 << 20,
+};
+
+/// Bounds that keep a limit meaningful, checked for every plugin.
+const MIN_MEMORY: usize = 1 << 20;
+const MAX_MEMORY: usize = 4 << 30;
+const MAX_MESSAGE_SIZE: usize = 1 << 30;
+const MIN_GUEST_STACK: usize = 64 << 10;
+const MAX_GUEST_STACK: usize = 64 << 20;
+
+/// What a host serves, where, and within which limits.
 #[derive(Clone, Debug)]
 pub struct HostConfig {
     /// Folder whose `.wasm` files are the plugins.
     pub plugins_dir: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Wasm stack per guest, host-wide.
+    pub guest_stack: usize,
+    /// Limits for every plugin without overrides.
+    pub defaults: Limits,
+    /// Per-plugin overrides, by plugin name.
+    pub plugins: BTreeMap<String, LimitOverrides>,
+}
+
+/// Everything that bounds one plugin's calls.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Deadline of a call whose client sent none.
+    pub deadline: Duration,
+    /// Longest deadline a client may ask for; longer ones are cut to this.
+    pub max_deadline: Duration,
+    /// Linear memory one instance may grow to, in bytes.
+    pub memory: usize,
+    /// Time a call may spend executing guest code (waiting on its streams is free).
+    pub cpu_time: Duration,
+    /// Calls of this plugin running at once.
+    pub max_concurrent_calls: usize,
+    /// Calls waiting for a free slot; one more is refused at once.
+    pub max_queued_calls: usize,
+    /// Largest request message, in bytes.
+    pub max_request_size: usize,
+    /// Largest response message, in bytes.
+    pub max_response_size: usize,
+}
+
+/// A `[defaults]` or `[plugins.<name>]` table: any subset of the limits.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitOverrides {
+    #[serde(default, with = "humantime_serde")]
+    deadline: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    max_deadline: Option<Duration>,
+    memory: Option<ByteSize>,
+    #[serde(default, with = "humantime_serde")]
+    cpu_time: Option<Duration>,
+    max_concurrent_calls: Option<usize>,
+    max_queued_calls: Option<usize>,
+    max_request_size: Option<ByteSize>,
+    max_response_size: Option<ByteSize>,
+}
+
+/// The file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    listen: Option<SocketAddr>,
+    plugins_dir: Option<PathBuf>,
+    #[serde(default)]
+    host: HostTable,
+    #[serde(default)]
+    defaults: LimitOverrides,
+    #[serde(default)]
+    plugins: BTreeMap<String, LimitOverrides>,
+}
+
+/// `[host]`: settings that cannot differ between plugins.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HostTable {
+    guest_stack: Option<ByteSize>,
+}
+
+/// Why a config was refused: one line, naming the file, key and reason.
+#[derive(Debug, thiserror::Error)]
+#[error("{source_name}: {message}")]
+pub struct ConfigError {
+    source_name: String,
+    message: String,
 }
 
 impl Default for HostConfig {
@@ -24,6 +130,313 @@ impl Default for HostConfig {
         Self {
             plugins_dir: PathBuf::from(DEFAULT_PLUGINS_DIR),
             listen: DEFAULT_LISTEN,
+            guest_stack: DEFAULT_GUEST_STACK,
+            defaults: DEFAULT_LIMITS,
+            plugins: BTreeMap::new(),
+        }
+    }
+}
+
+impl HostConfig {
+    /// Reads and validates a `plugrpc.toml`.
+    pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            source_name: name.clone(),
+            message: format!("cannot read: {e}"),
+        })?;
+        Self::from_toml(&name, &text)
+    }
+
+    /// Parses and validates config text; `source_name` names it in errors.
+    pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ConfigError> {
+        let error = |message: String| ConfigError {
+            source_name: source_name.to_owned(),
+            message,
+        };
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| error(syntax_error(text, &e)))?;
+        let file: ConfigFile = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|e| error(format!("{}: {}", e.path(), e.inner().message())))?;
+
+        let defaults = DEFAULT_LIMITS.with(&file.defaults);
+        let config = Self {
+            plugins_dir: file
+                .plugins_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR)),
+            listen: file.listen.unwrap_or(DEFAULT_LISTEN),
+            guest_stack: file.host.guest_stack.map_or(DEFAULT_GUEST_STACK, to_usize),
+            defaults,
+            plugins: file.plugins,
+        };
+        config.validate().map_err(error)?;
+        Ok(config)
+    }
+
+    /// The limits that apply to the plugin called `name`.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        self.plugins
+            .get(name)
+            .map_or(self.defaults, |o| self.defaults.with(o))
+    }
+
+    /// The largest memory any plugin may use: what the sandbox pool must hold.
+    pub(crate) fn largest_memory(&self) -> usize {
+        self.plugins
+            .keys()
+            .map(|name| self.limits_for(name).memory)
+            .fold(self.defaults.memory, usize::max)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(MIN_GUEST_STACK..=MAX_GUEST_STACK).contains(&self.guest_stack) {
+            return Err(format!(
+                "host.guest_stack: {} is outside {} ..= {}",
+                size(self.guest_stack),
+                size(MIN_GUEST_STACK),
+                size(MAX_GUEST_STACK)
+            ));
+        }
+        self.defaults.validate("defaults")?;
+        for name in self.plugins.keys() {
+            self.limits_for(name).validate(&format!("plugins.{name}"))?;
+        }
+        Ok(())
+    }
+}
+
+impl Limits {
+    /// These limits with `overrides` applied.
+    fn with(self, overrides: &LimitOverrides) -> Self {
+        Self {
+            deadline: overrides.deadline.unwrap_or(self.deadline),
+            max_deadline: overrides.max_deadline.unwrap_or(self.max_deadline),
+            memory: overrides.memory.map_or(self.memory, to_usize),
+            cpu_time: overrides.cpu_time.unwrap_or(self.cpu_time),
+            max_concurrent_calls: overrides
+                .max_concurrent_calls
+                .unwrap_or(self.max_concurrent_calls),
+            max_queued_calls: overrides.max_queued_calls.unwrap_or(self.max_queued_calls),
+            max_request_size: overrides
+                .max_request_size
+                .map_or(self.max_request_size, to_usize),
+            max_response_size: overrides
+                .max_response_size
+                .map_or(self.max_response_size, to_usize),
+        }
+    }
+
+    /// The deadline for a call whose client asked for `requested`.
+    pub(crate) fn deadline_for(&self, requested: Option<Duration>) -> Duration {
+        requested.map_or(self.deadline, |d| d.min(self.max_deadline))
+    }
+
+    fn validate(&self, table: &str) -> Result<(), String> {
+        let bad = |key: &str, why: String| Err(format!("{table}.{key}: {why}"));
+        if self.deadline.is_zero() {
+            return bad("deadline", "must be longer than zero".into());
+        }
+        if self.max_deadline < self.deadline {
+            return bad(
+                "deadline",
+                format!(
+                    "{} is longer than max_deadline ({})",
+                    duration(self.deadline),
+                    duration(self.max_deadline)
+                ),
+            );
+        }
+        if self.cpu_time.is_zero() {
+            return bad("cpu_time", "must be longer than zero".into());
+        }
+        if !(MIN_MEMORY..=MAX_MEMORY).contains(&self.memory) {
+            return bad(
+                "memory",
+                format!(
+                    "{} is outside {} ..= {}",
+                    size(self.memory),
+                    size(MIN_MEMORY),
+                    size(MAX_MEMORY)
+                ),
+            );
+        }
+        if !(1..=MAX_SANDBOXES).contains(&self.max_concurrent_calls) {
+            return bad(
+                "max_concurrent_calls",
+                format!(
+                    "{} is outside 1 ..= {MAX_SANDBOXES} (the host's sandbox pool)",
+                    self.max_concurrent_calls
+                ),
+            );
+        }
+        for (key, value) in [
+            ("max_request_size", self.max_request_size),
+            ("max_response_size", self.max_response_size),
+        ] {
+            if !(1..=MAX_MESSAGE_SIZE).contains(&value) {
+                return bad(
+                    key,
+                    format!(
+                        "{} is outside 1 B ..= {}",
+                        size(value),
+                        size(MAX_MESSAGE_SIZE)
+                    ),
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for Limits {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "deadline {} (max {}), memory {}, cpu_time {}, {} concurrent + {} queued, messages {} in / {} out",
+            duration(self.deadline),
+            duration(self.max_deadline),
+            size(self.memory),
+            duration(self.cpu_time),
+            self.max_concurrent_calls,
+            self.max_queued_calls,
+            size(self.max_request_size),
+            size(self.max_response_size),
+        )
+    }
+}
+
+/// A size as an operator would write it.
+pub(crate) fn size(bytes: usize) -> String {
+    ByteSize::b(bytes as u64).display().iec().to_string()
+}
+
+/// A duration as an operator would write it.
+pub(crate) fn duration(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+fn to_usize(size: ByteSize) -> usize {
+    usize::try_from(size.as_u64()).unwrap_or(usize::MAX)
+}
+
+/// A TOML syntax error as one line with its line number.
+fn syntax_error(text: &str, error: &toml::de::Error) -> String {
+    let line = error
+        .span()
+        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    match line {
+        Some(line) => format!("line {line}: {}", error.message().trim()),
+        None => error.message().trim().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<HostConfig, String> {
+        HostConfig::from_toml("plugrpc.toml", text).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn no_file_means_the_documented_defaults() {
+        let config = parse("").unwrap();
+        assert_eq!(config.defaults, DEFAULT_LIMITS);
+        assert_eq!(config.listen, DEFAULT_LISTEN);
+        assert_eq!(config.guest_stack, DEFAULT_GUEST_STACK);
+        assert_eq!(config.limits_for("anyone"), DEFAULT_LIMITS);
+    }
+
+    #[test]
+    fn human_units_and_per_plugin_overrides_apply() {
+        let config = parse(
+            r#"
+            listen = "127.0.0.1:6000"
+            [host]
+            guest_stack = "1MiB"
+            [defaults]
+            deadline = "5s"
+            memory = "32MiB"
+            cpu_time = "250ms"
+            max_request_size = "1 MiB"
+            [plugins.users]
+            memory = "128MiB"
+            max_concurrent_calls = 4
+            "#,
+        )
+        .unwrap();
+        assert_eq!(config.guest_stack, 1 << 20);
+        assert_eq!(config.defaults.deadline, Duration::from_secs(5));
+        assert_eq!(config.defaults.cpu_time, Duration::from_millis(250));
+        assert_eq!(config.defaults.max_request_size, 1 << 20);
+        let users = config.limits_for("users");
+        assert_eq!((users.memory, users.max_concurrent_calls), (128 << 20, 4));
+        assert_eq!(
+            users.deadline,
+            Duration::from_secs(5),
+            "unset keys come from [defaults]"
+        );
+        assert_eq!(config.limits_for("greeter").memory, 32 << 20);
+        assert_eq!(config.largest_memory(), 128 << 20);
+    }
+
+    #[test]
+    fn client_deadlines_are_capped_and_defaulted() {
+        let limits = Limits {
+            deadline: Duration::from_secs(1),
+            max_deadline: Duration::from_secs(10),
+            ..DEFAULT_LIMITS
+        };
+        assert_eq!(limits.deadline_for(None), Duration::from_secs(1));
+        assert_eq!(
+            limits.deadline_for(Some(Duration::from_secs(3))),
+            Duration::from_secs(3)
+        );
+        assert_eq!(
+            limits.deadline_for(Some(Duration::from_secs(300))),
+            Duration::from_secs(10)
+        );
+    }
+
+    #[test]
+    fn bad_configs_are_one_line_naming_the_key() {
+        let cases = [
+            (
+                "[defaults]\nmemroy = \"1MiB\"",
+                "defaults.memroy: unknown field `memroy`, expected one of",
+            ),
+            ("[plugins.users]\nmemory = \"lots\"", "plugins.users.memory"),
+            ("[defaults]\ndeadline = \"5 parsecs\"", "defaults.deadline"),
+            (
+                "[defaults]\ncpu_time = \"0s\"",
+                "defaults.cpu_time: must be longer than zero",
+            ),
+            (
+                "[plugins.x]\ndeadline = \"2h\"",
+                "plugins.x.deadline: 2h is longer than max_deadline (1h)",
+            ),
+            (
+                "[plugins.x]\nmax_concurrent_calls = 0",
+                "plugins.x.max_concurrent_calls: 0 is outside",
+            ),
+            (
+                "[plugins.x]\nmemory = \"16KiB\"",
+                "plugins.x.memory: 16.0 KiB is outside",
+            ),
+            ("[host]\nguest_stack = \"1KiB\"", "host.guest_stack"),
+            ("listen = \"nowhere\"", "listen"),
+            ("[defaults\nmemory = 1", "line 1:"),
+            ("colour = \"blue\"", "unknown field `colour`"),
+        ];
+        for (text, expected) in cases {
+            let error = parse(text).expect_err(text);
+            assert!(error.starts_with("plugrpc.toml: "), "{error}");
+            assert!(
+                error.contains(expected),
+                "{text:?} gave {error:?}, expected {expected:?}"
+            );
+            assert!(!error.contains('\n'), "one line: {error:?}");
         }
     }
 }

@@ -12,7 +12,10 @@ mod runtime;
 mod server;
 mod status;
 
-pub use config::{DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, HostConfig};
+pub use config::{
+    ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR,
+    HostConfig, LimitOverrides, Limits, MAX_SANDBOXES,
+};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RegistryError};
 pub use runtime::{EngineError, LoadError};
 pub use server::{Host, HostError};

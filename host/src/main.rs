@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
-use plugrpc::{DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, Host, HostConfig};
+use plugrpc::{Host, HostConfig};
 use tracing_subscriber::EnvFilter;
 
 /// A gRPC server whose handlers are WebAssembly components.
@@ -24,12 +24,15 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Folder of `.wasm` plugins.
-    #[arg(long, default_value = DEFAULT_PLUGINS_DIR)]
-    plugins: PathBuf,
-    /// Address to listen on.
-    #[arg(long, default_value_t = DEFAULT_LISTEN)]
-    listen: SocketAddr,
+    /// Config file (`plugrpc.toml`): listen address, plugins folder, limits. Optional.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder of `.wasm` plugins [default: plugins_dir from the config, else ./plugins].
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Address to listen on [default: listen from the config, else 127.0.0.1:50051].
+    #[arg(long)]
+    listen: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -45,10 +48,12 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = HostConfig {
-        plugins_dir: args.plugins,
-        listen: args.listen,
+    let mut config = match &args.config {
+        Some(path) => HostConfig::from_file(path)?,
+        None => HostConfig::default(),
     };
+    config.plugins_dir = args.plugins.unwrap_or(config.plugins_dir);
+    config.listen = args.listen.unwrap_or(config.listen);
     let host = Host::bind(&config)
         .await
         .context("plugrpc could not start")?;

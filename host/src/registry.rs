@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
+use crate::config::{HostConfig, Limits};
 use crate::runtime::{Engine, LoadedPlugin};
 
 /// How a method is called, as its descriptor declares it.
@@ -74,6 +75,8 @@ pub struct LoadedSummary {
     pub file: PathBuf,
     /// Fully qualified names of the services it serves.
     pub services: Vec<String>,
+    /// The limits its calls run under.
+    pub limits: Limits,
 }
 
 /// A file that is not serving.
@@ -97,13 +100,14 @@ pub struct RegistryError {
 /// keeps it.
 pub(crate) async fn load_dir(
     engine: &Engine,
-    dir: &Path,
+    config: &HostConfig,
 ) -> Result<(RouteTable, LoadReport), RegistryError> {
+    let dir = config.plugins_dir.as_path();
     let mut table = RouteTable::default();
     let mut report = LoadReport::default();
     for file in wasm_files(dir)? {
         let loaded = match std::fs::read(&file) {
-            Ok(wasm) => LoadedPlugin::load(engine, &file, wasm)
+            Ok(wasm) => LoadedPlugin::load(engine, config, &file, wasm)
                 .await
                 .map_err(|e| e.to_string()),
             Err(error) => Err(format!("cannot read the file: {error}")),
@@ -116,6 +120,7 @@ pub(crate) async fn load_dir(
                     version = %summary.version,
                     file = %summary.file.display(),
                     services = ?summary.services,
+                    limits = %summary.limits,
                     "plugin loaded"
                 );
                 report.loaded.push(summary);
@@ -124,6 +129,13 @@ pub(crate) async fn load_dir(
                 tracing::warn!(file = %file.display(), "plugin refused: {reason}");
                 report.refused.push(Refusal { file, reason });
             }
+        }
+    }
+    for name in config.plugins.keys() {
+        if !report.loaded.iter().any(|p| &p.name == name) {
+            tracing::warn!(
+                "the config sets limits for plugin {name:?}, but no plugin of that name is loaded"
+            );
         }
     }
     if report.loaded.is_empty() {
@@ -204,6 +216,7 @@ impl RouteTable {
                 .iter()
                 .map(|s| s.full_name().to_owned())
                 .collect(),
+            limits: *plugin.limits(),
         })
     }
 }

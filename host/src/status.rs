@@ -39,9 +39,9 @@ pub(crate) fn to_client(error: CallError, plugin: &str, method: &str) -> tonic::
             tracing::debug!(plugin, method, "client cancelled the call");
             tonic::Status::cancelled("call cancelled")
         }
-        CallError::Instantiate(error) if error.is::<wasmtime::PoolConcurrencyLimitError>() => {
-            tracing::warn!(plugin, method, "no sandbox free: {error:#}");
-            tonic::Status::resource_exhausted("the host is at its limit of concurrent calls")
+        CallError::Limit(limit) => {
+            tracing::warn!(plugin, method, "limit reached: {limit}");
+            tonic::Status::resource_exhausted(format!("plugin {plugin}: {limit}"))
         }
         CallError::Instantiate(error) => {
             tracing::error!(plugin, method, "instantiating failed: {error:#}");
@@ -75,6 +75,16 @@ pub(crate) fn invalid_guest_metadata(
 ) -> tonic::Status {
     tracing::error!(plugin, method, "plugin sent invalid metadata: {error}");
     tonic::Status::internal(format!("plugin {plugin} sent invalid metadata: {error}"))
+}
+
+/// The size of a request message tonic refused for being over the decoding limit.
+pub(crate) fn oversized_message(status: &tonic::Status) -> Option<usize> {
+    // tonic reports it as OUT_OF_RANGE "... length too large: found N bytes, ...".
+    if status.code() != WireCode::OutOfRange {
+        return None;
+    }
+    let found = status.message().split_once("length too large: found ")?.1;
+    found.split_once(' ')?.0.parse().ok()
 }
 
 /// A host-side stream error, as the guest's `next()` reports it.
@@ -145,6 +155,33 @@ mod tests {
         assert_eq!(status.message(), "no user 0");
         assert_eq!(status.details(), &[1, 2, 3]);
         assert_eq!(status.metadata().get("x-why").unwrap(), "gone");
+    }
+
+    #[test]
+    fn limits_are_resource_exhausted_naming_the_key() {
+        let limit = crate::runtime::Limit::Memory { limit: 32 << 20 };
+        let status = to_client(CallError::Limit(limit), "hog", "/a.B/C");
+        assert_eq!(status.code(), WireCode::ResourceExhausted);
+        assert_eq!(
+            status.message(),
+            "plugin hog: memory limit of 32.0 MiB reached (memory)"
+        );
+    }
+
+    #[test]
+    fn tonics_oversized_message_error_is_recognised() {
+        let tonic_says = tonic::Status::out_of_range(
+            "Error, decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes",
+        );
+        assert_eq!(oversized_message(&tonic_says), Some(5_242_880));
+        assert_eq!(
+            oversized_message(&tonic::Status::out_of_range("other")),
+            None
+        );
+        assert_eq!(
+            oversized_message(&tonic::Status::internal("length too large: found 1 bytes")),
+            None
+        );
     }
 
     #[test]

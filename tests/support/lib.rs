@@ -1,8 +1,10 @@
 //! What every end-to-end test needs: the plugins built for this run, a host on an
 //! ephemeral loopback port, and tonic clients generated from the project's protos.
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use plugrpc::{Host, HostConfig, LoadReport};
 use tokio::sync::oneshot;
@@ -26,6 +28,11 @@ pub mod pb {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
         tonic::include_proto!("probe.v1");
     }
+    /// `misbehave.v1`.
+    pub mod misbehave {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("misbehave.v1");
+    }
 }
 
 /// The `.wasm` file of a plugin crate built for this test run.
@@ -33,6 +40,12 @@ pub fn plugin_wasm(crate_name: &str) -> PathBuf {
     let file = format!("{}.wasm", crate_name.replace('-', "_"));
     Path::new(env!("PLUGRPC_TEST_PLUGINS")).join(file)
 }
+
+/// A bare HTTP/2 client for generated gRPC clients.
+pub type PlainHttp2 = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    tonic::body::Body,
+>;
 
 /// A host serving from its own temporary plugins folder; stops when dropped.
 pub struct TestHost {
@@ -46,19 +59,28 @@ pub struct TestHost {
 impl TestHost {
     /// A host serving copies of the named plugin crates.
     pub async fn with_plugins(crates: &[&str]) -> Self {
+        Self::with_config(crates, "").await
+    }
+
+    /// A host serving copies of the named plugin crates, configured by `toml`
+    /// (plugrpc.toml syntax; its listen address and plugins folder are overridden).
+    pub async fn with_config(crates: &[&str], toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         for name in crates {
             copy_plugin(name, &dir.path().join(format!("{name}.wasm")));
         }
-        Self::serving(dir).await
+        let config = HostConfig::from_toml("test config", toml).expect("valid test config");
+        Self::start(dir, config).await
     }
 
-    /// A host serving whatever `dir` holds.
+    /// A host serving whatever `dir` holds, with default limits.
     pub async fn serving(dir: tempfile::TempDir) -> Self {
-        let config = HostConfig {
-            plugins_dir: dir.path().to_owned(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-        };
+        Self::start(dir, HostConfig::default()).await
+    }
+
+    async fn start(dir: tempfile::TempDir, mut config: HostConfig) -> Self {
+        config.plugins_dir = dir.path().to_owned();
+        config.listen = "127.0.0.1:0".parse().unwrap();
         let host = Host::bind(&config).await.expect("host starts");
         let (addr, report) = (host.local_addr(), host.load_report().clone());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -85,6 +107,20 @@ impl TestHost {
             .connect()
             .await
             .expect("connects")
+    }
+
+    /// An HTTP/2 client with no client-side deadline timer, so a test sees the status the
+    /// server sends when a deadline passes (tonic's channel answers CANCELLED itself).
+    /// Use with a generated client's `with_origin(client, host.origin())`.
+    pub fn plain_http2(&self) -> PlainHttp2 {
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http()
+    }
+
+    /// The `http://` origin of the host.
+    pub fn origin(&self) -> http::Uri {
+        format!("http://{}", self.addr).parse().unwrap()
     }
 
     /// The address the host listens on.
@@ -184,5 +220,48 @@ pub mod raw {
             BytesCodec,
         )
         .await
+    }
+}
+
+/// Everything a test binary logs, to check what operators are told.
+#[derive(Clone)]
+pub struct LogCapture(Arc<Mutex<Vec<u8>>>);
+
+impl LogCapture {
+    /// Captures this process's log from now on (once per test binary).
+    pub fn install() -> Self {
+        static LOG: OnceLock<LogCapture> = OnceLock::new();
+        LOG.get_or_init(|| {
+            let capture = LogCapture(Arc::new(Mutex::new(Vec::new())));
+            let writer = capture.clone();
+            let subscriber = tracing_subscriber::fmt()
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .with_writer(move || writer.clone())
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).expect("one global subscriber");
+            capture
+        })
+        .clone()
+    }
+
+    /// Logged lines that contain every one of `needles`.
+    pub fn lines_with(&self, needles: &[&str]) -> Vec<String> {
+        let text = String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned();
+        text.lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .map(str::to_owned)
+            .collect()
+    }
+}
+
+impl Write for LogCapture {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }

@@ -1,53 +1,71 @@
-//! One call, one sandbox: a fresh Store per call with its deadline and memory cap, the
-//! guest export for the call's shape, and the outcome sorted into [`CallError`]s.
-//! Nothing here decides what the client sees; `status` does.
+//! One call, one sandbox: a slot from the plugin's admission, a fresh Store with the
+//! call's deadline, CPU budget and memory cap armed, the guest export for the call's
+//! shape, and the outcome sorted into [`CallError`]s. Nothing here decides what the
+//! client sees; `status` does.
 
+use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 use tonic::Streaming;
 use tonic::metadata::MetadataMap;
 use wasmtime::component::ResourceTable;
-use wasmtime::{Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{CallInfo, MetadataEntry, Plugin as PluginWorld, Reply, Status};
+use super::output::{GuestOutput, LogBudget};
 use super::plugin::LoadedPlugin;
+use super::sandbox::{self, CpuMeter, MemoryLimiter};
 use super::streams::{RequestStream, ResponseStream};
-
-/// Memory one plugin instance may use, until per-plugin limits are configurable.
-const DEFAULT_MEMORY_LIMIT: usize = 64 << 20;
+use crate::config::{self, Limits};
 
 /// Everything a call's Store owns; dropped with the Store when the call ends.
 pub(crate) struct CallState {
     wasi: WasiCtx,
     pub(crate) table: ResourceTable,
-    limits: StoreLimits,
-    pub(crate) plugin: Arc<str>,
+    memory: MemoryLimiter,
+    pub(crate) log: Arc<LogBudget>,
+    pub(crate) limits: Limits,
+    guest_stack: usize,
     /// Where response headers go on a streaming-response call, until they are sent.
     pub(crate) pending_headers: Option<oneshot::Sender<MetadataMap>>,
 }
 
 impl CallState {
-    fn new(plugin: Arc<str>) -> Self {
+    pub(crate) fn new(log: Arc<LogBudget>, limits: Limits, guest_stack: usize) -> Self {
+        let wasi = WasiCtx::builder()
+            .stdout(GuestOutput::new(log.clone(), "stdout"))
+            .stderr(GuestOutput::new(log.clone(), "stderr"))
+            // Grants nothing else: no files, sockets, environment or arguments.
+            .build();
         Self {
-            // Grants nothing: no files, sockets, environment or arguments.
-            wasi: WasiCtx::builder().build(),
+            wasi,
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(DEFAULT_MEMORY_LIMIT)
-                .build(),
-            plugin,
+            memory: MemoryLimiter::new(limits.memory),
+            log,
+            limits,
+            guest_stack,
             pending_headers: None,
         }
     }
 
-    /// State for reading a plugin's manifest at load time.
-    pub(crate) fn for_describe() -> Self {
-        Self::new("describe".into())
+    /// A fresh Store for this state, with every bound armed.
+    /// `meter` must time every poll of the futures that run this Store.
+    pub(crate) fn into_store(
+        self,
+        engine: &wasmtime::Engine,
+        deadline: Instant,
+        meter: CpuMeter,
+    ) -> Store<Self> {
+        let cpu_time = self.limits.cpu_time;
+        let mut store = Store::new(engine, self);
+        store.limiter(|state| &mut state.memory);
+        sandbox::arm(&mut store, deadline, cpu_time, meter);
+        store
     }
 }
 
@@ -67,6 +85,67 @@ pub(crate) enum Interrupt {
     Deadline,
     #[error("client cancelled the call")]
     Cancelled,
+    #[error("CPU time budget spent")]
+    CpuTime,
+    #[error("request message of {0} bytes is over the limit")]
+    RequestTooLarge(usize),
+    #[error("response message of {0} bytes is over the limit")]
+    ResponseTooLarge(usize),
+}
+
+/// A plugin limit a call ran into; each names the config key that sets it.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Limit {
+    Memory { limit: usize },
+    CpuTime { limit: Duration },
+    Stack { limit: usize },
+    Concurrency { running: usize, queued: usize },
+    RequestSize { size: usize, limit: usize },
+    ResponseSize { size: usize, limit: usize },
+    Sandboxes,
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Limit::Memory { limit } => write!(
+                f,
+                "memory limit of {} reached (memory)",
+                config::size(limit)
+            ),
+            Limit::CpuTime { limit } => {
+                write!(
+                    f,
+                    "CPU time limit of {} reached (cpu_time)",
+                    config::duration(limit)
+                )
+            }
+            Limit::Stack { limit } => {
+                write!(
+                    f,
+                    "guest stack of {} overflowed (host.guest_stack)",
+                    config::size(limit)
+                )
+            }
+            Limit::Concurrency { running, queued } => write!(
+                f,
+                "{running} calls running and {queued} waiting already (max_concurrent_calls, max_queued_calls)"
+            ),
+            Limit::RequestSize { size, limit } => write!(
+                f,
+                "request message of {} is over max_request_size ({})",
+                config::size(size),
+                config::size(limit)
+            ),
+            Limit::ResponseSize { size, limit } => write!(
+                f,
+                "response message of {} is over max_response_size ({})",
+                config::size(size),
+                config::size(limit)
+            ),
+            Limit::Sandboxes => write!(f, "every sandbox of the host is in use"),
+        }
+    }
 }
 
 /// Why a call produced no answer of the guest's own.
@@ -81,7 +160,10 @@ pub(crate) enum CallError {
     /// The client went away.
     #[error("client cancelled the call")]
     Cancelled,
-    /// No instance could be made (pool exhausted, memory, start trap).
+    /// A plugin limit stopped the call.
+    #[error("{0}")]
+    Limit(Limit),
+    /// No instance could be made.
     #[error("instantiating the plugin failed: {0:#}")]
     Instantiate(wasmtime::Error),
     /// The guest trapped or panicked.
@@ -101,18 +183,25 @@ pub(crate) struct Invocation {
     pub(crate) method: String,
     pub(crate) metadata: Vec<MetadataEntry>,
     pub(crate) peer: Option<String>,
-    pub(crate) deadline: Option<Instant>,
+    pub(crate) deadline: Instant,
 }
 
 impl Invocation {
     pub(crate) async fn unary(self, request: Bytes) -> Result<Reply, CallError> {
-        let deadline = self.deadline;
-        within(deadline, async move {
-            let (mut store, guest) = self.instantiate().await?;
-            let info = self.call_info();
-            let handler = guest.plugrpc_plugin_handler();
-            settle(handler.call_unary(&mut store, &info, &request).await)
-        })
+        let meter = CpuMeter::default();
+        within(
+            self.deadline,
+            meter.clone().meter(async move {
+                let _slot = self.plugin.admission().admit().await?;
+                let (mut store, guest) = self.instantiate(meter).await?;
+                let info = self.call_info();
+                let result = guest
+                    .plugrpc_plugin_handler()
+                    .call_unary(&mut store, &info, &request)
+                    .await;
+                settle(&store, result).and_then(|reply| self.check_reply(reply))
+            }),
+        )
         .await
     }
 
@@ -121,27 +210,22 @@ impl Invocation {
         request: Bytes,
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
-        let deadline = self.deadline;
-        within(deadline, async move {
-            let (mut store, guest) = self.instantiate().await?;
-            let ResponseOut {
-                stream: out,
-                headers,
-            } = out;
-            store.data_mut().pending_headers = Some(headers);
-            let out = store
-                .data_mut()
-                .table
-                .push(out)
-                .map_err(|e| CallError::Instantiate(e.into()))?;
-            let info = self.call_info();
-            let handler = guest.plugrpc_plugin_handler();
-            settle(
-                handler
-                    .call_server_streaming(&mut store, &info, &request, out)
-                    .await,
-            )
-        })
+        let meter = CpuMeter::default();
+        within(
+            self.deadline,
+            meter.clone().meter(async move {
+                let _slot = self.plugin.admission().admit().await?;
+                let (mut store, guest) = self.instantiate(meter).await?;
+                store.data_mut().pending_headers = Some(out.headers);
+                let stream = push(&mut store, out.stream)?;
+                let info = self.call_info();
+                let handler = guest.plugrpc_plugin_handler();
+                let result = handler
+                    .call_server_streaming(&mut store, &info, &request, stream)
+                    .await;
+                settle(&store, result)
+            }),
+        )
         .await
     }
 
@@ -149,22 +233,21 @@ impl Invocation {
         self,
         input: Streaming<Bytes>,
     ) -> Result<Reply, CallError> {
-        let deadline = self.deadline;
-        within(deadline, async move {
-            let (mut store, guest) = self.instantiate().await?;
-            let input = store
-                .data_mut()
-                .table
-                .push(RequestStream::new(input))
-                .map_err(|e| CallError::Instantiate(e.into()))?;
-            let info = self.call_info();
-            let handler = guest.plugrpc_plugin_handler();
-            settle(
-                handler
+        let meter = CpuMeter::default();
+        within(
+            self.deadline,
+            meter.clone().meter(async move {
+                let _slot = self.plugin.admission().admit().await?;
+                let (mut store, guest) = self.instantiate(meter).await?;
+                let input = push(&mut store, RequestStream::new(input))?;
+                let info = self.call_info();
+                let result = guest
+                    .plugrpc_plugin_handler()
                     .call_client_streaming(&mut store, &info, input)
-                    .await,
-            )
-        })
+                    .await;
+                settle(&store, result).and_then(|reply| self.check_reply(reply))
+            }),
+        )
         .await
     }
 
@@ -173,86 +256,138 @@ impl Invocation {
         input: Streaming<Bytes>,
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
-        let deadline = self.deadline;
-        within(deadline, async move {
-            let (mut store, guest) = self.instantiate().await?;
-            let ResponseOut {
-                stream: out,
-                headers,
-            } = out;
-            store.data_mut().pending_headers = Some(headers);
-            let table = &mut store.data_mut().table;
-            let input = table
-                .push(RequestStream::new(input))
-                .map_err(|e| CallError::Instantiate(e.into()))?;
-            let out = table
-                .push(out)
-                .map_err(|e| CallError::Instantiate(e.into()))?;
-            let info = self.call_info();
-            let handler = guest.plugrpc_plugin_handler();
-            settle(
-                handler
-                    .call_bidi_streaming(&mut store, &info, input, out)
-                    .await,
-            )
-        })
+        let meter = CpuMeter::default();
+        within(
+            self.deadline,
+            meter.clone().meter(async move {
+                let _slot = self.plugin.admission().admit().await?;
+                let (mut store, guest) = self.instantiate(meter).await?;
+                store.data_mut().pending_headers = Some(out.headers);
+                let input = push(&mut store, RequestStream::new(input))?;
+                let stream = push(&mut store, out.stream)?;
+                let info = self.call_info();
+                let handler = guest.plugrpc_plugin_handler();
+                let result = handler
+                    .call_bidi_streaming(&mut store, &info, input, stream)
+                    .await;
+                settle(&store, result)
+            }),
+        )
         .await
     }
 
-    /// A fresh Store with this call's deadline armed, and the plugin instantiated in it.
-    async fn instantiate(&self) -> Result<(Store<CallState>, PluginWorld), CallError> {
+    /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
+    async fn instantiate(
+        &self,
+        meter: CpuMeter,
+    ) -> Result<(Store<CallState>, PluginWorld), CallError> {
         let pre = self.plugin.pre();
-        let mut store = Store::new(pre.engine(), CallState::new(self.plugin.name().into()));
-        store.limiter(|state| &mut state.limits);
-        let deadline = self.deadline;
-        store.set_epoch_deadline(1);
-        store.epoch_deadline_callback(move |_| match deadline {
-            Some(deadline) if Instant::now() >= deadline => Err(Interrupt::Deadline.into()),
-            // Yield every tick so a CPU-bound guest never starves the worker it runs on.
-            _ => Ok(UpdateDeadline::Yield(1)),
-        });
-        let guest = pre
-            .instantiate_async(&mut store)
-            .await
-            .map_err(CallError::Instantiate)?;
-        Ok((store, guest))
+        let state = CallState::new(
+            self.plugin.log_budget(),
+            *self.plugin.limits(),
+            self.plugin.guest_stack(),
+        );
+        let mut store = state.into_store(pre.engine(), self.deadline, meter);
+        match pre.instantiate_async(&mut store).await {
+            Ok(guest) => Ok((store, guest)),
+            Err(error) => Err(match classify(&store, error) {
+                CallError::Trap(error) => CallError::Instantiate(error),
+                other => other,
+            }),
+        }
     }
 
     fn call_info(&self) -> CallInfo {
+        let left = self.deadline.saturating_duration_since(Instant::now());
         CallInfo {
             method: self.method.clone(),
-            timeout_nanos: self.deadline.map(|d| {
-                u64::try_from(d.saturating_duration_since(Instant::now()).as_nanos())
-                    .unwrap_or(u64::MAX)
-            }),
+            timeout_nanos: Some(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)),
             metadata: self.metadata.clone(),
             peer: self.peer.clone(),
         }
     }
-}
 
-/// Bounds the whole call, host awaits included, by its deadline.
-async fn within<T>(
-    deadline: Option<Instant>,
-    call: impl Future<Output = Result<T, CallError>>,
-) -> Result<T, CallError> {
-    match deadline {
-        Some(deadline) => tokio::time::timeout_at(deadline.into(), call)
-            .await
-            .unwrap_or(Err(CallError::DeadlineExceeded)),
-        None => call.await,
+    fn check_reply(&self, reply: Reply) -> Result<Reply, CallError> {
+        let limit = self.plugin.limits().max_response_size;
+        if reply.message.len() > limit {
+            return Err(CallError::Limit(Limit::ResponseSize {
+                size: reply.message.len(),
+                limit,
+            }));
+        }
+        Ok(reply)
     }
 }
 
-/// Sorts a guest call's result: its answer, its status, or why the host stopped it.
-fn settle<T>(result: wasmtime::Result<Result<T, Status>>) -> Result<T, CallError> {
+/// Puts a host stream into the call's resource table.
+fn push<T: Send + 'static>(
+    store: &mut Store<CallState>,
+    stream: T,
+) -> Result<wasmtime::component::Resource<T>, CallError> {
+    store
+        .data_mut()
+        .table
+        .push(stream)
+        .map_err(|e| CallError::Instantiate(e.into()))
+}
+
+/// Bounds the whole call, waiting for a slot and host awaits included, by its deadline.
+/// The call is metered for CPU time from inside, so the deadline's timer is not charged.
+async fn within<T>(
+    deadline: Instant,
+    call: impl Future<Output = Result<T, CallError>>,
+) -> Result<T, CallError> {
+    tokio::time::timeout_at(deadline.into(), call)
+        .await
+        .unwrap_or(Err(CallError::DeadlineExceeded))
+}
+
+/// Sorts a guest call's result: its answer, its status, or why it stopped.
+fn settle<T>(
+    store: &Store<CallState>,
+    result: wasmtime::Result<Result<T, Status>>,
+) -> Result<T, CallError> {
     match result {
         Ok(Ok(answer)) => Ok(answer),
         Ok(Err(status)) => Err(CallError::Guest(status)),
-        Err(error) => Err(match error.downcast_ref::<Interrupt>() {
-            Some(Interrupt::Deadline) => CallError::DeadlineExceeded,
-            Some(Interrupt::Cancelled) => CallError::Cancelled,
-            None => CallError::Trap(error),
-        }),
+        Err(error) => Err(classify(store, error)),
     }
+}
+
+/// Why a guest stopped: a host interrupt, a limit it ran into, or a trap of its own.
+fn classify(store: &Store<CallState>, error: wasmtime::Error) -> CallError {
+    let state = store.data();
+    let limits = &state.limits;
+    if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
+        return match *interrupt {
+            Interrupt::Deadline => CallError::DeadlineExceeded,
+            Interrupt::Cancelled => CallError::Cancelled,
+            Interrupt::CpuTime => CallError::Limit(Limit::CpuTime {
+                limit: limits.cpu_time,
+            }),
+            Interrupt::RequestTooLarge(size) => CallError::Limit(Limit::RequestSize {
+                size,
+                limit: limits.max_request_size,
+            }),
+            Interrupt::ResponseTooLarge(size) => CallError::Limit(Limit::ResponseSize {
+                size,
+                limit: limits.max_response_size,
+            }),
+        };
+    }
+    if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::Limit(Limit::Sandboxes);
+    }
+    // A guest whose allocation was refused usually aborts: that is the memory limit.
+    if state.memory.refused {
+        return CallError::Limit(Limit::Memory {
+            limit: limits.memory,
+        });
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::StackOverflow) {
+        return CallError::Limit(Limit::Stack {
+            limit: state.guest_stack,
+        });
+    }
+    CallError::Trap(error)
 }

@@ -11,15 +11,13 @@ use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::Plugin as PluginWorld;
 use super::call::CallState;
+use crate::config::{HostConfig, MAX_SANDBOXES};
 
 /// How often the epoch advances: the granularity of deadlines and of guest yields.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Component instances the pool holds at once: the host-wide cap on concurrent calls.
-const MAX_INSTANCES: u32 = 1000;
-
-/// Largest linear memory a plugin instance may grow to, host-wide.
-pub(crate) const MAX_MEMORY_BYTES: usize = 256 << 20;
+/// Host stack for host calls made from a guest, on top of the guest's own wasm stack.
+const HOST_STACK: usize = 1 << 20;
 
 /// Why the engine could not be built or a plugin not compiled.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +36,7 @@ pub enum EngineError {
 pub(crate) struct Engine {
     engine: wasmtime::Engine,
     linker: Arc<Linker<CallState>>,
+    guest_stack: usize,
     _ticker: Arc<TickerStop>,
 }
 
@@ -51,17 +50,22 @@ impl Drop for TickerStop {
 }
 
 impl Engine {
-    pub(crate) fn new() -> Result<Self, EngineError> {
+    /// An engine whose pool fits the largest memory and stack `host` allows any plugin.
+    pub(crate) fn new(host: &HostConfig) -> Result<Self, EngineError> {
+        let sandboxes = u32::try_from(MAX_SANDBOXES).unwrap_or(u32::MAX);
         let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(MAX_INSTANCES)
-            .total_core_instances(4 * MAX_INSTANCES)
-            .total_memories(MAX_INSTANCES)
-            .total_tables(4 * MAX_INSTANCES)
-            .max_memory_size(MAX_MEMORY_BYTES);
+        pool.total_component_instances(sandboxes)
+            .total_core_instances(4 * sandboxes)
+            .total_memories(sandboxes)
+            .total_tables(4 * sandboxes)
+            .total_stacks(sandboxes)
+            .max_memory_size(host.largest_memory());
 
         let mut config = Config::new();
         config
             .epoch_interruption(true)
+            .max_wasm_stack(host.guest_stack)
+            .async_stack_size(host.guest_stack + HOST_STACK)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = wasmtime::Engine::new(&config)?;
 
@@ -74,6 +78,7 @@ impl Engine {
         Ok(Self {
             engine,
             linker: Arc::new(linker),
+            guest_stack: host.guest_stack,
             _ticker: Arc::new(TickerStop(stop)),
         })
     }
@@ -85,6 +90,10 @@ impl Engine {
 
     pub(crate) fn linker(&self) -> &Linker<CallState> {
         &self.linker
+    }
+
+    pub(crate) fn guest_stack(&self) -> usize {
+        self.guest_stack
     }
 }
 

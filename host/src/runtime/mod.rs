@@ -1,14 +1,17 @@
 //! The wasmtime side of the host: one engine, plugins linked against the contract, and a
 //! fresh sandbox per call. Knows nothing of HTTP/2 or routing.
 
+mod admission;
 mod bindings;
 mod call;
 mod engine;
+mod output;
 mod plugin;
+mod sandbox;
 mod streams;
 
 pub(crate) use bindings::{Code, MetadataEntry, Reply, Status as GuestStatus};
-pub(crate) use call::{CallError, Invocation, ResponseOut};
+pub(crate) use call::{CallError, Invocation, Limit, ResponseOut};
 pub(crate) use engine::Engine;
 pub use engine::EngineError;
 pub use plugin::LoadError;

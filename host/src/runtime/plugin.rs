@@ -2,14 +2,18 @@
 //! checked, all at load time so the request path only instantiates.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use prost_reflect::{DescriptorPool, ServiceDescriptor};
-use wasmtime::Store;
 
+use super::admission::Admission;
 use super::bindings::{Manifest, PluginPre};
 use super::call::CallState;
 use super::engine::Engine;
+use super::output::LogBudget;
+use super::sandbox::CpuMeter;
+use crate::config::{DEFAULT_LIMITS, HostConfig, Limits};
 
 /// How long a plugin's `describe` may run before the plugin is refused.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -49,12 +53,18 @@ pub(crate) struct LoadedPlugin {
     file: PathBuf,
     pre: PluginPre<CallState>,
     services: Vec<ServiceDescriptor>,
+    limits: Limits,
+    admission: Admission,
+    log_budget: Arc<LogBudget>,
+    guest_stack: usize,
 }
 
 impl LoadedPlugin {
     /// Compiles, links and describes `wasm`; blocking work runs off the async workers.
+    /// Limits come from `config` by the name the plugin's manifest gives.
     pub(crate) async fn load(
         engine: &Engine,
+        config: &HostConfig,
         file: &Path,
         wasm: Vec<u8>,
     ) -> Result<Self, LoadError> {
@@ -70,7 +80,7 @@ impl LoadedPlugin {
             .instantiate_pre(&component)
             .map_err(LoadError::NotAPlugin)?;
         let pre = PluginPre::new(pre).map_err(LoadError::NotAPlugin)?;
-        let manifest = describe(&pre).await?;
+        let manifest = describe(&pre, engine.guest_stack()).await?;
 
         let pool = DescriptorPool::decode(manifest.file_descriptor_set.as_slice())?;
         if manifest.services.is_empty() {
@@ -84,12 +94,17 @@ impl LoadedPlugin {
                     .ok_or_else(|| LoadError::UnknownService(name.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let limits = config.limits_for(&manifest.name);
         Ok(Self {
+            log_budget: LogBudget::new(manifest.name.as_str().into()),
+            admission: Admission::new(limits.max_concurrent_calls, limits.max_queued_calls),
             name: manifest.name,
             version: manifest.version,
             file: file.to_owned(),
             pre,
             services,
+            limits,
+            guest_stack: engine.guest_stack(),
         })
     }
 
@@ -112,13 +127,37 @@ impl LoadedPlugin {
     pub(crate) fn pre(&self) -> &PluginPre<CallState> {
         &self.pre
     }
+
+    pub(crate) fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub(crate) fn admission(&self) -> &Admission {
+        &self.admission
+    }
+
+    pub(crate) fn log_budget(&self) -> Arc<LogBudget> {
+        self.log_budget.clone()
+    }
+
+    pub(crate) fn guest_stack(&self) -> usize {
+        self.guest_stack
+    }
 }
 
 /// Reads the manifest in a throwaway instance, bounded in time.
-async fn describe(pre: &PluginPre<CallState>) -> Result<Manifest, LoadError> {
-    let mut store = Store::new(pre.engine(), CallState::for_describe());
-    store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|_| Ok(wasmtime::UpdateDeadline::Yield(1)));
+async fn describe(pre: &PluginPre<CallState>, guest_stack: usize) -> Result<Manifest, LoadError> {
+    let limits = Limits {
+        cpu_time: DESCRIBE_TIMEOUT,
+        ..DEFAULT_LIMITS
+    };
+    let state = CallState::new(LogBudget::new("describe".into()), limits, guest_stack);
+    let meter = CpuMeter::default();
+    let mut store = state.into_store(
+        pre.engine(),
+        Instant::now() + DESCRIBE_TIMEOUT,
+        meter.clone(),
+    );
     let run = async {
         let guest = pre.instantiate_async(&mut store).await?;
         guest
@@ -126,7 +165,7 @@ async fn describe(pre: &PluginPre<CallState>) -> Result<Manifest, LoadError> {
             .call_describe(&mut store)
             .await
     };
-    match tokio::time::timeout(DESCRIBE_TIMEOUT, run).await {
+    match tokio::time::timeout(DESCRIBE_TIMEOUT, meter.meter(run)).await {
         Ok(result) => result.map_err(LoadError::Describe),
         Err(_) => Err(LoadError::Describe(wasmtime::Error::msg(format!(
             "did not return within {DESCRIBE_TIMEOUT:?}"

@@ -66,10 +66,14 @@ impl HostRequestStream for CallState {
         // now, or a bidi call whose guest reads first would wait on itself.
         self.commit_headers(MetadataMap::new());
         let stream = self.table.get_mut(&stream)?;
-        Ok(match stream.messages.message().await {
-            Ok(message) => Ok(message.map(Vec::from)),
-            Err(error) => Err(status::to_guest(&error)),
-        })
+        match stream.messages.message().await {
+            Ok(message) => Ok(Ok(message.map(Vec::from))),
+            // Over max_request_size: the host's limit, not the guest's to handle.
+            Err(error) => match status::oversized_message(&error) {
+                Some(size) => Err(Interrupt::RequestTooLarge(size).into()),
+                None => Ok(Err(status::to_guest(&error))),
+            },
+        }
     }
 
     async fn drop(&mut self, stream: Resource<RequestStream>) -> wasmtime::Result<()> {
@@ -101,6 +105,9 @@ impl HostResponseStream for CallState {
         stream: Resource<ResponseStream>,
         message: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Status>> {
+        if message.len() > self.limits.max_response_size {
+            return Err(Interrupt::ResponseTooLarge(message.len()).into());
+        }
         self.commit_headers(MetadataMap::new());
         let stream = self.table.get_mut(&stream)?;
         match stream.messages.send(Ok(Bytes::from(message))).await {
@@ -122,7 +129,10 @@ impl TypesHost for CallState {}
 
 impl LogHost for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let plugin = &*self.plugin;
+        if !self.log.allow() {
+            return Ok(());
+        }
+        let plugin = self.log.plugin();
         match level {
             Level::Trace => tracing::trace!(target: "plugrpc::guest", plugin, "{message}"),
             Level::Debug => tracing::debug!(target: "plugrpc::guest", plugin, "{message}"),

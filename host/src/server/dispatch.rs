@@ -23,7 +23,7 @@ use super::timeout;
 use crate::metadata;
 use crate::registry::{MethodKind, Registry};
 use crate::runtime::{
-    CallError, Invocation, LoadedPlugin, MetadataEntry, Reply, ResponseItem, ResponseOut,
+    CallError, Invocation, Limit, LoadedPlugin, MetadataEntry, Reply, ResponseItem, ResponseOut,
     ResponseStream,
 };
 use crate::status;
@@ -77,42 +77,43 @@ where
     let Some(route) = registry.lookup(&path) else {
         return Status::unimplemented(format!("no plugin serves {path}")).into_http();
     };
-    let deadline = match timeout::from_headers(request.headers()) {
-        Ok(timeout) => timeout.map(|t| Instant::now().checked_add(t).unwrap_or_else(far_future)),
+    let limits = *route.plugin.limits();
+    let requested = match timeout::from_headers(request.headers()) {
+        Ok(requested) => requested,
         Err(error) => return Status::invalid_argument(error.to_string()).into_http(),
     };
+    let deadline = Instant::now() + limits.deadline_for(requested);
     let call = Call {
         plugin: route.plugin,
         method: Arc::from(path),
         deadline,
     };
 
-    let mut grpc = Grpc::new(RawCodec);
+    let mut grpc = Grpc::new(RawCodec)
+        .max_decoding_message_size(limits.max_request_size)
+        // Responses are checked against max_response_size before they get here.
+        .max_encoding_message_size(usize::MAX);
     // Unary answers are framed exactly like a one-message server stream, and client
     // streams like bidi ones; the streaming forms let guest trailers ride along.
-    match route.kind {
+    let response = match route.kind {
         MethodKind::Unary => {
-            grpc.server_streaming(handler(call, Call::unary), request)
+            grpc.server_streaming(handler(call.clone(), Call::unary), request)
                 .await
         }
         MethodKind::ServerStreaming => {
-            grpc.server_streaming(handler(call, Call::server_streaming), request)
+            grpc.server_streaming(handler(call.clone(), Call::server_streaming), request)
                 .await
         }
         MethodKind::ClientStreaming => {
-            grpc.streaming(handler(call, Call::client_streaming), request)
+            grpc.streaming(handler(call.clone(), Call::client_streaming), request)
                 .await
         }
         MethodKind::BidiStreaming => {
-            grpc.streaming(handler(call, Call::bidi_streaming), request)
+            grpc.streaming(handler(call.clone(), Call::bidi_streaming), request)
                 .await
         }
-    }
-}
-
-/// A deadline so far away it never fires, for timeouts that overflow `Instant`.
-fn far_future() -> Instant {
-    Instant::now() + std::time::Duration::from_secs(100 * 365 * 24 * 3600)
+    };
+    call.name_oversized_request(response)
 }
 
 /// Adapts one of `Call`'s shape methods into the service tonic's `Grpc` drives.
@@ -137,10 +138,30 @@ where
 struct Call {
     plugin: Arc<LoadedPlugin>,
     method: Arc<str>,
-    deadline: Option<Instant>,
+    deadline: Instant,
 }
 
 impl Call {
+    /// tonic refuses an oversized single request message before the plugin is called;
+    /// say which limit it hit, as for every other limit.
+    fn name_oversized_request(
+        &self,
+        response: http::Response<tonic::body::Body>,
+    ) -> http::Response<tonic::body::Body> {
+        let size =
+            Status::from_header_map(response.headers()).and_then(|s| status::oversized_message(&s));
+        match size {
+            Some(size) => {
+                let limit = Limit::RequestSize {
+                    size,
+                    limit: self.plugin.limits().max_request_size,
+                };
+                self.fail(CallError::Limit(limit)).into_http()
+            }
+            None => response,
+        }
+    }
+
     async fn unary(
         self,
         request: tonic::Request<Bytes>,

@@ -61,8 +61,8 @@ pub struct Host {
 impl Host {
     /// Loads the plugins folder and binds the listener; fails only when neither can be used.
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
-        let engine = Engine::new()?;
-        let (table, report) = registry::load_dir(&engine, &config.plugins_dir).await?;
+        let engine = Engine::new(config)?;
+        let (table, report) = registry::load_dir(&engine, config).await?;
         let bind_error = |source| HostError::Bind {
             addr: config.listen,
             source,

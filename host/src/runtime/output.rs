@@ -1,0 +1,166 @@
+//! Guest stdout, stderr and log lines into the host log, tagged with the plugin and
+//! rate-limited per plugin, so a chatty tenant cannot flood the operator's log.
+
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use tokio::io::AsyncWrite;
+use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+/// Lines a plugin may log per second, on average.
+const LINES_PER_SECOND: f64 = 50.0;
+/// Lines a plugin may log in a burst.
+const BURST_LINES: f64 = 200.0;
+/// Longest line kept; the rest of a longer line is cut.
+const MAX_LINE: usize = 4096;
+
+/// One plugin's log allowance, shared by all its calls.
+pub(crate) struct LogBudget {
+    plugin: Arc<str>,
+    bucket: Mutex<Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    refilled: Instant,
+    suppressed: u64,
+}
+
+impl LogBudget {
+    pub(crate) fn new(plugin: Arc<str>) -> Arc<Self> {
+        Arc::new(Self {
+            plugin,
+            bucket: Mutex::new(Bucket {
+                tokens: BURST_LINES,
+                refilled: Instant::now(),
+                suppressed: 0,
+            }),
+        })
+    }
+
+    /// Whether one more line may be logged now; reports lines dropped before it.
+    pub(crate) fn allow(&self) -> bool {
+        let mut bucket = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let refill = now.duration_since(bucket.refilled).as_secs_f64() * LINES_PER_SECOND;
+        bucket.tokens = (bucket.tokens + refill).min(BURST_LINES);
+        bucket.refilled = now;
+        if bucket.tokens < 1.0 {
+            bucket.suppressed += 1;
+            return false;
+        }
+        bucket.tokens -= 1.0;
+        if bucket.suppressed > 0 {
+            tracing::warn!(
+                target: "plugrpc::guest",
+                plugin = &*self.plugin,
+                "{} lines from this plugin were not logged (over {LINES_PER_SECOND} lines/s)",
+                std::mem::take(&mut bucket.suppressed)
+            );
+        }
+        true
+    }
+
+    pub(crate) fn plugin(&self) -> &str {
+        &self.plugin
+    }
+}
+
+/// A guest's stdout or stderr.
+pub(crate) struct GuestOutput {
+    budget: Arc<LogBudget>,
+    stream: &'static str,
+}
+
+impl GuestOutput {
+    pub(crate) fn new(budget: Arc<LogBudget>, stream: &'static str) -> Self {
+        Self { budget, stream }
+    }
+}
+
+impl IsTerminal for GuestOutput {
+    fn is_terminal(&self) -> bool {
+        false
+    }
+}
+
+impl StdoutStream for GuestOutput {
+    fn async_stream(&self) -> Box<dyn AsyncWrite + Send + Sync> {
+        Box::new(LineWriter {
+            budget: self.budget.clone(),
+            stream: self.stream,
+            line: Vec::new(),
+        })
+    }
+}
+
+/// Splits what the guest writes into lines and logs each one; never fails the guest.
+struct LineWriter {
+    budget: Arc<LogBudget>,
+    stream: &'static str,
+    line: Vec<u8>,
+}
+
+impl LineWriter {
+    fn emit(&mut self) {
+        if self.budget.allow() {
+            let text = String::from_utf8_lossy(&self.line);
+            tracing::info!(target: "plugrpc::guest", plugin = self.budget.plugin(), stream = self.stream, "{}", text.trim_end());
+        }
+        self.line.clear();
+    }
+}
+
+impl AsyncWrite for LineWriter {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        for &byte in buf {
+            if byte == b'\n' {
+                self.emit();
+            } else if self.line.len() < MAX_LINE {
+                self.line.push(byte);
+            }
+        }
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+        Poll::Ready(Ok(()))
+    }
+}
+
+impl Drop for LineWriter {
+    fn drop(&mut self) {
+        if !self.line.is_empty() {
+            self.emit();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_allowed_then_lines_are_dropped() {
+        let budget = LogBudget::new("chatty".into());
+        let allowed = (0..1000).filter(|_| budget.allow()).count();
+        assert!(
+            (BURST_LINES as usize..BURST_LINES as usize + 10).contains(&allowed),
+            "{allowed}"
+        );
+    }
+}
