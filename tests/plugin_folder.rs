@@ -132,6 +132,7 @@ async fn a_missing_plugins_folder_stops_startup_with_its_name() {
     let config = HostConfig {
         plugins_dir: "/nonexistent/plugrpc-plugins".into(),
         listen: "127.0.0.1:0".parse().unwrap(),
+        ..HostConfig::default()
     };
     let error = Host::bind(&config).await.err().expect("startup fails");
     assert!(

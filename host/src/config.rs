@@ -382,6 +382,16 @@ mod tests {
     }
 
     #[test]
+    fn the_documented_example_is_valid() {
+        let config = parse(include_str!("../../examples/plugrpc.toml")).unwrap();
+        assert_eq!(
+            config.limits_for("users").deadline,
+            Duration::from_secs(600)
+        );
+        assert_eq!(config.limits_for("greeter").memory, 16 << 20);
+    }
+
+    #[test]
     fn client_deadlines_are_capped_and_defaulted() {
         let limits = Limits {
             deadline: Duration::from_secs(1),
