@@ -18,7 +18,7 @@ const FRAMING_HEADERS: &[&str] = &[
 ];
 
 /// An entry the guest sent that cannot be sent as gRPC metadata.
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 #[error("metadata entry {key:?} is invalid: {reason}")]
 pub(crate) struct InvalidMetadata {
     key: String,

@@ -47,6 +47,7 @@ pub(crate) fn to_client(error: CallError, plugin: &str, method: &str) -> tonic::
             tracing::error!(plugin, method, "instantiating failed: {error:#}");
             tonic::Status::internal(format!("plugin {plugin} could not start"))
         }
+        CallError::InvalidMetadata(error) => invalid_guest_metadata(&error, plugin, method),
         CallError::Trap(error) => {
             tracing::error!(plugin, method, "plugin trapped: {error:?}");
             tonic::Status::internal(format!("plugin {plugin} failed while serving {method}"))
@@ -98,11 +99,6 @@ pub(crate) fn to_guest(status: &tonic::Status) -> GuestStatus {
         details: status.details().to_vec(),
         metadata: Vec::new(),
     }
-}
-
-/// Told to a guest whose headers cannot be sent.
-pub(crate) fn invalid_metadata(error: &metadata::InvalidMetadata) -> GuestStatus {
-    guest(Code::InvalidArgument, error.to_string())
 }
 
 /// Told to a guest that sends headers twice, or after the first message.

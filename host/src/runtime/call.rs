@@ -22,6 +22,10 @@ use super::plugin::LoadedPlugin;
 use super::sandbox::{self, CpuMeter, MemoryLimiter};
 use super::streams::{RequestStream, ResponseStream};
 use crate::config::{self, Limits};
+use crate::metadata::InvalidMetadata;
+
+/// Host resources (streams, pollables, ...) one call may hold at once.
+const MAX_RESOURCES: usize = 4096;
 
 /// Everything a call's Store owns; dropped with the Store when the call ends.
 pub(crate) struct CallState {
@@ -42,9 +46,11 @@ impl CallState {
             .stderr(GuestOutput::new(log.clone(), "stderr"))
             // Grants nothing else: no files, sockets, environment or arguments.
             .build();
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             memory: MemoryLimiter::new(limits.memory),
             log,
             limits,
@@ -91,6 +97,8 @@ pub(crate) enum Interrupt {
     RequestTooLarge(usize),
     #[error("response message of {0} bytes is over the limit")]
     ResponseTooLarge(usize),
+    #[error(transparent)]
+    InvalidMetadata(#[from] InvalidMetadata),
 }
 
 /// A plugin limit a call ran into; each names the config key that sets it.
@@ -166,6 +174,9 @@ pub(crate) enum CallError {
     /// No instance could be made.
     #[error("instantiating the plugin failed: {0:#}")]
     Instantiate(wasmtime::Error),
+    /// The guest sent headers or trailers gRPC cannot carry.
+    #[error("{0}")]
+    InvalidMetadata(InvalidMetadata),
     /// The guest trapped or panicked.
     #[error("the plugin trapped: {0:?}")]
     Trap(wasmtime::Error),
@@ -359,18 +370,19 @@ fn classify(store: &Store<CallState>, error: wasmtime::Error) -> CallError {
     let state = store.data();
     let limits = &state.limits;
     if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
-        return match *interrupt {
+        return match interrupt {
+            Interrupt::InvalidMetadata(invalid) => CallError::InvalidMetadata(invalid.clone()),
             Interrupt::Deadline => CallError::DeadlineExceeded,
             Interrupt::Cancelled => CallError::Cancelled,
             Interrupt::CpuTime => CallError::Limit(Limit::CpuTime {
                 limit: limits.cpu_time,
             }),
             Interrupt::RequestTooLarge(size) => CallError::Limit(Limit::RequestSize {
-                size,
+                size: *size,
                 limit: limits.max_request_size,
             }),
             Interrupt::ResponseTooLarge(size) => CallError::Limit(Limit::ResponseSize {
-                size,
+                size: *size,
                 limit: limits.max_response_size,
             }),
         };

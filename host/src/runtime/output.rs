@@ -64,8 +64,33 @@ impl LogBudget {
         true
     }
 
-    pub(crate) fn plugin(&self) -> &str {
-        &self.plugin
+    /// Logs `text` one record per line, each cut at [`MAX_LINE`] bytes, within the budget.
+    pub(crate) fn emit(&self, level: tracing::Level, stream: &str, text: &[u8]) {
+        for line in text.split(|&b| b == b'\n') {
+            let line = String::from_utf8_lossy(&line[..line.len().min(MAX_LINE)]);
+            let line = line.trim_end();
+            if line.is_empty() || !self.allow() {
+                continue;
+            }
+            let plugin = &*self.plugin;
+            match level {
+                tracing::Level::TRACE => {
+                    tracing::trace!(target: "plugrpc::guest", plugin, stream, "{line}")
+                }
+                tracing::Level::DEBUG => {
+                    tracing::debug!(target: "plugrpc::guest", plugin, stream, "{line}")
+                }
+                tracing::Level::INFO => {
+                    tracing::info!(target: "plugrpc::guest", plugin, stream, "{line}")
+                }
+                tracing::Level::WARN => {
+                    tracing::warn!(target: "plugrpc::guest", plugin, stream, "{line}")
+                }
+                tracing::Level::ERROR => {
+                    tracing::error!(target: "plugrpc::guest", plugin, stream, "{line}")
+                }
+            }
+        }
     }
 }
 
@@ -106,10 +131,8 @@ struct LineWriter {
 
 impl LineWriter {
     fn emit(&mut self) {
-        if self.budget.allow() {
-            let text = String::from_utf8_lossy(&self.line);
-            tracing::info!(target: "plugrpc::guest", plugin = self.budget.plugin(), stream = self.stream, "{}", text.trim_end());
-        }
+        self.budget
+            .emit(tracing::Level::INFO, self.stream, &self.line);
         self.line.clear();
     }
 }

@@ -80,7 +80,7 @@ impl LoadedPlugin {
             .instantiate_pre(&component)
             .map_err(LoadError::NotAPlugin)?;
         let pre = PluginPre::new(pre).map_err(LoadError::NotAPlugin)?;
-        let manifest = describe(&pre, engine.guest_stack()).await?;
+        let manifest = describe(&pre, engine.guest_stack(), config.largest_memory()).await?;
 
         let pool = DescriptorPool::decode(manifest.file_descriptor_set.as_slice())?;
         if manifest.services.is_empty() {
@@ -146,9 +146,14 @@ impl LoadedPlugin {
 }
 
 /// Reads the manifest in a throwaway instance, bounded in time.
-async fn describe(pre: &PluginPre<CallState>, guest_stack: usize) -> Result<Manifest, LoadError> {
+async fn describe(
+    pre: &PluginPre<CallState>,
+    guest_stack: usize,
+    memory: usize,
+) -> Result<Manifest, LoadError> {
     let limits = Limits {
         cpu_time: DESCRIBE_TIMEOUT,
+        memory,
         ..DEFAULT_LIMITS
     };
     let state = CallState::new(LogBudget::new("describe".into()), limits, guest_stack);

@@ -32,7 +32,13 @@ pub(crate) fn arm(
             return Err(Interrupt::Deadline.into());
         }
         // Yield every tick so a CPU-bound guest never starves the worker it runs on.
-        Ok(UpdateDeadline::Yield(1))
+        // tokio's yield_now defers the task until the worker has polled its I/O driver;
+        // a plain self-wake would let a spinning guest delay everyone's I/O by up to
+        // 61 ticks (tokio's event interval).
+        Ok(UpdateDeadline::YieldCustom(
+            1,
+            Box::pin(tokio::task::yield_now()),
+        ))
     });
 }
 
@@ -125,11 +131,10 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.refused = true;
-            return Ok(false);
-        }
-        Ok(true)
+        // Remembered only until a later growth succeeds: a refusal the guest handled
+        // does not explain a later, unrelated trap.
+        self.refused = desired > self.limit;
+        Ok(!self.refused)
     }
 
     fn table_growing(

@@ -88,10 +88,8 @@ impl HostResponseStream for CallState {
         stream: Resource<ResponseStream>,
         headers: Vec<MetadataEntry>,
     ) -> wasmtime::Result<Result<(), Status>> {
-        let headers = match metadata::from_guest(headers) {
-            Ok(headers) => headers,
-            Err(error) => return Ok(Err(status::invalid_metadata(&error))),
-        };
+        // Headers gRPC cannot carry are the plugin's bug, not the caller's: stop the call.
+        let headers = metadata::from_guest(headers).map_err(Interrupt::from)?;
         self.table.get(&stream)?;
         Ok(if self.commit_headers(headers) {
             Ok(())
@@ -129,17 +127,14 @@ impl TypesHost for CallState {}
 
 impl LogHost for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        if !self.log.allow() {
-            return Ok(());
-        }
-        let plugin = self.log.plugin();
-        match level {
-            Level::Trace => tracing::trace!(target: "plugrpc::guest", plugin, "{message}"),
-            Level::Debug => tracing::debug!(target: "plugrpc::guest", plugin, "{message}"),
-            Level::Info => tracing::info!(target: "plugrpc::guest", plugin, "{message}"),
-            Level::Warn => tracing::warn!(target: "plugrpc::guest", plugin, "{message}"),
-            Level::Error => tracing::error!(target: "plugrpc::guest", plugin, "{message}"),
-        }
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error => tracing::Level::ERROR,
+        };
+        self.log.emit(level, "log", message.as_bytes());
         Ok(())
     }
 }

@@ -13,7 +13,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::{self, Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::metadata::MetadataMap;
 use tonic::server::Grpc;
 use tonic::{Code as WireCode, Status, Streaming};
@@ -95,25 +94,32 @@ where
         .max_encoding_message_size(usize::MAX);
     // Unary answers are framed exactly like a one-message server stream, and client
     // streams like bidi ones; the streaming forms let guest trailers ride along.
-    let response = match route.kind {
-        MethodKind::Unary => {
-            grpc.server_streaming(handler(call.clone(), Call::unary), request)
-                .await
-        }
-        MethodKind::ServerStreaming => {
-            grpc.server_streaming(handler(call.clone(), Call::server_streaming), request)
-                .await
-        }
-        MethodKind::ClientStreaming => {
-            grpc.streaming(handler(call.clone(), Call::client_streaming), request)
-                .await
-        }
-        MethodKind::BidiStreaming => {
-            grpc.streaming(handler(call.clone(), Call::bidi_streaming), request)
-                .await
+    let serve = async {
+        match route.kind {
+            MethodKind::Unary => {
+                grpc.server_streaming(handler(call.clone(), Call::unary), request)
+                    .await
+            }
+            MethodKind::ServerStreaming => {
+                grpc.server_streaming(handler(call.clone(), Call::server_streaming), request)
+                    .await
+            }
+            MethodKind::ClientStreaming => {
+                grpc.streaming(handler(call.clone(), Call::client_streaming), request)
+                    .await
+            }
+            MethodKind::BidiStreaming => {
+                grpc.streaming(handler(call.clone(), Call::bidi_streaming), request)
+                    .await
+            }
         }
     };
-    call.name_oversized_request(response)
+    // Reading a unary request (up to the client's half-close) happens before the
+    // plugin is called: the deadline bounds it too.
+    match tokio::time::timeout_at(deadline.into(), serve).await {
+        Ok(response) => call.name_oversized_request(response),
+        Err(_) => call.fail(CallError::DeadlineExceeded).into_http(),
+    }
 }
 
 /// Adapts one of `Call`'s shape methods into the service tonic's `Grpc` drives.
@@ -254,13 +260,14 @@ impl Call {
                 Err(error) => Some(Err(call.fail(error))),
             };
             if let Some(last) = last {
-                // Fails only when the client left, and then nobody is there to tell.
-                let _ = tx.send(last).await;
+                // Fails only when the client left or stopped reading past the deadline,
+                // and then nobody is listening.
+                let _ = tokio::time::timeout_at(call.deadline.into(), tx.send(last)).await;
             }
         });
 
         match headers_rx.await {
-            Ok(headers) => Ok(response(headers, Box::pin(ReceiverStream::new(rx)))),
+            Ok(headers) => Ok(response(headers, until_deadline(rx, self.deadline))),
             // The guest ended without sending headers or messages.
             Err(_) => match rx.recv().await {
                 Some(Err(status)) if status.code() != WireCode::Ok => Err(status),
@@ -278,6 +285,20 @@ impl Call {
             .map_err(|e| status::invalid_guest_metadata(&e, self.plugin.name(), &self.method))?;
         Ok(Some(Err(Status::with_metadata(WireCode::Ok, "", trailers))))
     }
+}
+
+/// The response body of a streaming call: what the guest sends, cut off with
+/// DEADLINE_EXCEEDED if the client is still reading when the deadline passes.
+fn until_deadline(rx: mpsc::Receiver<ResponseItem>, deadline: Instant) -> Messages {
+    Box::pin(stream::unfold(Some(rx), move |rx| async move {
+        let mut rx = rx?;
+        tokio::select! {
+            item = rx.recv() => item.map(|item| (item, Some(rx))),
+            () = tokio::time::sleep_until(deadline.into()) => {
+                Some((Err(Status::deadline_exceeded("deadline exceeded")), None))
+            }
+        }
+    }))
 }
 
 fn response(headers: MetadataMap, messages: Messages) -> tonic::Response<Messages> {
