@@ -6,7 +6,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 /// Plugin crates built for the tests: the examples and the test-only ones.
-const PLUGINS: &[&str] = &["greeter", "users", "probe", "greeter-twin", "misbehave"];
+const PLUGINS: &[&str] = &[
+    "greeter",
+    "users",
+    "probe",
+    "greeter-twin",
+    "misbehave",
+    "versioned-v1",
+    "versioned-v2",
+    "versioned-broken",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"));
@@ -62,6 +71,7 @@ fn generate_clients(root: &Path) {
         root.join("proto/user/v1/user_service.proto"),
         root.join("tests/proto/probe/v1/probe.proto"),
         root.join("tests/proto/misbehave/v1/misbehave.proto"),
+        root.join("tests/proto/versioned/v1/versioned.proto"),
     ];
     let fds = protox::compile(&protos, [root.join("proto"), root.join("tests/proto")])
         .unwrap_or_else(|e| panic!("compiling the test protos: {e}"));

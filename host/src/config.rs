@@ -34,6 +34,7 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     max_queued_calls: 256,
     max_request_size: 4 << 20,
     max_response_size: 4 << 20,
+    allow_breaking_changes: false,
 };
 
 /// Bounds that keep a limit meaningful, checked for every plugin.
@@ -52,6 +53,10 @@ pub struct HostConfig {
     pub listen: SocketAddr,
     /// Wasm stack per guest, host-wide.
     pub guest_stack: usize,
+    /// Where compiled plugins are cached across restarts; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+    /// Whether the plugins folder is watched and reloaded while serving.
+    pub watch: bool,
     /// Limits for every plugin without overrides.
     pub defaults: Limits,
     /// Per-plugin overrides, by plugin name.
@@ -77,6 +82,8 @@ pub struct Limits {
     pub max_request_size: usize,
     /// Largest response message, in bytes.
     pub max_response_size: usize,
+    /// Whether a reload may break callers (remove methods, change types or fields).
+    pub allow_breaking_changes: bool,
 }
 
 /// A `[defaults]` or `[plugins.<name>]` table: any subset of the limits.
@@ -94,6 +101,7 @@ pub struct LimitOverrides {
     max_queued_calls: Option<usize>,
     max_request_size: Option<ByteSize>,
     max_response_size: Option<ByteSize>,
+    allow_breaking_changes: Option<bool>,
 }
 
 /// The file as written.
@@ -115,6 +123,9 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct HostTable {
     guest_stack: Option<ByteSize>,
+    cache_dir: Option<PathBuf>,
+    cache: Option<bool>,
+    watch: Option<bool>,
 }
 
 /// Why a config was refused: one line, naming the file, key and reason.
@@ -131,6 +142,8 @@ impl Default for HostConfig {
             plugins_dir: PathBuf::from(DEFAULT_PLUGINS_DIR),
             listen: DEFAULT_LISTEN,
             guest_stack: DEFAULT_GUEST_STACK,
+            cache_dir: default_cache_dir(),
+            watch: true,
             defaults: DEFAULT_LIMITS,
             plugins: BTreeMap::new(),
         }
@@ -167,6 +180,11 @@ impl HostConfig {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR)),
             listen: file.listen.unwrap_or(DEFAULT_LISTEN),
             guest_stack: file.host.guest_stack.map_or(DEFAULT_GUEST_STACK, to_usize),
+            cache_dir: match file.host.cache {
+                Some(false) => None,
+                _ => file.host.cache_dir.or_else(default_cache_dir),
+            },
+            watch: file.host.watch.unwrap_or(true),
             defaults,
             plugins: file.plugins,
         };
@@ -224,6 +242,9 @@ impl Limits {
             max_response_size: overrides
                 .max_response_size
                 .map_or(self.max_response_size, to_usize),
+            allow_breaking_changes: overrides
+                .allow_breaking_changes
+                .unwrap_or(self.allow_breaking_changes),
         }
     }
 
@@ -304,6 +325,14 @@ impl fmt::Display for Limits {
             size(self.max_response_size),
         )
     }
+}
+
+/// `$XDG_CACHE_HOME/plugrpc`, else `$HOME/.cache/plugrpc`; none without either.
+fn default_cache_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
+    Some(base.join("plugrpc"))
 }
 
 /// A size as an operator would write it.

@@ -5,12 +5,14 @@
 //! plugin becomes a gRPC status, never a host crash.
 #![forbid(unsafe_code)]
 
+mod compat;
 mod config;
 mod metadata;
 mod registry;
 mod runtime;
 mod server;
 mod status;
+mod watch;
 
 pub use config::{
     ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR,

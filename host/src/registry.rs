@@ -1,13 +1,17 @@
-//! Which plugin serves which method: the plugins folder loaded into a routing table that
-//! the request path reads lock-free. A plugin that cannot load is refused with one log
-//! line and never takes the others down with it.
+//! Which plugin serves which method: the plugins folder, kept in sync with a routing table
+//! the request path reads lock-free. Each sync loads what is new or changed off the
+//! request path, refuses what cannot load or would break callers (keeping the version
+//! that works), and swaps the whole table in one step. Calls in flight keep the version
+//! they started on until they end.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use tokio::sync::Mutex;
 
+use crate::compat;
 use crate::config::{HostConfig, Limits};
 use crate::runtime::{Engine, LoadedPlugin};
 
@@ -31,27 +35,171 @@ pub(crate) struct Route {
     pub(crate) kind: MethodKind,
 }
 
-/// Every routable method path of every loaded plugin.
+/// Every routable method path of every serving plugin.
 #[derive(Default)]
 pub(crate) struct RouteTable {
     routes: HashMap<String, Route>,
 }
 
-/// The live routing table, swapped whole so readers never see half an update.
+/// The live routing table, and the plugin serving from each file.
 pub(crate) struct Registry {
     table: ArcSwap<RouteTable>,
+    /// Written by one sync at a time; the request path never touches it.
+    files: Mutex<BTreeMap<PathBuf, Arc<LoadedPlugin>>>,
 }
 
 impl Registry {
-    pub(crate) fn new(table: RouteTable) -> Self {
+    pub(crate) fn new() -> Self {
         Self {
-            table: ArcSwap::from_pointee(table),
+            table: ArcSwap::from_pointee(RouteTable::default()),
+            files: Mutex::default(),
         }
     }
 
     /// The route for a request path, if any plugin serves it.
     pub(crate) fn lookup(&self, path: &str) -> Option<Route> {
         self.table.load().routes.get(path).cloned()
+    }
+
+    /// Brings the serving set in line with the plugins folder.
+    pub(crate) async fn sync(
+        &self,
+        engine: &Engine,
+        config: &HostConfig,
+    ) -> Result<LoadReport, RegistryError> {
+        let mut files = self.files.lock().await;
+        let mut report = LoadReport::default();
+        let mut candidates = Vec::new();
+        for file in wasm_files(&config.plugins_dir)? {
+            let old = files.get(&file).cloned();
+            match load_if_changed(engine, config, &file, old.as_ref()).await {
+                Ok(plugin) => candidates.push(plugin),
+                Err(reason) => {
+                    tracing::warn!(event = "refused", file = %file.display(), "plugin refused: {reason}");
+                    report.refused.push(Refusal {
+                        file: file.clone(),
+                        reason,
+                    });
+                    // A version that works keeps serving.
+                    candidates.extend(old);
+                }
+            }
+        }
+
+        // Plugins already serving keep their services against newcomers.
+        let serving: Vec<_> = files.values().cloned().collect();
+        candidates.sort_by_key(|p| !serving.iter().any(|s| Arc::ptr_eq(s, p)));
+        let mut table = RouteTable::default();
+        let mut next = BTreeMap::new();
+        for plugin in candidates {
+            match table.add(&plugin) {
+                Ok(()) => {
+                    next.insert(plugin.file().to_owned(), plugin);
+                }
+                Err(reason) => {
+                    tracing::warn!(event = "refused", file = %plugin.file().display(), "plugin refused: {reason}");
+                    report.refused.push(Refusal {
+                        file: plugin.file().to_owned(),
+                        reason,
+                    });
+                    if let Some(old) = files.get(plugin.file()) {
+                        table.add(old).ok();
+                        next.insert(old.file().to_owned(), old.clone());
+                    }
+                }
+            }
+        }
+        self.table.store(Arc::new(table));
+        log_changes(&files, &next);
+        report.loaded = next.values().map(|p| summary(p)).collect();
+        *files = next;
+        if report.loaded.is_empty() {
+            tracing::warn!(dir = %config.plugins_dir.display(), "no plugins are serving: every call will be UNIMPLEMENTED");
+        }
+        Ok(report)
+    }
+}
+
+/// The plugin for `file`: the one serving if its content is unchanged, else a fresh load
+/// that must not break callers of the old version.
+async fn load_if_changed(
+    engine: &Engine,
+    config: &HostConfig,
+    file: &Path,
+    old: Option<&Arc<LoadedPlugin>>,
+) -> Result<Arc<LoadedPlugin>, String> {
+    let wasm = std::fs::read(file).map_err(|e| format!("cannot read the file: {e}"))?;
+    let hash = crate::runtime::content_hash(&wasm);
+    if let Some(old) = old.filter(|old| old.hash() == hash) {
+        return Ok(old.clone());
+    }
+    let new = LoadedPlugin::load(engine, config, file, wasm, hash)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(old) = old {
+        let changes = compat::breaking_changes(old.services(), new.services());
+        if !changes.is_empty() && !new.limits().allow_breaking_changes {
+            return Err(format!(
+                "version {} would break callers of version {}: {} (set allow_breaking_changes = true in [plugins.{}] to allow)",
+                new.version(),
+                old.version(),
+                changes.join("; "),
+                new.name()
+            ));
+        }
+    }
+    Ok(Arc::new(new))
+}
+
+/// One structured log event per plugin that came, changed or went.
+fn log_changes(
+    before: &BTreeMap<PathBuf, Arc<LoadedPlugin>>,
+    after: &BTreeMap<PathBuf, Arc<LoadedPlugin>>,
+) {
+    for (file, plugin) in after {
+        let event = match before.get(file) {
+            Some(old) if Arc::ptr_eq(old, plugin) => continue,
+            Some(_) => "reloaded",
+            None => "loaded",
+        };
+        tracing::info!(
+            event,
+            plugin = plugin.name(),
+            version = plugin.version(),
+            hash = plugin.hash(),
+            file = %file.display(),
+            services = ?plugin.services().iter().map(|s| s.full_name()).collect::<Vec<_>>(),
+            compile_ms = plugin.compile_time().as_millis(),
+            limits = %plugin.limits(),
+            "plugin {event}"
+        );
+    }
+    for (file, plugin) in before {
+        if !after.contains_key(file) {
+            tracing::info!(
+                event = "unloaded",
+                plugin = plugin.name(),
+                version = plugin.version(),
+                hash = plugin.hash(),
+                file = %file.display(),
+                "plugin unloaded: its calls in flight finish, new calls are UNIMPLEMENTED"
+            );
+        }
+    }
+}
+
+fn summary(plugin: &LoadedPlugin) -> LoadedSummary {
+    LoadedSummary {
+        name: plugin.name().to_owned(),
+        version: plugin.version().to_owned(),
+        file: plugin.file().to_owned(),
+        services: plugin
+            .services()
+            .iter()
+            .map(|s| s.full_name().to_owned())
+            .collect(),
+        hash: plugin.hash().to_owned(),
+        limits: *plugin.limits(),
     }
 }
 
@@ -75,6 +223,8 @@ pub struct LoadedSummary {
     pub file: PathBuf,
     /// Fully qualified names of the services it serves.
     pub services: Vec<String>,
+    /// SHA-256 of the file's content, hex.
+    pub hash: String,
     /// The limits its calls run under.
     pub limits: Limits,
 }
@@ -96,54 +246,6 @@ pub struct RegistryError {
     source: std::io::Error,
 }
 
-/// Loads every `.wasm` file in `dir`, in name order; the first plugin to claim a service
-/// keeps it.
-pub(crate) async fn load_dir(
-    engine: &Engine,
-    config: &HostConfig,
-) -> Result<(RouteTable, LoadReport), RegistryError> {
-    let dir = config.plugins_dir.as_path();
-    let mut table = RouteTable::default();
-    let mut report = LoadReport::default();
-    for file in wasm_files(dir)? {
-        let loaded = match std::fs::read(&file) {
-            Ok(wasm) => LoadedPlugin::load(engine, config, &file, wasm)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(error) => Err(format!("cannot read the file: {error}")),
-        };
-        let outcome = loaded.and_then(|plugin| table.add(Arc::new(plugin)));
-        match outcome {
-            Ok(summary) => {
-                tracing::info!(
-                    plugin = %summary.name,
-                    version = %summary.version,
-                    file = %summary.file.display(),
-                    services = ?summary.services,
-                    limits = %summary.limits,
-                    "plugin loaded"
-                );
-                report.loaded.push(summary);
-            }
-            Err(reason) => {
-                tracing::warn!(file = %file.display(), "plugin refused: {reason}");
-                report.refused.push(Refusal { file, reason });
-            }
-        }
-    }
-    for name in config.plugins.keys() {
-        if !report.loaded.iter().any(|p| &p.name == name) {
-            tracing::warn!(
-                "the config sets limits for plugin {name:?}, but no plugin of that name is loaded"
-            );
-        }
-    }
-    if report.loaded.is_empty() {
-        tracing::warn!(dir = %dir.display(), "no plugins are serving: every call will be UNIMPLEMENTED");
-    }
-    Ok((table, report))
-}
-
 fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
     let error = |source| RegistryError {
         dir: dir.to_owned(),
@@ -161,8 +263,8 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
 }
 
 impl RouteTable {
-    /// Adds every method of `plugin`, or nothing if it conflicts with what is loaded.
-    fn add(&mut self, plugin: Arc<LoadedPlugin>) -> Result<LoadedSummary, String> {
+    /// Adds every method of `plugin`, or nothing if it conflicts with what is in the table.
+    fn add(&mut self, plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
         if let Some(other) = self
             .routes
             .values()
@@ -207,16 +309,6 @@ impl RouteTable {
                 );
             }
         }
-        Ok(LoadedSummary {
-            name: plugin.name().to_owned(),
-            version: plugin.version().to_owned(),
-            file: plugin.file().to_owned(),
-            services: plugin
-                .services()
-                .iter()
-                .map(|s| s.full_name().to_owned())
-                .collect(),
-            limits: *plugin.limits(),
-        })
+        Ok(())
     }
 }

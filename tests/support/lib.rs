@@ -28,6 +28,11 @@ pub mod pb {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
         tonic::include_proto!("probe.v1");
     }
+    /// `versioned.v1`.
+    pub mod versioned {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("versioned.v1");
+    }
     /// `misbehave.v1`.
     pub mod misbehave {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
@@ -81,6 +86,10 @@ impl TestHost {
     async fn start(dir: tempfile::TempDir, mut config: HostConfig) -> Self {
         config.plugins_dir = dir.path().to_owned();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        if config.cache_dir == HostConfig::default().cache_dir {
+            // Unless the test chose one: one compile cache for the whole run.
+            config.cache_dir = Some(Path::new(env!("PLUGRPC_TEST_PLUGINS")).join("../../cache"));
+        }
         let host = Host::bind(&config).await.expect("host starts");
         let (addr, report) = (host.local_addr(), host.load_report().clone());
         let (shutdown, stop) = oneshot::channel::<()>();

@@ -7,7 +7,7 @@ use std::thread;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker};
-use wasmtime::{Config, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Cache, CacheConfig, Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use super::bindings::Plugin as PluginWorld;
 use super::call::CallState;
@@ -67,6 +67,13 @@ impl Engine {
             .max_wasm_stack(host.guest_stack)
             .async_stack_size(host.guest_stack + HOST_STACK)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        if let Some(dir) = &host.cache_dir {
+            // wasmtime keys entries by content and compiler settings, and recompiles
+            // (and rewrites) any entry it cannot read back.
+            let mut cache = CacheConfig::new();
+            cache.with_directory(dir);
+            config.cache(Some(Cache::new(cache)?));
+        }
         let engine = wasmtime::Engine::new(&config)?;
 
         let mut linker = Linker::new(&engine);

@@ -15,5 +15,5 @@ pub(crate) use call::{CallError, Invocation, Limit, ResponseOut};
 pub(crate) use engine::Engine;
 pub use engine::EngineError;
 pub use plugin::LoadError;
-pub(crate) use plugin::LoadedPlugin;
+pub(crate) use plugin::{LoadedPlugin, content_hash};
 pub(crate) use streams::{ResponseItem, ResponseStream};

@@ -51,6 +51,8 @@ pub(crate) struct LoadedPlugin {
     name: String,
     version: String,
     file: PathBuf,
+    hash: String,
+    compile_time: Duration,
     pre: PluginPre<CallState>,
     services: Vec<ServiceDescriptor>,
     limits: Limits,
@@ -67,7 +69,9 @@ impl LoadedPlugin {
         config: &HostConfig,
         file: &Path,
         wasm: Vec<u8>,
+        hash: String,
     ) -> Result<Self, LoadError> {
+        let started = Instant::now();
         let compiler = engine.clone();
         let component = tokio::task::spawn_blocking(move || compiler.compile(&wasm))
             .await
@@ -75,6 +79,7 @@ impl LoadedPlugin {
                 LoadError::Compile(wasmtime::Error::msg(format!("compiler task failed: {e}")))
             })?
             .map_err(LoadError::Compile)?;
+        let compile_time = started.elapsed();
         let pre = engine
             .linker()
             .instantiate_pre(&component)
@@ -101,6 +106,8 @@ impl LoadedPlugin {
             name: manifest.name,
             version: manifest.version,
             file: file.to_owned(),
+            hash,
+            compile_time,
             pre,
             services,
             limits,
@@ -118,6 +125,16 @@ impl LoadedPlugin {
 
     pub(crate) fn file(&self) -> &Path {
         &self.file
+    }
+
+    /// SHA-256 of the plugin file, hex: its identity across reloads and in the log.
+    pub(crate) fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// How long compiling (or fetching it from the cache) took.
+    pub(crate) fn compile_time(&self) -> Duration {
+        self.compile_time
     }
 
     pub(crate) fn services(&self) -> &[ServiceDescriptor] {
@@ -176,4 +193,13 @@ async fn describe(
             "did not return within {DESCRIBE_TIMEOUT:?}"
         )))),
     }
+}
+
+/// The content hash that identifies a plugin file's version.
+pub(crate) fn content_hash(wasm: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(wasm)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

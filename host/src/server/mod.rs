@@ -15,8 +15,9 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::service::Routes;
 
 use crate::config::HostConfig;
-use crate::registry::{self, LoadReport, Registry, RegistryError};
+use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::runtime::{Engine, EngineError};
+use crate::watch;
 use dispatch::Dispatch;
 
 /// Concurrent HTTP/2 streams one connection may open (tonic sets no cap of its own).
@@ -55,14 +56,23 @@ pub struct Host {
     local_addr: SocketAddr,
     registry: Arc<Registry>,
     report: LoadReport,
-    _engine: Engine,
+    engine: Engine,
+    config: Arc<HostConfig>,
 }
 
 impl Host {
     /// Loads the plugins folder and binds the listener; fails only when neither can be used.
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
         let engine = Engine::new(config)?;
-        let (table, report) = registry::load_dir(&engine, config).await?;
+        let registry = Arc::new(Registry::new());
+        let report = registry.sync(&engine, config).await?;
+        for name in config.plugins.keys() {
+            if !report.loaded.iter().any(|p| &p.name == name) {
+                tracing::warn!(
+                    "the config sets limits for plugin {name:?}, but no plugin of that name is loaded"
+                );
+            }
+        }
         let bind_error = |source| HostError::Bind {
             addr: config.listen,
             source,
@@ -72,9 +82,10 @@ impl Host {
         Ok(Self {
             listener,
             local_addr,
-            registry: Arc::new(Registry::new(table)),
+            registry,
             report,
-            _engine: engine,
+            engine,
+            config: Arc::new(config.clone()),
         })
     }
 
@@ -91,6 +102,18 @@ impl Host {
     /// Serves until `shutdown` completes, then lets calls in flight finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
         tracing::info!(addr = %self.local_addr, "serving gRPC");
+        // Serving matters more than reloading: a folder that cannot be watched is logged.
+        let _watch = if self.config.watch {
+            watch::watch(
+                self.registry.clone(),
+                self.engine.clone(),
+                self.config.clone(),
+            )
+            .map_err(|error| tracing::warn!("not watching the plugins folder: {error}"))
+            .ok()
+        } else {
+            None
+        };
         let router = Routes::default()
             .into_axum_router()
             .fallback_service(Dispatch::new(self.registry));
