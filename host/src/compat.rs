@@ -112,12 +112,12 @@ fn field_type(field: &FieldDescriptor) -> String {
         Kind::Enum(enumeration) => enumeration.full_name().to_owned(),
         scalar => format!("{scalar:?}").to_lowercase(),
     };
-    if field.is_map() {
-        if let Kind::Message(entry) = field.kind() {
-            let key = entry.map_entry_key_field().kind();
-            let value = entry.map_entry_value_field().kind();
-            return format!("map<{}, {}>", kind(key), kind(value));
-        }
+    if field.is_map()
+        && let Kind::Message(entry) = field.kind()
+    {
+        let key = entry.map_entry_key_field().kind();
+        let value = entry.map_entry_value_field().kind();
+        return format!("map<{}, {}>", kind(key), kind(value));
     }
     match field.cardinality() {
         Cardinality::Repeated => format!("repeated {}", kind(field.kind())),
