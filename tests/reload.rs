@@ -211,6 +211,16 @@ async fn allow_breaking_changes_lets_the_breaking_version_in() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn renaming_the_file_keeps_the_plugin_serving() {
+    let log = LogCapture::install();
+    let (host, mut client) = serving_v1("").await;
+    let renamed = host.plugins_dir().join("renamed.wasm");
+    std::fs::rename(host.plugins_dir().join("versioned.wasm"), &renamed).unwrap();
+    read_log_until(&log, &["plugin loaded", &renamed.display().to_string()]);
+    assert_eq!(version(&mut client).await.unwrap(), "v1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn removing_the_file_unloads_the_plugin() {
     let log = LogCapture::install();
     let (host, mut client) = serving_v1("").await;

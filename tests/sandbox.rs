@@ -102,6 +102,17 @@ async fn an_infinite_loop_is_stopped_at_the_client_deadline() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn deadlines_hold_with_the_folder_watch_off() {
+    // The epoch clock must not depend on anything optional being alive.
+    let host = TestHost::with_config(&["misbehave"], "[host]\nwatch = false\n").await;
+    let mut rogue = MisbehaveClient::with_origin(host.plain_http2(), host.origin());
+    let spin = rogue
+        .spin(with_timeout(Empty {}, Duration::from_millis(200)))
+        .await;
+    assert_status(spin, Code::DeadlineExceeded, "deadline");
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_guest_waiting_on_input_with_no_client_deadline_ends_at_the_plugins_default() {
     let (host, mut rogue) = host().await;
     let (_tx, rx) = mpsc::channel::<Blob>(1);

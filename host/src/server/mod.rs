@@ -17,7 +17,7 @@ use tonic::service::Routes;
 use crate::config::HostConfig;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::runtime::{Engine, EngineError};
-use crate::watch;
+use crate::watch::{self, FolderWatch};
 use dispatch::Dispatch;
 
 /// Concurrent HTTP/2 streams one connection may open (tonic sets no cap of its own).
@@ -56,8 +56,10 @@ pub struct Host {
     local_addr: SocketAddr,
     registry: Arc<Registry>,
     report: LoadReport,
-    engine: Engine,
-    config: Arc<HostConfig>,
+    /// Keeps the folder watched while the host lives.
+    _watch: Option<FolderWatch>,
+    /// Keeps the epoch ticker running: deadlines and yields stop without it.
+    _engine: Engine,
 }
 
 impl Host {
@@ -65,7 +67,17 @@ impl Host {
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
         let engine = Engine::new(config)?;
         let registry = Arc::new(Registry::new());
-        let report = registry.sync(&engine, config).await?;
+        let config = Arc::new(config.clone());
+        // Watch before the first read, so no change can fall between the two.
+        // Serving matters more than reloading: a folder that cannot be watched is logged.
+        let watch = if config.watch {
+            watch::watch(registry.clone(), engine.clone(), config.clone())
+                .map_err(|error| tracing::warn!("not watching the plugins folder: {error}"))
+                .ok()
+        } else {
+            None
+        };
+        let report = registry.sync(&engine, &config).await?;
         for name in config.plugins.keys() {
             if !report.loaded.iter().any(|p| &p.name == name) {
                 tracing::warn!(
@@ -84,8 +96,8 @@ impl Host {
             local_addr,
             registry,
             report,
-            engine,
-            config: Arc::new(config.clone()),
+            _watch: watch,
+            _engine: engine,
         })
     }
 
@@ -102,18 +114,7 @@ impl Host {
     /// Serves until `shutdown` completes, then lets calls in flight finish.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
         tracing::info!(addr = %self.local_addr, "serving gRPC");
-        // Serving matters more than reloading: a folder that cannot be watched is logged.
-        let _watch = if self.config.watch {
-            watch::watch(
-                self.registry.clone(),
-                self.engine.clone(),
-                self.config.clone(),
-            )
-            .map_err(|error| tracing::warn!("not watching the plugins folder: {error}"))
-            .ok()
-        } else {
-            None
-        };
+        let (_watch, _engine) = (self._watch, self._engine);
         let router = Routes::default()
             .into_axum_router()
             .fallback_service(Dispatch::new(self.registry));
