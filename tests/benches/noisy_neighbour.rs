@@ -9,6 +9,7 @@
 //! client, host and hog share the cores: compare the ratios, not the absolute figures.
 
 use std::fmt::Write as _;
+use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -159,74 +160,66 @@ struct Stats {
 
 /// Sequential GetUser calls from a client on its own thread and runtime.
 fn measure(host: &TestHost) -> Stats {
-    let (origin, client) = (host.origin(), host.plain_http2());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut users = UserServiceClient::with_origin(client, origin);
-            let mut latencies = Vec::with_capacity(CALLS);
-            let mut failed = 0;
-            let started = Instant::now();
-            for i in 0..CALLS {
-                if started.elapsed() > SCENARIO_TIME {
-                    break;
-                }
-                let begin = Instant::now();
-                let id = i64::try_from(i).unwrap() + 1;
-                if users.get_user(GetUserRequest { id }).await.is_err() {
-                    failed += 1;
-                }
-                latencies.push(begin.elapsed());
+    let mut users = UserServiceClient::with_origin(host.plain_http2(), host.origin());
+    on_client_thread(async move {
+        let mut latencies = Vec::with_capacity(CALLS);
+        let mut failed = 0;
+        let started = Instant::now();
+        for i in 0..CALLS {
+            if started.elapsed() > SCENARIO_TIME {
+                break;
             }
-            let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-            latencies.sort();
-            let at = |q: f64| {
-                latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)]
-            };
-            Stats {
-                p50: at(0.5),
-                p90: at(0.9),
-                p99: at(0.99),
-                max: *latencies.last().unwrap(),
-                rate,
-                failed,
+            let begin = Instant::now();
+            let id = i64::try_from(i).unwrap() + 1;
+            if users.get_user(GetUserRequest { id }).await.is_err() {
+                failed += 1;
             }
-        })
+            latencies.push(begin.elapsed());
+        }
+        let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
+        latencies.sort();
+        let at =
+            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
+        Stats {
+            p50: at(0.5),
+            p90: at(0.9),
+            p99: at(0.99),
+            max: *latencies.last().unwrap(),
+            rate,
+            failed,
+        }
     })
-    .join()
-    .unwrap()
 }
 
 /// How long after a 50 ms deadline the client hears DEADLINE_EXCEEDED, sorted.
 fn deadline_overshoot(host: &TestHost) -> Vec<Duration> {
-    let (origin, client) = (host.origin(), host.plain_http2());
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let mut rogue = MisbehaveClient::with_origin(client, origin);
-            let mut overshoot = Vec::new();
-            for _ in 0..DEADLINE_SAMPLES {
-                let mut request = Request::new(Empty {});
-                request
-                    .metadata_mut()
-                    .insert("grpc-timeout", MetadataValue::from_static("50m"));
-                let begin = Instant::now();
-                let status = rogue.spin(request).await.unwrap_err();
-                assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
-                overshoot.push(begin.elapsed().saturating_sub(Duration::from_millis(50)));
-            }
-            overshoot.sort();
-            overshoot
-        })
+    let mut rogue = MisbehaveClient::with_origin(host.plain_http2(), host.origin());
+    on_client_thread(async move {
+        let mut overshoot = Vec::new();
+        for _ in 0..DEADLINE_SAMPLES {
+            let mut request = Request::new(Empty {});
+            request
+                .metadata_mut()
+                .insert("grpc-timeout", MetadataValue::from_static("50m"));
+            let begin = Instant::now();
+            let status = rogue.spin(request).await.unwrap_err();
+            assert_eq!(status.code(), tonic::Code::DeadlineExceeded);
+            overshoot.push(begin.elapsed().saturating_sub(Duration::from_millis(50)));
+        }
+        overshoot.sort();
+        overshoot
     })
-    .join()
-    .unwrap()
+}
+
+/// Runs a measuring client on its own thread and single-threaded runtime, apart from the host.
+fn on_client_thread<T: Send + 'static>(client: impl Future<Output = T> + Send + 'static) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    std::thread::spawn(move || runtime.block_on(client))
+        .join()
+        .unwrap()
 }
 
 fn ms(d: Duration) -> String {

@@ -4,7 +4,6 @@
 //! client sees; `status` does.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +15,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::admission::Slot;
 use super::bindings::{CallInfo, MetadataEntry, Plugin as PluginWorld, Reply, Status};
 use super::output::{GuestOutput, LogBudget};
 use super::plugin::LoadedPlugin;
@@ -199,20 +199,12 @@ pub(crate) struct Invocation {
 
 impl Invocation {
     pub(crate) async fn unary(self, request: Bytes) -> Result<Reply, CallError> {
-        let meter = CpuMeter::default();
-        within(
-            self.deadline,
-            meter.clone().meter(async move {
-                let _slot = self.plugin.admission().admit().await?;
-                let (mut store, guest) = self.instantiate(meter).await?;
-                let info = self.call_info();
-                let result = guest
-                    .plugrpc_plugin_handler()
-                    .call_unary(&mut store, &info, &request)
-                    .await;
-                settle(&store, result).and_then(|reply| self.check_reply(reply))
-            }),
-        )
+        bounded(self.deadline, async move |meter| {
+            let (_slot, mut store, guest, info) = self.enter(meter).await?;
+            let handler = guest.plugrpc_plugin_handler();
+            let result = handler.call_unary(&mut store, &info, &request).await;
+            settle(&store, result).and_then(|reply| self.check_reply(reply))
+        })
         .await
     }
 
@@ -221,22 +213,16 @@ impl Invocation {
         request: Bytes,
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
-        let meter = CpuMeter::default();
-        within(
-            self.deadline,
-            meter.clone().meter(async move {
-                let _slot = self.plugin.admission().admit().await?;
-                let (mut store, guest) = self.instantiate(meter).await?;
-                store.data_mut().pending_headers = Some(out.headers);
-                let stream = push(&mut store, out.stream)?;
-                let info = self.call_info();
-                let handler = guest.plugrpc_plugin_handler();
-                let result = handler
-                    .call_server_streaming(&mut store, &info, &request, stream)
-                    .await;
-                settle(&store, result)
-            }),
-        )
+        bounded(self.deadline, async move |meter| {
+            let (_slot, mut store, guest, info) = self.enter(meter).await?;
+            store.data_mut().pending_headers = Some(out.headers);
+            let stream = push(&mut store, out.stream)?;
+            let handler = guest.plugrpc_plugin_handler();
+            let result = handler
+                .call_server_streaming(&mut store, &info, &request, stream)
+                .await;
+            settle(&store, result)
+        })
         .await
     }
 
@@ -244,21 +230,15 @@ impl Invocation {
         self,
         input: Streaming<Bytes>,
     ) -> Result<Reply, CallError> {
-        let meter = CpuMeter::default();
-        within(
-            self.deadline,
-            meter.clone().meter(async move {
-                let _slot = self.plugin.admission().admit().await?;
-                let (mut store, guest) = self.instantiate(meter).await?;
-                let input = push(&mut store, RequestStream::new(input))?;
-                let info = self.call_info();
-                let result = guest
-                    .plugrpc_plugin_handler()
-                    .call_client_streaming(&mut store, &info, input)
-                    .await;
-                settle(&store, result).and_then(|reply| self.check_reply(reply))
-            }),
-        )
+        bounded(self.deadline, async move |meter| {
+            let (_slot, mut store, guest, info) = self.enter(meter).await?;
+            let input = push(&mut store, RequestStream::new(input))?;
+            let handler = guest.plugrpc_plugin_handler();
+            let result = handler
+                .call_client_streaming(&mut store, &info, input)
+                .await;
+            settle(&store, result).and_then(|reply| self.check_reply(reply))
+        })
         .await
     }
 
@@ -267,24 +247,28 @@ impl Invocation {
         input: Streaming<Bytes>,
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
-        let meter = CpuMeter::default();
-        within(
-            self.deadline,
-            meter.clone().meter(async move {
-                let _slot = self.plugin.admission().admit().await?;
-                let (mut store, guest) = self.instantiate(meter).await?;
-                store.data_mut().pending_headers = Some(out.headers);
-                let input = push(&mut store, RequestStream::new(input))?;
-                let stream = push(&mut store, out.stream)?;
-                let info = self.call_info();
-                let handler = guest.plugrpc_plugin_handler();
-                let result = handler
-                    .call_bidi_streaming(&mut store, &info, input, stream)
-                    .await;
-                settle(&store, result)
-            }),
-        )
+        bounded(self.deadline, async move |meter| {
+            let (_slot, mut store, guest, info) = self.enter(meter).await?;
+            store.data_mut().pending_headers = Some(out.headers);
+            let input = push(&mut store, RequestStream::new(input))?;
+            let stream = push(&mut store, out.stream)?;
+            let handler = guest.plugrpc_plugin_handler();
+            let result = handler
+                .call_bidi_streaming(&mut store, &info, input, stream)
+                .await;
+            settle(&store, result)
+        })
         .await
+    }
+
+    /// A slot from the plugin's admission, then a fresh sandbox for the call.
+    async fn enter(
+        &self,
+        meter: CpuMeter,
+    ) -> Result<(Slot, Store<CallState>, PluginWorld, CallInfo), CallError> {
+        let slot = self.plugin.admission().admit().await?;
+        let (store, guest) = self.instantiate(meter).await?;
+        Ok((slot, store, guest, self.call_info()))
     }
 
     /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
@@ -342,12 +326,14 @@ fn push<T: Send + 'static>(
         .map_err(|e| CallError::Instantiate(e.into()))
 }
 
-/// Bounds the whole call, waiting for a slot and host awaits included, by its deadline.
-/// The call is metered for CPU time from inside, so the deadline's timer is not charged.
-async fn within<T>(
+/// Runs a call under its deadline (waiting for a slot and host awaits included), charging
+/// every poll of it to the CPU meter the call's Store checks.
+async fn bounded<T>(
     deadline: Instant,
-    call: impl Future<Output = Result<T, CallError>>,
+    call: impl AsyncFnOnce(CpuMeter) -> Result<T, CallError>,
 ) -> Result<T, CallError> {
+    let meter = CpuMeter::default();
+    let call = meter.clone().meter(call(meter));
     tokio::time::timeout_at(deadline.into(), call)
         .await
         .unwrap_or(Err(CallError::DeadlineExceeded))
