@@ -75,8 +75,8 @@ fn generate_clients(root: &Path) {
     ];
     let fds = protox::compile(&protos, [root.join("proto"), root.join("tests/proto")])
         .unwrap_or_else(|e| panic!("compiling the test protos: {e}"));
+    // Servers too: the benchmarks serve the same services natively, beside the plugins.
     tonic_prost_build::configure()
-        .build_server(false)
         .compile_fds(fds)
-        .expect("generating tonic clients");
+        .expect("generating tonic clients and servers");
 }

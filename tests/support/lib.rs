@@ -40,6 +40,8 @@ pub mod pb {
     }
 }
 
+pub mod native;
+
 /// The `.wasm` file of a plugin crate built for this test run.
 pub fn plugin_wasm(crate_name: &str) -> PathBuf {
     let file = format!("{}.wasm", crate_name.replace('-', "_"));

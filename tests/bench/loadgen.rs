@@ -1,0 +1,254 @@
+//! A gRPC load generator for plugrpc's benchmarks (ghz-like): connections x calls in
+//! flight, closed loop or a fixed rate, for a duration; reports throughput, latency
+//! percentiles and errors per status code, as text or one JSON object.
+//!
+//! `cargo run --release -p plugrpc-tests --bin loadgen -- --target http://127.0.0.1:50051 --workload hello`
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use plugrpc_tests::pb::helloworld::HelloRequest;
+use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
+use plugrpc_tests::pb::user::{ChatMessage, CreateUserRequest, GetUserRequest, ListUsersRequest};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::{Channel, Endpoint};
+
+/// Load a gRPC server and report what it did.
+#[derive(Parser)]
+struct Args {
+    /// Server URL.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// What each call does.
+    #[arg(long, value_enum)]
+    workload: Workload,
+    /// Bytes in the request (hello), or messages per call (list-users, create-users, chat).
+    #[arg(long, default_value_t = 10)]
+    size: usize,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 1)]
+    connections: usize,
+    /// Calls in flight per connection.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// How long to send load.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    duration: Duration,
+    /// Calls per second across all workers (open loop); closed loop when absent.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The calls a workload makes.
+#[derive(Clone, Copy, ValueEnum)]
+enum Workload {
+    /// Greeter.SayHello with a name of `size` bytes.
+    Hello,
+    /// UserService.GetUser.
+    GetUser,
+    /// UserService.ListUsers streaming `size` users.
+    ListUsers,
+    /// UserService.CreateUsers with `size` messages.
+    CreateUsers,
+    /// UserService.Chat, `size` request/reply round trips.
+    Chat,
+}
+
+/// What one worker saw.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    messages: u64,
+    errors: BTreeMap<String, u64>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut channels = Vec::new();
+    for _ in 0..args.connections {
+        let endpoint = Endpoint::from_shared(args.target.clone())?.tcp_nodelay(true);
+        channels.push(endpoint.connect().await?);
+    }
+    let workers = args.connections * args.concurrency;
+    let interval = args
+        .rate
+        .map(|rate| Duration::from_secs_f64(workers as f64 / rate));
+    let started = Instant::now();
+    let until = started + args.duration;
+    let tasks: Vec<_> = (0..workers)
+        .map(|i| {
+            let channel = channels[i % channels.len()].clone();
+            let (workload, size) = (args.workload, args.size);
+            tokio::spawn(async move { worker(channel, workload, size, until, interval).await })
+        })
+        .collect();
+    let mut total = Tally::default();
+    for task in tasks {
+        let tally = task.await?;
+        total.latencies.extend(tally.latencies);
+        total.messages += tally.messages;
+        for (code, n) in tally.errors {
+            *total.errors.entry(code).or_default() += n;
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    report(&args, &mut total, elapsed);
+    Ok(())
+}
+
+/// Calls back to back (or on a fixed schedule) until `until`.
+async fn worker(
+    channel: Channel,
+    workload: Workload,
+    size: usize,
+    until: Instant,
+    interval: Option<Duration>,
+) -> Tally {
+    let mut tally = Tally::default();
+    let mut greeter = GreeterClient::new(channel.clone());
+    let mut users = UserServiceClient::new(channel);
+    let name = "x".repeat(size);
+    let mut next = Instant::now();
+    while Instant::now() < until {
+        // Open loop: latency counts from when the call was due, so a slow server
+        // cannot hide its queueing (no coordinated omission).
+        let due = match interval {
+            Some(interval) => {
+                tokio::time::sleep_until(next.into()).await;
+                let due = next;
+                next += interval;
+                due
+            }
+            None => Instant::now(),
+        };
+        let outcome = match workload {
+            Workload::Hello => greeter
+                .say_hello(HelloRequest { name: name.clone() })
+                .await
+                .map(|_| 1),
+            Workload::GetUser => users.get_user(GetUserRequest { id: 7 }).await.map(|_| 1),
+            Workload::ListUsers => list_users(&mut users, size).await,
+            Workload::CreateUsers => create_users(&mut users, size).await,
+            Workload::Chat => chat(&mut users, size).await,
+        };
+        match outcome {
+            Ok(messages) => {
+                tally.messages += messages;
+                tally.latencies.push(due.elapsed());
+            }
+            Err(status) => {
+                *tally
+                    .errors
+                    .entry(format!("{:?}", status.code()))
+                    .or_default() += 1
+            }
+        }
+    }
+    tally
+}
+
+async fn list_users(
+    users: &mut UserServiceClient<Channel>,
+    size: usize,
+) -> Result<u64, tonic::Status> {
+    let limit = i32::try_from(size).unwrap_or(i32::MAX);
+    let mut stream = users
+        .list_users(ListUsersRequest { limit })
+        .await?
+        .into_inner();
+    let mut messages = 0;
+    while let Some(user) = stream.next().await {
+        user?;
+        messages += 1;
+    }
+    Ok(messages)
+}
+
+async fn create_users(
+    users: &mut UserServiceClient<Channel>,
+    size: usize,
+) -> Result<u64, tonic::Status> {
+    let requests = tokio_stream::iter((0..size).map(|i| CreateUserRequest {
+        name: format!("n{i}"),
+        email: format!("n{i}@example.com"),
+    }));
+    let count = users.create_users(requests).await?.into_inner().count;
+    Ok(u64::try_from(count).unwrap_or(0))
+}
+
+async fn chat(users: &mut UserServiceClient<Channel>, size: usize) -> Result<u64, tonic::Status> {
+    let (tx, rx) = mpsc::channel(1);
+    let mut replies = users.chat(ReceiverStream::new(rx)).await?.into_inner();
+    for i in 0..size {
+        let message = ChatMessage {
+            user: "bench".into(),
+            text: i.to_string(),
+            sent_at: None,
+        };
+        tx.send(message)
+            .await
+            .map_err(|_| tonic::Status::aborted("chat closed early"))?;
+        replies
+            .next()
+            .await
+            .ok_or_else(|| tonic::Status::aborted("no reply"))??;
+    }
+    drop(tx);
+    while replies.next().await.is_some() {}
+    Ok(size as u64)
+}
+
+fn report(args: &Args, tally: &mut Tally, seconds: f64) {
+    tally.latencies.sort();
+    let calls = tally.latencies.len();
+    let at = |q: f64| {
+        tally
+            .latencies
+            .get(((calls as f64 * q) as usize).min(calls.saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1e6)
+    };
+    let failed: u64 = tally.errors.values().sum();
+    if args.json {
+        let errors: Vec<String> = tally
+            .errors
+            .iter()
+            .map(|(code, n)| format!("\"{code}\":{n}"))
+            .collect();
+        println!(
+            "{{\"calls\":{calls},\"failed\":{failed},\"messages\":{},\"seconds\":{seconds:.3},\"calls_per_sec\":{:.1},\
+             \"messages_per_sec\":{:.1},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"errors\":{{{}}}}}",
+            tally.messages,
+            calls as f64 / seconds,
+            tally.messages as f64 / seconds,
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(0.999),
+            errors.join(",")
+        );
+    } else {
+        println!(
+            "calls      {calls} ok, {failed} failed in {seconds:.2} s: {:.0} calls/s, {:.0} messages/s",
+            calls as f64 / seconds,
+            tally.messages as f64 / seconds
+        );
+        println!(
+            "latency    p50 {:.0} us  p90 {:.0} us  p99 {:.0} us  p99.9 {:.0} us",
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(0.999)
+        );
+        for (code, n) in &tally.errors {
+            println!("errors     {code}: {n}");
+        }
+    }
+}
