@@ -116,9 +116,9 @@ fn main() {
     );
     let _ = writeln!(
         report,
-        "| workload | target | calls/s | msgs/s | p50 | p99 | server CPU/call | failed |"
+        "| workload | target | calls/s | msgs/s | p50 | p99 | server CPU/call | CPU/msg | failed |"
     );
-    let _ = writeln!(report, "|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|");
     let mut ratios = String::new();
     for workload in WORKLOADS {
         let runs: Vec<Run> = targets.iter().map(|(_, url)| run(workload, url)).collect();

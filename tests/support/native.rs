@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 
 use tokio::sync::mpsc;
-use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
+use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::pb::helloworld::greeter_server::{Greeter, GreeterServer};
@@ -131,10 +132,9 @@ pub async fn serve() -> SocketAddr {
     let addr = listener.local_addr().expect("local addr");
     tokio::spawn(
         tonic::transport::Server::builder()
-            .tcp_nodelay(true)
             .add_service(GreeterServer::new(NativeGreeter))
             .add_service(UserServiceServer::new(NativeUsers))
-            .serve_with_incoming(TcpListenerStream::new(listener)),
+            .serve_with_incoming(TcpIncoming::from(listener).with_nodelay(Some(true))),
     );
     addr
 }
