@@ -6,7 +6,7 @@ PLUGINS_DIR := target/plugins
 VENV := .venv
 PYTHON := $(VENV)/bin/python
 
-.PHONY: run plugins test lint wasm-target python-client
+.PHONY: run plugins test bench lint wasm-target python-client
 
 ## Build the example plugins and serve them on 127.0.0.1:50051.
 run: plugins
@@ -21,6 +21,10 @@ plugins: wasm-target
 ## Run the whole test suite (Rust and the Python client against a live host).
 test: wasm-target $(VENV)/.installed
 	PLUGRPC_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --no-fail-fast
+
+## The benchmark suite: writes BENCHMARKS.md (needs taskset; takes a few minutes).
+bench: wasm-target
+	cargo bench -p plugrpc-tests --bench suite
 
 ## Formatting and lints, as CI checks them.
 lint:

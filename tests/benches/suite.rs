@@ -120,7 +120,13 @@ fn main() {
     );
     let _ = writeln!(report, "|---|---|---|---|---|---|---|---|---|");
     let mut ratios = String::new();
-    for workload in WORKLOADS {
+    // PLUGRPC_BENCH_ONLY=<loadgen workload> runs one workload while iterating; the
+    // committed report is always a full run.
+    let only = std::env::var("PLUGRPC_BENCH_ONLY").ok();
+    for workload in WORKLOADS
+        .iter()
+        .filter(|w| only.as_deref().is_none_or(|o| o == w.name))
+    {
         let runs: Vec<Run> = targets.iter().map(|(_, url)| run(workload, url)).collect();
         for ((target, _), run) in targets.iter().zip(&runs) {
             let _ = writeln!(
@@ -150,6 +156,10 @@ fn main() {
         "\n## Plugin vs native\n\n| workload | CPU per call | throughput |\n|---|---|---|\n{ratios}"
     );
     drop(host);
+    if only.is_some() {
+        println!("{report}\n(partial run: BENCHMARKS.md left as it is)");
+        return;
+    }
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../BENCHMARKS.md");
     std::fs::write(&path, &report).unwrap();
     println!("{report}\nwritten to {}", path.display());
