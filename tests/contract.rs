@@ -201,7 +201,6 @@ async fn unknown_services_and_methods_are_unimplemented() {
         "/user.v1.UserService/DeleteUser",
         "/probe.v1.Probe/echo",
     ] {
-        let path: &'static str = Box::leak(path.to_owned().into_boxed_str());
         let status = raw::unary(host.channel().await, path, Request::new(Bytes::new()))
             .await
             .unwrap_err();

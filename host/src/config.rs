@@ -38,6 +38,7 @@ pub const DEFAULT_LIMITS: Limits = Limits {
 };
 
 /// Bounds that keep a limit meaningful, checked for every plugin.
+const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
 const MIN_MEMORY: usize = 1 << 20;
 const MAX_MEMORY: usize = 4 << 30;
 const MAX_MESSAGE_SIZE: usize = 1 << 30;
@@ -268,6 +269,16 @@ impl Limits {
                 ),
             );
         }
+        if self.max_deadline > MAX_DEADLINE {
+            return bad(
+                "max_deadline",
+                format!(
+                    "{} is longer than {}",
+                    duration(self.max_deadline),
+                    duration(MAX_DEADLINE)
+                ),
+            );
+        }
         if self.cpu_time.is_zero() {
             return bad("cpu_time", "must be longer than zero".into());
         }
@@ -351,9 +362,10 @@ fn to_usize(size: ByteSize) -> usize {
 
 /// A TOML syntax error as one line with its line number.
 fn syntax_error(text: &str, error: &toml::de::Error) -> String {
-    let line = error
-        .span()
-        .map(|span| text[..span.start.min(text.len())].lines().count().max(1));
+    let line = error.span().map(|span| {
+        let before = &text.as_bytes()[..span.start.min(text.len())];
+        before.iter().filter(|&&b| b == b'\n').count() + 1
+    });
     match line {
         Some(line) => format!("line {line}: {}", error.message().trim()),
         None => error.message().trim().to_owned(),
@@ -464,6 +476,11 @@ mod tests {
                 "plugins.x.memory: 16.0 KiB is outside",
             ),
             ("[host]\nguest_stack = \"1KiB\"", "host.guest_stack"),
+            (
+                "[defaults]\nmax_deadline = \"1000years\"",
+                "defaults.max_deadline: 1000years",
+            ),
+            ("a = 1\n[defaults\n", "line 2:"),
             ("listen = \"nowhere\"", "listen"),
             ("[defaults\nmemory = 1", "line 1:"),
             ("colour = \"blue\"", "unknown field `colour`"),

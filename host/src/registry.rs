@@ -75,37 +75,30 @@ impl Registry {
             match load_if_changed(engine, config, &file, old.as_ref()).await {
                 Ok(plugin) => candidates.push(plugin),
                 Err(reason) => {
-                    tracing::warn!(event = "refused", file = %file.display(), "plugin refused: {reason}");
-                    report.refused.push(Refusal {
-                        file: file.clone(),
-                        reason,
-                    });
+                    report.refuse(&file, reason);
                     // A version that works keeps serving.
                     candidates.extend(old);
                 }
             }
         }
 
-        // Plugins already serving keep their services against newcomers.
-        let serving: Vec<_> = files.values().cloned().collect();
-        candidates.sort_by_key(|p| !serving.iter().any(|s| Arc::ptr_eq(s, p)));
+        // Files already serving keep their services against new files (stable sort:
+        // name order within each group).
+        candidates.sort_by_key(|p| !files.contains_key(p.file()));
         let mut table = RouteTable::default();
         let mut next = BTreeMap::new();
         for plugin in candidates {
-            match table.add(&plugin) {
-                Ok(()) => {
-                    next.insert(plugin.file().to_owned(), plugin);
-                }
-                Err(reason) => {
-                    tracing::warn!(event = "refused", file = %plugin.file().display(), "plugin refused: {reason}");
-                    report.refused.push(Refusal {
-                        file: plugin.file().to_owned(),
-                        reason,
-                    });
-                    if let Some(old) = files.get(plugin.file()) {
-                        table.add(old).ok();
-                        next.insert(old.file().to_owned(), old.clone());
+            // A new version that conflicts falls back to the version it replaces.
+            let fallback = files
+                .get(plugin.file())
+                .filter(|old| !Arc::ptr_eq(old, &plugin));
+            for plugin in std::iter::once(plugin).chain(fallback.cloned()) {
+                match table.add(&plugin) {
+                    Ok(()) => {
+                        next.insert(plugin.file().to_owned(), plugin);
+                        break;
                     }
+                    Err(reason) => report.refuse(plugin.file(), reason),
                 }
             }
         }
@@ -210,6 +203,17 @@ pub struct LoadReport {
     pub loaded: Vec<LoadedSummary>,
     /// Files that were not loaded, and why.
     pub refused: Vec<Refusal>,
+}
+
+impl LoadReport {
+    /// Records and logs, in one line, a file that is not (or no longer) serving.
+    fn refuse(&mut self, file: &Path, reason: String) {
+        tracing::warn!(event = "refused", file = %file.display(), "plugin refused: {reason}");
+        self.refused.push(Refusal {
+            file: file.to_owned(),
+            reason,
+        });
+    }
 }
 
 /// A plugin that is serving.

@@ -30,20 +30,36 @@ struct Args {
     #[arg(long, default_value_t = 10)]
     size: usize,
     /// HTTP/2 connections.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     connections: usize,
     /// Calls in flight per connection.
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 1, value_parser = at_least_one)]
     concurrency: usize,
     /// How long to send load.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     duration: Duration,
     /// Calls per second across all workers (open loop); closed loop when absent.
-    #[arg(long)]
+    #[arg(long, value_parser = positive_rate)]
     rate: Option<f64>,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+}
+
+fn at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse() {
+        Ok(0) | Err(_) => Err(format!("{text:?} is not a whole number of at least 1")),
+        Ok(n) => Ok(n),
+    }
+}
+
+fn positive_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a positive number of calls per second"
+        )),
+    }
 }
 
 /// The calls a workload makes.

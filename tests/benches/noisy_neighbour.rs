@@ -20,6 +20,7 @@ use plugrpc_tests::pb::misbehave::Empty;
 use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
 use plugrpc_tests::pb::user::GetUserRequest;
 use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
+use plugrpc_tests::report::{machine, ms};
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 
@@ -220,21 +221,4 @@ fn on_client_thread<T: Send + 'static>(client: impl Future<Output = T> + Send + 
     std::thread::spawn(move || runtime.block_on(client))
         .join()
         .unwrap()
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
-    format!("{cores} cores ({cpu})")
 }

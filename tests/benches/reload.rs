@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use plugrpc_tests::pb::versioned::VersionRequest;
 use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
+use plugrpc_tests::report::ms;
 use plugrpc_tests::{TestHost, plugin_wasm};
 
 /// Swaps measured for time-to-first-call.
@@ -170,8 +171,4 @@ fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benchmarks/reload.md");
     std::fs::write(&path, &report).unwrap();
     println!("{report}\nwritten to {}", path.display());
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
+use plugrpc_tests::report::machine;
 use plugrpc_tests::{TestHost, native};
 
 /// How long each workload runs per target.
@@ -235,19 +236,4 @@ fn pin_to(cores: &str, pid: u32) {
         status.is_ok_and(|o| o.status.success()),
         "taskset could not pin the server"
     );
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|info| {
-            info.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown CPU".into());
-    format!(
-        "{} cores ({cpu})",
-        std::thread::available_parallelism().map_or(0, usize::from)
-    )
 }

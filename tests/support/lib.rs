@@ -41,6 +41,7 @@ pub mod pb {
 }
 
 pub mod native;
+pub mod report;
 
 /// The `.wasm` file of a plugin crate built for this test run.
 pub fn plugin_wasm(crate_name: &str) -> PathBuf {
@@ -221,7 +222,7 @@ pub mod raw {
     /// A unary call to `path` carrying `request` as the message bytes.
     pub async fn unary(
         channel: Channel,
-        path: &'static str,
+        path: &str,
         request: Request<Bytes>,
     ) -> Result<Response<Bytes>, Status> {
         let mut grpc = tonic::client::Grpc::new(channel);
@@ -230,7 +231,8 @@ pub mod raw {
             .map_err(|e| Status::unavailable(e.to_string()))?;
         grpc.unary(
             request,
-            http::uri::PathAndQuery::from_static(path),
+            http::uri::PathAndQuery::try_from(path)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?,
             BytesCodec,
         )
         .await

@@ -45,10 +45,39 @@ pub enum Code {
     Unauthenticated,
 }
 
+/// Every code, in wire order: `ALL[n]` is the code numbered `n`.
+const ALL: [Code; 17] = [
+    Code::Ok,
+    Code::Cancelled,
+    Code::Unknown,
+    Code::InvalidArgument,
+    Code::DeadlineExceeded,
+    Code::NotFound,
+    Code::AlreadyExists,
+    Code::PermissionDenied,
+    Code::ResourceExhausted,
+    Code::FailedPrecondition,
+    Code::Aborted,
+    Code::OutOfRange,
+    Code::Unimplemented,
+    Code::Internal,
+    Code::Unavailable,
+    Code::DataLoss,
+    Code::Unauthenticated,
+];
+
 impl Code {
     /// The code's number on the wire (`grpc-status`).
     pub fn as_i32(self) -> i32 {
         wit::Code::from(self) as i32
+    }
+
+    /// The code with wire number `number`, if there is one (e.g. from a config or a peer).
+    pub fn from_i32(number: i32) -> Option<Code> {
+        usize::try_from(number)
+            .ok()
+            .and_then(|n| ALL.get(n))
+            .copied()
     }
 }
 
@@ -213,3 +242,17 @@ code_mapping!(
     DataLoss,
     Unauthenticated,
 );
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_numbers_round_trip() {
+        for number in 0..17 {
+            assert_eq!(Code::from_i32(number).map(Code::as_i32), Some(number));
+        }
+        assert_eq!(Code::from_i32(17), None);
+        assert_eq!(Code::from_i32(-1), None);
+    }
+}

@@ -41,31 +41,6 @@ fn seen(cx: &Context, text: String) -> EchoReply {
     }
 }
 
-fn code(number: i32) -> Code {
-    [
-        Code::Ok,
-        Code::Cancelled,
-        Code::Unknown,
-        Code::InvalidArgument,
-        Code::DeadlineExceeded,
-        Code::NotFound,
-        Code::AlreadyExists,
-        Code::PermissionDenied,
-        Code::ResourceExhausted,
-        Code::FailedPrecondition,
-        Code::Aborted,
-        Code::OutOfRange,
-        Code::Unimplemented,
-        Code::Internal,
-        Code::Unavailable,
-        Code::DataLoss,
-        Code::Unauthenticated,
-    ]
-    .get(usize::try_from(number).unwrap_or(usize::MAX))
-    .copied()
-    .unwrap_or(Code::Unknown)
-}
-
 impl Probe for Prober {
     fn echo(&self, cx: &Context, request: EchoRequest) -> Result<EchoReply, Status> {
         reflect(cx);
@@ -73,18 +48,21 @@ impl Probe for Prober {
     }
 
     fn fail(&self, _cx: &Context, request: FailRequest) -> Result<EchoReply, Status> {
-        Err(Status::new(code(request.code), request.message)
-            .with_details(
-                ErrorDetails::new()
-                    .with_error_info(
-                        "PROBE_FAILED",
-                        "probe.plugrpc.test",
-                        [("asked".to_owned(), "yes".to_owned())],
-                    )
-                    .with_bad_request_violation("code", "asked for"),
-            )
-            .with_trailer("x-failed-by", "probe")
-            .with_trailer("x-raw-bin", vec![0u8, 1, 254, 255]))
+        Err(Status::new(
+            Code::from_i32(request.code).unwrap_or(Code::Unknown),
+            request.message,
+        )
+        .with_details(
+            ErrorDetails::new()
+                .with_error_info(
+                    "PROBE_FAILED",
+                    "probe.plugrpc.test",
+                    [("asked".to_owned(), "yes".to_owned())],
+                )
+                .with_bad_request_violation("code", "asked for"),
+        )
+        .with_trailer("x-failed-by", "probe")
+        .with_trailer("x-raw-bin", vec![0u8, 1, 254, 255]))
     }
 
     fn echo_stream(
