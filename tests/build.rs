@@ -11,6 +11,7 @@ const PLUGINS: &[&str] = &[
     "users",
     "probe",
     "greeter-twin",
+    "warm",
     "misbehave",
     "versioned-v1",
     "versioned-v2",

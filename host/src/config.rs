@@ -35,6 +35,7 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     max_request_size: 4 << 20,
     max_response_size: 4 << 20,
     allow_breaking_changes: false,
+    reuse_instances: true,
 };
 
 /// Bounds that keep a limit meaningful, checked for every plugin.
@@ -85,6 +86,9 @@ pub struct Limits {
     pub max_response_size: usize,
     /// Whether a reload may break callers (remove methods, change types or fields).
     pub allow_breaking_changes: bool,
+    /// Whether a plugin that declares itself stateless is served from reused instances;
+    /// `false` gives it a fresh instance per call like any other plugin.
+    pub reuse_instances: bool,
 }
 
 /// A `[defaults]` or `[plugins.<name>]` table: any subset of the limits.
@@ -103,6 +107,7 @@ pub struct LimitOverrides {
     max_request_size: Option<ByteSize>,
     max_response_size: Option<ByteSize>,
     allow_breaking_changes: Option<bool>,
+    reuse_instances: Option<bool>,
 }
 
 /// The file as written.
@@ -246,6 +251,7 @@ impl Limits {
             allow_breaking_changes: overrides
                 .allow_breaking_changes
                 .unwrap_or(self.allow_breaking_changes),
+            reuse_instances: overrides.reuse_instances.unwrap_or(self.reuse_instances),
         }
     }
 

@@ -164,6 +164,7 @@ fn log_changes(
             services = ?plugin.services().iter().map(|s| s.full_name()).collect::<Vec<_>>(),
             compile_ms = plugin.compile_time().as_millis(),
             limits = %plugin.limits(),
+            instances = if plugin.warm().is_some() { "warm" } else { "fresh" },
             "plugin {event}"
         );
     }

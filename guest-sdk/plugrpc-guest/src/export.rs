@@ -13,8 +13,9 @@ use crate::stream::{RawRequests, RawSink};
 pub type Plugin = [Box<dyn Service>];
 
 /// The manifest the host reads at load time.
-pub fn describe(name: &str, version: &str, plugin: &Plugin) -> Manifest {
+pub fn describe(name: &str, version: &str, stateless: bool, plugin: &Plugin) -> Manifest {
     Manifest {
+        stateless,
         name: name.to_owned(),
         version: version.to_owned(),
         services: plugin.iter().map(|s| s.name().to_owned()).collect(),
@@ -106,9 +107,15 @@ fn route<'p>(plugin: &'p Plugin, cx: &'p Context) -> Result<(&'p dyn Service, &'
 ///
 /// Each server's handler type must implement `Default`: the host runs each call in a fresh
 /// instance, which builds its handlers on first use. Several servers may be listed.
+///
+/// `export!(stateless: GreeterServer<MyGreeter>);` declares that no call depends on what
+/// an earlier call left behind (statics, caches, the handlers' own fields), so the host
+/// may serve calls one after another from a reused instance: much cheaper per call. The
+/// host still never runs two calls in one instance at once, and discards an instance
+/// after any trap, limit or cancelled call.
 #[macro_export]
 macro_rules! export {
-    ($($server:ty),+ $(,)?) => {
+    (@plugin $stateless:literal; $($server:ty),+) => {
         struct __PlugrpcPlugin;
 
         ::std::thread_local! {
@@ -119,7 +126,12 @@ macro_rules! export {
         impl $crate::bindings::exports::plugrpc::plugin::handler::Guest for __PlugrpcPlugin {
             fn describe() -> $crate::bindings::plugrpc::plugin::types::Manifest {
                 __PLUGRPC_SERVICES.with(|p| {
-                    $crate::__private::describe(env!("CARGO_PKG_NAME"), env!("CARGO_PKG_VERSION"), p)
+                    $crate::__private::describe(
+                        env!("CARGO_PKG_NAME"),
+                        env!("CARGO_PKG_VERSION"),
+                        $stateless,
+                        p,
+                    )
                 })
             }
             fn unary(
@@ -167,5 +179,11 @@ macro_rules! export {
             use super::__PlugrpcPlugin;
             $crate::bindings::__export_plugin!(__PlugrpcPlugin with_types_in $crate::bindings);
         }
+    };
+    (stateless: $($server:ty),+ $(,)?) => {
+        $crate::export!(@plugin true; $($server),+);
+    };
+    ($($server:ty),+ $(,)?) => {
+        $crate::export!(@plugin false; $($server),+);
     };
 }

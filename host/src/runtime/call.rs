@@ -11,16 +11,17 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tonic::Streaming;
 use tonic::metadata::MetadataMap;
-use wasmtime::component::ResourceTable;
+use wasmtime::component::{Resource, ResourceTable};
 use wasmtime::{Store, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::admission::Slot;
-use super::bindings::{CallInfo, MetadataEntry, Plugin as PluginWorld, Reply, Status};
+use super::bindings::{CallInfo, MetadataEntry, Reply, Status};
 use super::output::{GuestOutput, LogBudget};
 use super::plugin::LoadedPlugin;
 use super::sandbox::{self, CpuMeter, MemoryLimiter};
 use super::streams::{RequestStream, ResponseStream};
+use super::warm::{Sandbox, WarmPool};
 use crate::config::{self, Limits};
 use crate::metadata::InvalidMetadata;
 
@@ -57,6 +58,14 @@ impl CallState {
             guest_stack,
             pending_headers: None,
         }
+    }
+
+    /// Ends a call in a Store that may serve another: drops what belonged to the call,
+    /// and says whether the Store is as clean as a fresh one (no host resources left,
+    /// no refused allocation).
+    pub(crate) fn end_call(&mut self) -> bool {
+        self.pending_headers = None;
+        self.table.is_empty() && !self.memory.refused
     }
 
     /// A fresh Store for this state, with every bound armed.
@@ -200,10 +209,14 @@ pub(crate) struct Invocation {
 impl Invocation {
     pub(crate) async fn unary(self, request: Bytes) -> Result<Reply, CallError> {
         bounded(self.deadline, async move |meter| {
-            let (_slot, mut store, guest, info) = self.enter(meter).await?;
-            let handler = guest.plugrpc_plugin_handler();
-            let result = handler.call_unary(&mut store, &info, &request).await;
-            settle(&store, result).and_then(|reply| self.check_reply(reply))
+            let (_slot, mut sandbox, info) = self.enter(meter).await?;
+            let handler = sandbox.guest.plugrpc_plugin_handler();
+            let result = handler
+                .call_unary(&mut sandbox.store, &info, &request)
+                .await;
+            let reply = settle(&sandbox.store, result).and_then(|reply| self.check_reply(reply));
+            self.leave(sandbox, &reply);
+            reply
         })
         .await
     }
@@ -214,14 +227,17 @@ impl Invocation {
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
         bounded(self.deadline, async move |meter| {
-            let (_slot, mut store, guest, info) = self.enter(meter).await?;
-            store.data_mut().pending_headers = Some(out.headers);
-            let stream = push(&mut store, out.stream)?;
-            let handler = guest.plugrpc_plugin_handler();
+            let (_slot, mut sandbox, info) = self.enter(meter).await?;
+            sandbox.store.data_mut().pending_headers = Some(out.headers);
+            let stream = push(&mut sandbox.store, out.stream)?;
+            let handler = sandbox.guest.plugrpc_plugin_handler();
             let result = handler
-                .call_server_streaming(&mut store, &info, &request, stream)
+                .call_server_streaming(&mut sandbox.store, &info, &request, stream.borrowed())
                 .await;
-            settle(&store, result)
+            stream.delete(&mut sandbox.store);
+            let trailers = settle(&sandbox.store, result);
+            self.leave(sandbox, &trailers);
+            trailers
         })
         .await
     }
@@ -231,13 +247,16 @@ impl Invocation {
         input: Streaming<Bytes>,
     ) -> Result<Reply, CallError> {
         bounded(self.deadline, async move |meter| {
-            let (_slot, mut store, guest, info) = self.enter(meter).await?;
-            let input = push(&mut store, RequestStream::new(input))?;
-            let handler = guest.plugrpc_plugin_handler();
+            let (_slot, mut sandbox, info) = self.enter(meter).await?;
+            let input = push(&mut sandbox.store, RequestStream::new(input))?;
+            let handler = sandbox.guest.plugrpc_plugin_handler();
             let result = handler
-                .call_client_streaming(&mut store, &info, input)
+                .call_client_streaming(&mut sandbox.store, &info, input.borrowed())
                 .await;
-            settle(&store, result).and_then(|reply| self.check_reply(reply))
+            input.delete(&mut sandbox.store);
+            let reply = settle(&sandbox.store, result).and_then(|reply| self.check_reply(reply));
+            self.leave(sandbox, &reply);
+            reply
         })
         .await
     }
@@ -248,34 +267,45 @@ impl Invocation {
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
         bounded(self.deadline, async move |meter| {
-            let (_slot, mut store, guest, info) = self.enter(meter).await?;
-            store.data_mut().pending_headers = Some(out.headers);
-            let input = push(&mut store, RequestStream::new(input))?;
-            let stream = push(&mut store, out.stream)?;
-            let handler = guest.plugrpc_plugin_handler();
+            let (_slot, mut sandbox, info) = self.enter(meter).await?;
+            sandbox.store.data_mut().pending_headers = Some(out.headers);
+            let input = push(&mut sandbox.store, RequestStream::new(input))?;
+            let stream = push(&mut sandbox.store, out.stream)?;
+            let handler = sandbox.guest.plugrpc_plugin_handler();
             let result = handler
-                .call_bidi_streaming(&mut store, &info, input, stream)
+                .call_bidi_streaming(
+                    &mut sandbox.store,
+                    &info,
+                    input.borrowed(),
+                    stream.borrowed(),
+                )
                 .await;
-            settle(&store, result)
+            input.delete(&mut sandbox.store);
+            stream.delete(&mut sandbox.store);
+            let trailers = settle(&sandbox.store, result);
+            self.leave(sandbox, &trailers);
+            trailers
         })
         .await
     }
 
-    /// A slot from the plugin's admission, then a fresh sandbox for the call.
-    async fn enter(
-        &self,
-        meter: CpuMeter,
-    ) -> Result<(Slot, Store<CallState>, PluginWorld, CallInfo), CallError> {
+    /// A slot from the plugin's admission, then a sandbox for the call: a warm one if
+    /// the plugin keeps them and one is idle, else a fresh one.
+    async fn enter(&self, meter: CpuMeter) -> Result<(Slot, Sandbox, CallInfo), CallError> {
         let slot = self.plugin.admission().admit().await?;
-        let (store, guest) = self.instantiate(meter).await?;
-        Ok((slot, store, guest, self.call_info()))
+        let sandbox = match self.plugin.warm().and_then(WarmPool::take) {
+            Some(mut sandbox) => {
+                let cpu_time = self.plugin.limits().cpu_time;
+                sandbox::arm(&mut sandbox.store, self.deadline, cpu_time, meter);
+                sandbox
+            }
+            None => self.instantiate(meter).await?,
+        };
+        Ok((slot, sandbox, self.call_info()))
     }
 
     /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
-    async fn instantiate(
-        &self,
-        meter: CpuMeter,
-    ) -> Result<(Store<CallState>, PluginWorld), CallError> {
+    async fn instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
         let pre = self.plugin.pre();
         let state = CallState::new(
             self.plugin.log_budget(),
@@ -284,11 +314,19 @@ impl Invocation {
         );
         let mut store = state.into_store(pre.engine(), self.deadline, meter);
         match pre.instantiate_async(&mut store).await {
-            Ok(guest) => Ok((store, guest)),
+            Ok(guest) => Ok(Sandbox::new(store, guest)),
             Err(error) => Err(match classify(&store, error) {
                 CallError::Trap(error) => CallError::Instantiate(error),
                 other => other,
             }),
+        }
+    }
+
+    /// Ends the call's use of `sandbox`: a warm plugin keeps it when the call ended with
+    /// an answer or a status of the guest's own; anything else drops it.
+    fn leave<T>(&self, sandbox: Sandbox, outcome: &Result<T, CallError>) {
+        if let (Some(pool), Ok(_) | Err(CallError::Guest(_))) = (self.plugin.warm(), outcome) {
+            pool.put(sandbox);
         }
     }
 
@@ -314,16 +352,30 @@ impl Invocation {
     }
 }
 
-/// Puts a host stream into the call's resource table.
-fn push<T: Send + 'static>(
-    store: &mut Store<CallState>,
-    stream: T,
-) -> Result<wasmtime::component::Resource<T>, CallError> {
+/// Puts a host stream into the call's resource table, for as long as the call runs.
+fn push<T: Send + 'static>(store: &mut Store<CallState>, stream: T) -> Result<Owned<T>, CallError> {
     store
         .data_mut()
         .table
         .push(stream)
+        .map(Owned)
         .map_err(|e| CallError::Instantiate(e.into()))
+}
+
+/// A host stream the call's table owns; the guest only ever borrows it.
+struct Owned<T: 'static>(Resource<T>);
+
+impl<T: 'static> Owned<T> {
+    fn borrowed(&self) -> Resource<T> {
+        Resource::new_borrow(self.0.rep())
+    }
+
+    /// Takes the stream out of the table when the call ends, so a reused Store starts
+    /// empty and the stream closes now rather than with the Store.
+    fn delete(self, store: &mut Store<CallState>) {
+        // The guest cannot delete what it only borrowed: the entry is still there.
+        let _ = store.data_mut().table.delete(self.0);
+    }
 }
 
 /// Runs a call under its deadline (waiting for a slot and host awaits included), charging

@@ -11,10 +11,14 @@ use wasmtime::{Cache, CacheConfig, Config, InstanceAllocationStrategy, PoolingAl
 
 use super::bindings::Plugin as PluginWorld;
 use super::call::CallState;
+use super::warm::IdleBudget;
 use crate::config::{HostConfig, MAX_SANDBOXES};
 
 /// How often the epoch advances: the granularity of deadlines and of guest yields.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Memory a freed sandbox keeps mapped and resets in place for the next call.
+const KEEP_RESIDENT: usize = 16 << 20;
 
 /// Host stack for host calls made from a guest, on top of the guest's own wasm stack.
 const HOST_STACK: usize = 1 << 20;
@@ -37,6 +41,7 @@ pub(crate) struct Engine {
     engine: wasmtime::Engine,
     linker: Arc<Linker<CallState>>,
     guest_stack: usize,
+    idle: IdleBudget,
     _ticker: Arc<TickerStop>,
 }
 
@@ -59,11 +64,17 @@ impl Engine {
             .total_memories(sandboxes)
             .total_tables(4 * sandboxes)
             .total_stacks(sandboxes)
-            .max_memory_size(host.largest_memory());
+            .max_memory_size(host.largest_memory())
+            .pagemap_scan(wasmtime::Enabled::Auto)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
 
         let mut config = Config::new();
         config
             .epoch_interruption(true)
+            // Plugins use the synchronous component ABI; the concurrent machinery only
+            // adds per-Store setup and teardown.
+            .concurrency_support(false)
             .max_wasm_stack(host.guest_stack)
             .async_stack_size(host.guest_stack + HOST_STACK)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
@@ -86,6 +97,7 @@ impl Engine {
             engine,
             linker: Arc::new(linker),
             guest_stack: host.guest_stack,
+            idle: IdleBudget::default(),
             _ticker: Arc::new(TickerStop(stop)),
         })
     }
@@ -101,6 +113,11 @@ impl Engine {
 
     pub(crate) fn guest_stack(&self) -> usize {
         self.guest_stack
+    }
+
+    /// The host-wide bound on idle warm instances every plugin's pool shares.
+    pub(crate) fn idle_budget(&self) -> IdleBudget {
+        self.idle.clone()
     }
 }
 

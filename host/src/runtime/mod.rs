@@ -1,5 +1,6 @@
 //! The wasmtime side of the host: one engine, plugins linked against the contract, and a
-//! fresh sandbox per call. Knows nothing of HTTP/2 or routing.
+//! sandbox per call (fresh, or warm for stateless plugins). Knows nothing of HTTP/2 or
+//! routing.
 
 mod admission;
 mod bindings;
@@ -9,6 +10,7 @@ mod output;
 mod plugin;
 mod sandbox;
 mod streams;
+mod warm;
 
 pub(crate) use bindings::{Code, MetadataEntry, Reply, Status as GuestStatus};
 pub(crate) use call::{CallError, Invocation, Limit, ResponseOut};

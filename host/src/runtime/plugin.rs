@@ -13,6 +13,7 @@ use super::call::CallState;
 use super::engine::Engine;
 use super::output::LogBudget;
 use super::sandbox::CpuMeter;
+use super::warm::WarmPool;
 use crate::config::{DEFAULT_LIMITS, HostConfig, Limits};
 
 /// How long a plugin's `describe` may run before the plugin is refused.
@@ -59,6 +60,8 @@ pub(crate) struct LoadedPlugin {
     admission: Admission,
     log_budget: Arc<LogBudget>,
     guest_stack: usize,
+    /// Idle instances, for a stateless plugin whose limits let it reuse them.
+    warm: Option<WarmPool>,
 }
 
 impl LoadedPlugin {
@@ -100,6 +103,8 @@ impl LoadedPlugin {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let limits = config.limits_for(&manifest.name);
+        let warm = (manifest.stateless && limits.reuse_instances)
+            .then(|| WarmPool::new(limits.max_concurrent_calls, engine.idle_budget()));
         Ok(Self {
             log_budget: LogBudget::new(manifest.name.as_str().into()),
             admission: Admission::new(limits.max_concurrent_calls, limits.max_queued_calls),
@@ -112,6 +117,7 @@ impl LoadedPlugin {
             services,
             limits,
             guest_stack: engine.guest_stack(),
+            warm,
         })
     }
 
@@ -159,6 +165,11 @@ impl LoadedPlugin {
 
     pub(crate) fn guest_stack(&self) -> usize {
         self.guest_stack
+    }
+
+    /// Where calls find and leave warm instances; `None` when every call gets a fresh one.
+    pub(crate) fn warm(&self) -> Option<&WarmPool> {
+        self.warm.as_ref()
     }
 }
 

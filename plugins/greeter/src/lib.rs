@@ -17,4 +17,4 @@ impl Greeter for Hello {
     }
 }
 
-plugrpc_guest::export!(GreeterServer<Hello>);
+plugrpc_guest::export!(stateless: GreeterServer<Hello>);

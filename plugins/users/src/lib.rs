@@ -104,4 +104,4 @@ impl UserService for Users {
     }
 }
 
-plugrpc_guest::export!(UserServiceServer<Users>);
+plugrpc_guest::export!(stateless: UserServiceServer<Users>);

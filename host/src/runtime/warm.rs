@@ -1,0 +1,124 @@
+//! Warm instances, for plugins that declare themselves stateless: an instance that ended
+//! a call cleanly is kept and serves a later call, which then skips instantiation and
+//! teardown. One call at a time per instance, and nothing is kept after a fault.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wasmtime::Store;
+
+use super::bindings::Plugin as PluginWorld;
+use super::call::CallState;
+
+/// Calls one instance serves before it is replaced: bounds what a slow leak can grow to.
+pub(crate) const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
+
+/// Idle instances across the host, so that idle ones never starve the sandbox pool.
+pub(crate) const MAX_IDLE_INSTANCES: usize = 250;
+
+/// A plugin instance in its own Store: where a call runs.
+pub(crate) struct Sandbox {
+    pub(crate) store: Store<CallState>,
+    pub(crate) guest: PluginWorld,
+    calls: u32,
+}
+
+impl Sandbox {
+    pub(crate) fn new(store: Store<CallState>, guest: PluginWorld) -> Self {
+        Self {
+            store,
+            guest,
+            calls: 0,
+        }
+    }
+}
+
+/// The host-wide count of idle instances; cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct IdleBudget(Arc<AtomicUsize>);
+
+impl IdleBudget {
+    fn try_reserve(&self) -> Option<IdlePermit> {
+        self.0
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| {
+                (idle < MAX_IDLE_INSTANCES).then_some(idle + 1)
+            })
+            .ok()
+            .map(|_| IdlePermit(self.0.clone()))
+    }
+
+    #[cfg(test)]
+    fn idle(&self) -> usize {
+        self.0.load(Ordering::Acquire)
+    }
+}
+
+/// One idle instance's place in the [`IdleBudget`], given back when it leaves the pool.
+struct IdlePermit(Arc<AtomicUsize>);
+
+impl Drop for IdlePermit {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// One plugin version's idle instances; dropped (with them) when the version is.
+pub(crate) struct WarmPool {
+    idle: Mutex<Vec<(Sandbox, IdlePermit)>>,
+    capacity: usize,
+    budget: IdleBudget,
+}
+
+impl WarmPool {
+    /// A pool keeping at most `capacity` idle instances, within the host's `budget`.
+    pub(crate) fn new(capacity: usize, budget: IdleBudget) -> Self {
+        Self {
+            idle: Mutex::new(Vec::new()),
+            capacity,
+            budget,
+        }
+    }
+
+    /// The most recently used idle instance (its memory is the likeliest to be cached).
+    pub(crate) fn take(&self) -> Option<Sandbox> {
+        self.lock().pop().map(|(sandbox, _permit)| sandbox)
+    }
+
+    /// Keeps `sandbox`, whose call just ended cleanly, for a later call, unless it served
+    /// its share of calls, holds leftovers of the call, or there is no room.
+    pub(crate) fn put(&self, mut sandbox: Sandbox) {
+        sandbox.calls += 1;
+        if sandbox.calls >= MAX_CALLS_PER_INSTANCE || !sandbox.store.data_mut().end_call() {
+            return;
+        }
+        let mut idle = self.lock();
+        if idle.len() >= self.capacity {
+            return;
+        }
+        if let Some(permit) = self.budget.try_reserve() {
+            idle.push((sandbox, permit));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Sandbox, IdlePermit)>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_host_budget_bounds_idle_instances_and_is_given_back() {
+        let budget = IdleBudget::default();
+        let permits: Vec<_> = std::iter::from_fn(|| budget.try_reserve())
+            .take(MAX_IDLE_INSTANCES + 10)
+            .collect();
+        assert_eq!(permits.len(), MAX_IDLE_INSTANCES);
+        assert!(budget.try_reserve().is_none());
+        drop(permits);
+        assert_eq!(budget.idle(), 0);
+        assert!(budget.try_reserve().is_some());
+    }
+}
