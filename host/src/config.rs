@@ -22,7 +22,7 @@ pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 pub const DEFAULT_GUEST_STACK: usize = 512 << 10;
 
 /// Sandboxes the host keeps in its pool: no plugin may be allowed more concurrent calls.
-pub const MAX_SANDBOXES: usize = 1000;
+pub const MAX_SANDBOXES: usize = 16_384;
 
 /// Limits for a plugin the config says nothing about.
 pub const DEFAULT_LIMITS: Limits = Limits {

@@ -75,6 +75,11 @@ enum Workload {
     CreateUsers,
     /// UserService.Chat, `size` request/reply round trips.
     Chat,
+    /// `size` UserService.Chat streams open at once, spread over the connections: each
+    /// makes one round trip, all are held open until every one has (or `duration` ends),
+    /// `HOLDING <open>` is printed and a line is awaited on stdin (at most a minute); then
+    /// each makes a second round trip and closes. A call is one stream that did both.
+    OpenStreams,
 }
 
 /// What one worker saw.
@@ -92,6 +97,12 @@ async fn main() -> anyhow::Result<()> {
     for _ in 0..args.connections {
         let endpoint = Endpoint::from_shared(args.target.clone())?.tcp_nodelay(true);
         channels.push(endpoint.connect().await?);
+    }
+    if let Workload::OpenStreams = args.workload {
+        let started = Instant::now();
+        let mut total = open_streams(&channels, args.size, args.duration).await;
+        report(&args, &mut total, started.elapsed().as_secs_f64());
+        return Ok(());
     }
     let workers = args.connections * args.concurrency;
     let interval = args
@@ -154,6 +165,7 @@ async fn worker(
             Workload::ListUsers => list_users(&mut users, size).await,
             Workload::CreateUsers => create_users(&mut users, size).await,
             Workload::Chat => chat(&mut users, size).await,
+            Workload::OpenStreams => unreachable!("open-streams has its own driver"),
         };
         match outcome {
             Ok(messages) => {
@@ -222,6 +234,81 @@ async fn chat(users: &mut UserServiceClient<Channel>, size: usize) -> Result<u64
     Ok(size as u64)
 }
 
+/// Opens `streams` chats at once (see [`Workload::OpenStreams`]).
+async fn open_streams(channels: &[Channel], streams: usize, limit: Duration) -> Tally {
+    let opened = std::sync::Arc::new(tokio::sync::Barrier::new(streams + 1));
+    let (release_tx, release) = tokio::sync::watch::channel(false);
+    let tasks: Vec<_> = (0..streams)
+        .map(|i| {
+            let mut users = UserServiceClient::new(channels[i % channels.len()].clone());
+            let (opened, mut release) = (opened.clone(), release.clone());
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let (tx, rx) = mpsc::channel(1);
+                let round_trip = async |replies: &mut tonic::Streaming<ChatMessage>| {
+                    let message = ChatMessage {
+                        user: "held".into(),
+                        text: i.to_string(),
+                        sent_at: None,
+                    };
+                    tx.send(message)
+                        .await
+                        .map_err(|_| tonic::Status::aborted("chat closed early"))?;
+                    replies
+                        .next()
+                        .await
+                        .ok_or_else(|| tonic::Status::aborted("no reply"))?
+                };
+                let first = async {
+                    let mut replies = users.chat(ReceiverStream::new(rx)).await?.into_inner();
+                    round_trip(&mut replies).await?;
+                    Ok::<_, tonic::Status>(replies)
+                };
+                let first = tokio::time::timeout(limit, first).await;
+                let latency = started.elapsed();
+                opened.wait().await;
+                let mut replies = match first {
+                    Ok(Ok(replies)) => replies,
+                    Ok(Err(status)) => return Err(status),
+                    Err(_) => return Err(tonic::Status::deadline_exceeded("not opened in time")),
+                };
+                let _ = release.wait_for(|go| *go).await;
+                round_trip(&mut replies).await?;
+                drop(tx);
+                while replies.next().await.is_some() {}
+                Ok(latency)
+            })
+        })
+        .collect();
+    opened.wait().await;
+    println!("HOLDING {streams}");
+    let mut line = String::new();
+    let stdin = tokio::io::stdin();
+    let _ = tokio::time::timeout(
+        Duration::from_secs(60),
+        tokio::io::AsyncBufReadExt::read_line(&mut tokio::io::BufReader::new(stdin), &mut line),
+    )
+    .await;
+    let _ = release_tx.send(true);
+    let mut tally = Tally::default();
+    for task in tasks {
+        match task.await {
+            Ok(Ok(latency)) => {
+                tally.latencies.push(latency);
+                tally.messages += 2;
+            }
+            Ok(Err(status)) => {
+                *tally
+                    .errors
+                    .entry(format!("{:?}", status.code()))
+                    .or_default() += 1
+            }
+            Err(_) => *tally.errors.entry("Panicked".into()).or_default() += 1,
+        }
+    }
+    tally
+}
+
 fn report(args: &Args, tally: &mut Tally, seconds: f64) {
     tally.latencies.sort();
     let calls = tally.latencies.len();
@@ -233,23 +320,25 @@ fn report(args: &Args, tally: &mut Tally, seconds: f64) {
     };
     let failed: u64 = tally.errors.values().sum();
     if args.json {
-        let errors: Vec<String> = tally
-            .errors
-            .iter()
-            .map(|(code, n)| format!("\"{code}\":{n}"))
-            .collect();
-        println!(
-            "{{\"calls\":{calls},\"failed\":{failed},\"messages\":{},\"seconds\":{seconds:.3},\"calls_per_sec\":{:.1},\
-             \"messages_per_sec\":{:.1},\"p50_us\":{:.1},\"p90_us\":{:.1},\"p99_us\":{:.1},\"p999_us\":{:.1},\"errors\":{{{}}}}}",
-            tally.messages,
-            calls as f64 / seconds,
-            tally.messages as f64 / seconds,
-            at(0.5),
-            at(0.9),
-            at(0.99),
-            at(0.999),
-            errors.join(",")
-        );
+        // The latency distribution for plots: every percent, then the tail in finer steps.
+        let quantiles = (0..100)
+            .map(|p| f64::from(p) / 100.0)
+            .chain([0.995, 0.999, 0.9995, 0.9999, 1.0]);
+        let report = serde_json::json!({
+            "calls": calls,
+            "failed": failed,
+            "messages": tally.messages,
+            "seconds": seconds,
+            "calls_per_sec": calls as f64 / seconds,
+            "messages_per_sec": tally.messages as f64 / seconds,
+            "p50_us": at(0.5),
+            "p90_us": at(0.9),
+            "p99_us": at(0.99),
+            "p999_us": at(0.999),
+            "errors": tally.errors,
+            "latency_us": quantiles.map(|q| [q, at(q)]).collect::<Vec<_>>(),
+        });
+        println!("{report}");
     } else {
         println!(
             "calls      {calls} ok, {failed} failed in {seconds:.2} s: {:.0} calls/s, {:.0} messages/s",

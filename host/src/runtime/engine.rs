@@ -57,36 +57,11 @@ impl Drop for TickerStop {
 impl Engine {
     /// An engine whose pool fits the largest memory and stack `host` allows any plugin.
     pub(crate) fn new(host: &HostConfig) -> Result<Self, EngineError> {
-        let sandboxes = u32::try_from(MAX_SANDBOXES).unwrap_or(u32::MAX);
-        let mut pool = PoolingAllocationConfig::default();
-        pool.total_component_instances(sandboxes)
-            .total_core_instances(4 * sandboxes)
-            .total_memories(sandboxes)
-            .total_tables(4 * sandboxes)
-            .total_stacks(sandboxes)
-            .max_memory_size(host.largest_memory())
-            .pagemap_scan(wasmtime::Enabled::Auto)
-            .linear_memory_keep_resident(KEEP_RESIDENT)
-            .table_keep_resident(KEEP_RESIDENT);
-
-        let mut config = Config::new();
-        config
-            .epoch_interruption(true)
-            // Plugins use the synchronous component ABI; the concurrent machinery only
-            // adds per-Store setup and teardown.
-            .concurrency_support(false)
-            .max_wasm_stack(host.guest_stack)
-            .async_stack_size(host.guest_stack + HOST_STACK)
-            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
-        if let Some(dir) = &host.cache_dir {
-            // wasmtime keys entries by content and compiler settings, and recompiles
-            // (and rewrites) any entry it cannot read back.
-            let mut cache = CacheConfig::new();
-            cache.with_directory(dir);
-            config.cache(Some(Cache::new(cache)?));
-        }
-        let engine = wasmtime::Engine::new(&config)?;
-
+        // Resetting a freed sandbox in place (only the pages it dirtied, found with
+        // Linux's PAGEMAP_SCAN) costs a fraction of unmapping and faulting them back in.
+        // Without PAGEMAP_SCAN, keeping memory resident would mean zeroing all of it.
+        let engine = wasmtime::Engine::new(&config(host, true)?)
+            .or_else(|_| wasmtime::Engine::new(&config(host, false)?))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         PluginWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
@@ -119,6 +94,46 @@ impl Engine {
     pub(crate) fn idle_budget(&self) -> IdleBudget {
         self.idle.clone()
     }
+}
+
+/// The engine's settings: pooled sandboxes sized for the largest limits `host` allows,
+/// epoch interruption, async calls, and the compile cache.
+fn config(host: &HostConfig, pagemap_scan: bool) -> Result<Config, EngineError> {
+    let sandboxes = u32::try_from(MAX_SANDBOXES).unwrap_or(u32::MAX);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(sandboxes)
+        .total_core_instances(4 * sandboxes)
+        .total_memories(sandboxes)
+        .total_tables(4 * sandboxes)
+        .total_stacks(sandboxes)
+        .max_memory_size(host.largest_memory());
+    if pagemap_scan {
+        pool.pagemap_scan(wasmtime::Enabled::Yes)
+            .linear_memory_keep_resident(KEEP_RESIDENT)
+            .table_keep_resident(KEEP_RESIDENT);
+    }
+
+    let mut config = Config::new();
+    config
+        .epoch_interruption(true)
+        // Copying a plugin's data segments in is as cheap as mapping its memory image
+        // copy-on-write, and leaves one mapping per sandbox instead of three: with ten
+        // thousand sandboxes, the kernel's default map count (65530) is the limit.
+        .memory_init_cow(false)
+        // Plugins use the synchronous component ABI; the concurrent machinery only adds
+        // per-Store setup and teardown.
+        .concurrency_support(false)
+        .max_wasm_stack(host.guest_stack)
+        .async_stack_size(host.guest_stack + HOST_STACK)
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    if let Some(dir) = &host.cache_dir {
+        // wasmtime keys entries by content and compiler settings, and recompiles (and
+        // rewrites) any entry it cannot read back.
+        let mut cache = CacheConfig::new();
+        cache.with_directory(dir);
+        config.cache(Some(Cache::new(cache)?));
+    }
+    Ok(config)
 }
 
 /// Advances the epoch on its own OS thread, so a guest that pins a tokio worker cannot
