@@ -21,7 +21,12 @@ pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 /// Wasm stack a guest may use, host-wide; deep recursion past it is RESOURCE_EXHAUSTED.
 pub const DEFAULT_GUEST_STACK: usize = 512 << 10;
 
-/// Sandboxes the host keeps in its pool: no plugin may be allowed more concurrent calls.
+/// Sandboxes the host keeps in its pool unless `host.sandboxes` says otherwise: calls
+/// running at once, host-wide (an open stream holds one for its whole life).
+pub const DEFAULT_SANDBOXES: usize = 1000;
+
+/// The most sandboxes a host may pool; each reserves (but does not use) about 4 GiB of
+/// address space, and a process has 128 TiB.
 pub const MAX_SANDBOXES: usize = 16_384;
 
 /// Limits for a plugin the config says nothing about.
@@ -55,6 +60,8 @@ pub struct HostConfig {
     pub listen: SocketAddr,
     /// Wasm stack per guest, host-wide.
     pub guest_stack: usize,
+    /// Sandboxes in the pool: calls that can run at once across all plugins.
+    pub sandboxes: usize,
     /// Where compiled plugins are cached across restarts; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
     /// Whether the plugins folder is watched and reloaded while serving.
@@ -129,6 +136,7 @@ struct ConfigFile {
 #[serde(deny_unknown_fields)]
 struct HostTable {
     guest_stack: Option<ByteSize>,
+    sandboxes: Option<usize>,
     cache_dir: Option<PathBuf>,
     cache: Option<bool>,
     watch: Option<bool>,
@@ -148,6 +156,7 @@ impl Default for HostConfig {
             plugins_dir: PathBuf::from(DEFAULT_PLUGINS_DIR),
             listen: DEFAULT_LISTEN,
             guest_stack: DEFAULT_GUEST_STACK,
+            sandboxes: DEFAULT_SANDBOXES,
             cache_dir: default_cache_dir(),
             watch: true,
             defaults: DEFAULT_LIMITS,
@@ -186,6 +195,7 @@ impl HostConfig {
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR)),
             listen: file.listen.unwrap_or(DEFAULT_LISTEN),
             guest_stack: file.host.guest_stack.map_or(DEFAULT_GUEST_STACK, to_usize),
+            sandboxes: file.host.sandboxes.unwrap_or(DEFAULT_SANDBOXES),
             cache_dir: match file.host.cache {
                 Some(false) => None,
                 _ => file.host.cache_dir.or_else(default_cache_dir),
@@ -222,9 +232,16 @@ impl HostConfig {
                 size(MAX_GUEST_STACK)
             ));
         }
-        self.defaults.validate("defaults")?;
+        if !(1..=MAX_SANDBOXES).contains(&self.sandboxes) {
+            return Err(format!(
+                "host.sandboxes: {} is outside 1 ..= {MAX_SANDBOXES}",
+                self.sandboxes
+            ));
+        }
+        self.defaults.validate("defaults", self.sandboxes)?;
         for name in self.plugins.keys() {
-            self.limits_for(name).validate(&format!("plugins.{name}"))?;
+            self.limits_for(name)
+                .validate(&format!("plugins.{name}"), self.sandboxes)?;
         }
         Ok(())
     }
@@ -260,7 +277,7 @@ impl Limits {
         requested.map_or(self.deadline, |d| d.min(self.max_deadline))
     }
 
-    fn validate(&self, table: &str) -> Result<(), String> {
+    fn validate(&self, table: &str, sandboxes: usize) -> Result<(), String> {
         let bad = |key: &str, why: String| Err(format!("{table}.{key}: {why}"));
         if self.deadline.is_zero() {
             return bad("deadline", "must be longer than zero".into());
@@ -299,11 +316,11 @@ impl Limits {
                 ),
             );
         }
-        if !(1..=MAX_SANDBOXES).contains(&self.max_concurrent_calls) {
+        if !(1..=sandboxes).contains(&self.max_concurrent_calls) {
             return bad(
                 "max_concurrent_calls",
                 format!(
-                    "{} is outside 1 ..= {MAX_SANDBOXES} (the host's sandbox pool)",
+                    "{} is outside 1 ..= {sandboxes} (the host's sandbox pool, host.sandboxes)",
                     self.max_concurrent_calls
                 ),
             );
@@ -482,6 +499,14 @@ mod tests {
                 "plugins.x.memory: 16.0 KiB is outside",
             ),
             ("[host]\nguest_stack = \"1KiB\"", "host.guest_stack"),
+            (
+                "[host]\nsandboxes = 20000",
+                "host.sandboxes: 20000 is outside 1 ..= 16384",
+            ),
+            (
+                "[host]\nsandboxes = 10\n[defaults]\nmax_concurrent_calls = 11",
+                "defaults.max_concurrent_calls: 11 is outside 1 ..= 10 (the host's sandbox pool, host.sandboxes)",
+            ),
             (
                 "[defaults]\nmax_deadline = \"1000years\"",
                 "defaults.max_deadline: 1000years",

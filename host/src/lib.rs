@@ -16,7 +16,7 @@ mod watch;
 
 pub use config::{
     ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LIMITS, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR,
-    HostConfig, LimitOverrides, Limits, MAX_SANDBOXES,
+    DEFAULT_SANDBOXES, HostConfig, LimitOverrides, Limits, MAX_SANDBOXES,
 };
 pub use registry::{LoadReport, LoadedSummary, Refusal, RegistryError};
 pub use runtime::{EngineError, LoadError};

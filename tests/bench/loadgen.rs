@@ -79,6 +79,8 @@ enum Workload {
     /// makes one round trip, all are held open until every one has (or `duration` ends),
     /// `HOLDING <open>` is printed and a line is awaited on stdin (at most a minute); then
     /// each makes a second round trip and closes. A call is one stream that did both.
+    /// Each stream waits for the server's headers before its first message (plugrpc and
+    /// tonic send them at once).
     OpenStreams,
 }
 
@@ -214,7 +216,8 @@ async fn create_users(
 
 async fn chat(users: &mut UserServiceClient<Channel>, size: usize) -> Result<u64, tonic::Status> {
     let (tx, rx) = mpsc::channel(1);
-    let mut replies = users.chat(ReceiverStream::new(rx)).await?.into_inner();
+    let mut rx = Some(rx);
+    let mut replies = None;
     for i in 0..size {
         let message = ChatMessage {
             user: "bench".into(),
@@ -224,13 +227,23 @@ async fn chat(users: &mut UserServiceClient<Channel>, size: usize) -> Result<u64
         tx.send(message)
             .await
             .map_err(|_| tonic::Status::aborted("chat closed early"))?;
-        replies
+        // The first message goes out with the call: servers that send headers with their
+        // first reply (grpcio) would otherwise wait for us while we wait for them.
+        if let Some(rx) = rx.take() {
+            replies = Some(users.chat(ReceiverStream::new(rx)).await?.into_inner());
+        }
+        let Some(stream) = &mut replies else {
+            unreachable!("the call starts with the first message")
+        };
+        stream
             .next()
             .await
             .ok_or_else(|| tonic::Status::aborted("no reply"))??;
     }
     drop(tx);
-    while replies.next().await.is_some() {}
+    if let Some(mut stream) = replies {
+        while stream.next().await.is_some() {}
+    }
     Ok(size as u64)
 }
 

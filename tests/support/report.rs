@@ -11,7 +11,11 @@ pub fn machine() -> String {
             Some(line.split(':').nth(1).unwrap_or("").trim().to_owned())
         })
         .unwrap_or_else(|| "unknown CPU".into());
-    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    // Every core the machine has, not only those this process may run on (a pinned
+    // benchmark sees one).
+    let cores = std::fs::read_to_string("/proc/cpuinfo").map_or(0, |info| {
+        info.lines().filter(|l| l.starts_with("processor")).count()
+    });
     format!("{cores} cores ({cpu})")
 }
 

@@ -12,7 +12,7 @@ use wasmtime::{Cache, CacheConfig, Config, InstanceAllocationStrategy, PoolingAl
 use super::bindings::Plugin as PluginWorld;
 use super::call::CallState;
 use super::warm::IdleBudget;
-use crate::config::{HostConfig, MAX_SANDBOXES};
+use crate::config::HostConfig;
 
 /// How often the epoch advances: the granularity of deadlines and of guest yields.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -99,7 +99,7 @@ impl Engine {
 /// The engine's settings: pooled sandboxes sized for the largest limits `host` allows,
 /// epoch interruption, async calls, and the compile cache.
 fn config(host: &HostConfig, pagemap_scan: bool) -> Result<Config, EngineError> {
-    let sandboxes = u32::try_from(MAX_SANDBOXES).unwrap_or(u32::MAX);
+    let sandboxes = u32::try_from(host.sandboxes).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(sandboxes)
         .total_core_instances(4 * sandboxes)

@@ -18,4 +18,4 @@ pub(crate) use engine::Engine;
 pub use engine::EngineError;
 pub use plugin::LoadError;
 pub(crate) use plugin::{LoadedPlugin, content_hash};
-pub(crate) use streams::{ResponseItem, ResponseStream};
+pub(crate) use streams::{Outgoing, ResponseItem, ResponseStream, response_channel};

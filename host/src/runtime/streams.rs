@@ -2,8 +2,11 @@
 //! messages and pushes responses while HTTP/2 flow control, deadlines and cancellation
 //! stay with the host.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use tokio::sync::mpsc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tonic::Streaming;
 use tonic::metadata::MetadataMap;
 use wasmtime::component::Resource;
@@ -31,25 +34,73 @@ impl RequestStream {
 /// What the response stream carries to the HTTP/2 side: messages, then the end.
 pub(crate) type ResponseItem = Result<Bytes, tonic::Status>;
 
+/// Response bytes one call may have on their way to the client. Large enough that a
+/// guest sending many small messages fills a whole write before it waits, small enough
+/// to bound a slow reader's cost.
+const RESPONSE_BUFFER: usize = 256 << 10;
+
+/// What each message counts against [`RESPONSE_BUFFER`] at least, so that empty
+/// messages are bounded too.
+const MIN_MESSAGE_COST: usize = 64;
+
+/// Messages that fit in [`RESPONSE_BUFFER`] at their smallest, plus the end.
+const RESPONSE_MESSAGES: usize = RESPONSE_BUFFER / MIN_MESSAGE_COST + 1;
+
+/// An item on its way to the response body, holding its share of the call's buffer
+/// until the body takes it.
+pub(crate) struct Outgoing {
+    item: ResponseItem,
+    _buffered: Option<OwnedSemaphorePermit>,
+}
+
+impl Outgoing {
+    /// The last item of a response: its trailers or its error.
+    pub(crate) fn last(item: ResponseItem) -> Self {
+        Self {
+            item,
+            _buffered: None,
+        }
+    }
+
+    /// The item, its share of the buffer given back.
+    pub(crate) fn into_item(self) -> ResponseItem {
+        self.item
+    }
+}
+
+/// The channel between a call's response stream and its response body.
+pub(crate) fn response_channel() -> (mpsc::Sender<Outgoing>, mpsc::Receiver<Outgoing>) {
+    mpsc::channel(RESPONSE_MESSAGES)
+}
+
 /// Response side of a server- or bidi-streaming call.
 #[allow(unreachable_pub)] // `pub` because bindgen re-exports it
 pub struct ResponseStream {
-    messages: mpsc::Sender<ResponseItem>,
+    messages: mpsc::Sender<Outgoing>,
+    buffer: Arc<Semaphore>,
 }
 
 impl ResponseStream {
-    pub(crate) fn new(messages: mpsc::Sender<ResponseItem>) -> Self {
-        Self { messages }
+    pub(crate) fn new(messages: mpsc::Sender<Outgoing>) -> Self {
+        Self {
+            messages,
+            buffer: Arc::new(Semaphore::new(RESPONSE_BUFFER)),
+        }
     }
 }
 
 impl CallState {
     /// Hands response headers to the HTTP/2 side once; false if they went already.
     fn commit_headers(&mut self, headers: MetadataMap) -> bool {
+        self.commit_headers_with(|| headers)
+    }
+
+    /// [`Self::commit_headers`], building them only if they are still to go.
+    fn commit_headers_with(&mut self, headers: impl FnOnce() -> MetadataMap) -> bool {
         match self.pending_headers.take() {
             Some(tx) => {
                 // The receiver is gone only when the call was abandoned; the next send says so.
-                let _ = tx.send(headers);
+                let _ = tx.send(headers());
                 true
             }
             None => false,
@@ -64,7 +115,7 @@ impl HostRequestStream for CallState {
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Status>> {
         // A client may wait for response headers before it sends anything: answer them
         // now, or a bidi call whose guest reads first would wait on itself.
-        self.commit_headers(MetadataMap::new());
+        self.commit_headers_with(MetadataMap::new);
         let stream = self.table.get_mut(&stream)?;
         match stream.messages.message().await {
             Ok(message) => Ok(Ok(message.map(Vec::from))),
@@ -106,9 +157,21 @@ impl HostResponseStream for CallState {
         if message.len() > self.limits.max_response_size {
             return Err(Interrupt::ResponseTooLarge(message.len()).into());
         }
-        self.commit_headers(MetadataMap::new());
+        self.commit_headers_with(MetadataMap::new);
         let stream = self.table.get_mut(&stream)?;
-        match stream.messages.send(Ok(Bytes::from(message))).await {
+        // Waits while the client is slow; a message larger than the buffer takes all of it.
+        let cost = message.len().clamp(MIN_MESSAGE_COST, RESPONSE_BUFFER);
+        let buffered = stream
+            .buffer
+            .clone()
+            .acquire_many_owned(u32::try_from(cost).unwrap_or(u32::MAX))
+            .await
+            .map_err(|_| Interrupt::Cancelled)?;
+        let outgoing = Outgoing {
+            item: Ok(Bytes::from(message)),
+            _buffered: Some(buffered),
+        };
+        match stream.messages.send(outgoing).await {
             Ok(()) => Ok(Ok(())),
             // The HTTP/2 side dropped the receiver: the client left. Stop the guest.
             Err(_) => Err(wasmtime::Error::new(Interrupt::Cancelled)),

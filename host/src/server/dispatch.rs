@@ -22,13 +22,10 @@ use super::timeout;
 use crate::metadata;
 use crate::registry::{MethodKind, Registry};
 use crate::runtime::{
-    CallError, Invocation, Limit, LoadedPlugin, MetadataEntry, Reply, ResponseItem, ResponseOut,
-    ResponseStream,
+    CallError, Invocation, Limit, LoadedPlugin, MetadataEntry, Outgoing, Reply, ResponseItem,
+    ResponseOut, ResponseStream, response_channel,
 };
 use crate::status;
-
-/// Response messages a guest has not produced yet; how many may wait for a slow reader.
-const STREAM_BUFFER: usize = 8;
 
 /// Response body messages, ending with an `Ok`-coded status when trailers are due.
 type Messages = Pin<Box<dyn Stream<Item = ResponseItem> + Send>>;
@@ -245,7 +242,7 @@ impl Call {
         F: FnOnce(ResponseOut) -> Fut,
         Fut: Future<Output = Result<Vec<MetadataEntry>, CallError>> + Send + 'static,
     {
-        let (tx, mut rx) = mpsc::channel(STREAM_BUFFER);
+        let (tx, mut rx) = response_channel();
         let (headers_tx, headers_rx) = oneshot::channel();
         let guest = run(ResponseOut {
             stream: ResponseStream::new(tx.clone()),
@@ -266,6 +263,7 @@ impl Call {
             if let Some(last) = last {
                 // Fails only when the client left or stopped reading past the deadline,
                 // and then nobody is listening.
+                let last = Outgoing::last(last);
                 let _ = tokio::time::timeout_at(call.deadline.into(), tx.send(last)).await;
             }
         });
@@ -273,7 +271,7 @@ impl Call {
         match headers_rx.await {
             Ok(headers) => Ok(response(headers, until_deadline(rx, self.deadline))),
             // The guest ended without sending headers or messages.
-            Err(_) => match rx.recv().await {
+            Err(_) => match rx.recv().await.map(Outgoing::into_item) {
                 Some(Err(status)) if status.code() != WireCode::Ok => Err(status),
                 last => Ok(response(MetadataMap::new(), Box::pin(stream::iter(last)))),
             },
@@ -293,12 +291,15 @@ impl Call {
 
 /// The response body of a streaming call: what the guest sends, cut off with
 /// DEADLINE_EXCEEDED if the client is still reading when the deadline passes.
-fn until_deadline(rx: mpsc::Receiver<ResponseItem>, deadline: Instant) -> Messages {
-    Box::pin(stream::unfold(Some(rx), move |rx| async move {
-        let mut rx = rx?;
+fn until_deadline(rx: mpsc::Receiver<Outgoing>, deadline: Instant) -> Messages {
+    // One timer for the whole body, not one per message.
+    let expired = Box::pin(tokio::time::sleep_until(deadline.into()));
+    Box::pin(stream::unfold(Some((rx, expired)), |state| async move {
+        let (mut rx, mut expired) = state?;
         tokio::select! {
-            item = rx.recv() => item.map(|item| (item, Some(rx))),
-            () = tokio::time::sleep_until(deadline.into()) => {
+            biased;
+            item = rx.recv() => item.map(|item| (item.into_item(), Some((rx, expired)))),
+            () = &mut expired => {
                 Some((Err(Status::deadline_exceeded("deadline exceeded")), None))
             }
         }
