@@ -72,7 +72,7 @@ impl Engine {
             engine,
             linker: Arc::new(linker),
             guest_stack: host.guest_stack,
-            idle: IdleBudget::default(),
+            idle: IdleBudget::new(host.sandboxes),
             _ticker: Arc::new(TickerStop(stop)),
         })
     }

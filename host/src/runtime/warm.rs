@@ -13,7 +13,8 @@ use super::call::CallState;
 /// Calls one instance serves before it is replaced: bounds what a slow leak can grow to.
 pub(crate) const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 
-/// Idle instances across the host, so that idle ones never starve the sandbox pool.
+/// Idle instances across the host, at most; and at most a quarter of its sandboxes, so
+/// that idle ones never take the pool from calls.
 pub(crate) const MAX_IDLE_INSTANCES: usize = 250;
 
 /// A plugin instance in its own Store: where a call runs.
@@ -34,22 +35,33 @@ impl Sandbox {
 }
 
 /// The host-wide count of idle instances; cheap to clone.
-#[derive(Clone, Default)]
-pub(crate) struct IdleBudget(Arc<AtomicUsize>);
+#[derive(Clone)]
+pub(crate) struct IdleBudget {
+    idle: Arc<AtomicUsize>,
+    limit: usize,
+}
 
 impl IdleBudget {
+    /// A budget for a host pooling `sandboxes`.
+    pub(crate) fn new(sandboxes: usize) -> Self {
+        Self {
+            idle: Arc::default(),
+            limit: MAX_IDLE_INSTANCES.min(sandboxes / 4),
+        }
+    }
+
     fn try_reserve(&self) -> Option<IdlePermit> {
-        self.0
+        self.idle
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |idle| {
-                (idle < MAX_IDLE_INSTANCES).then_some(idle + 1)
+                (idle < self.limit).then_some(idle + 1)
             })
             .ok()
-            .map(|_| IdlePermit(self.0.clone()))
+            .map(|_| IdlePermit(self.idle.clone()))
     }
 
     #[cfg(test)]
     fn idle(&self) -> usize {
-        self.0.load(Ordering::Acquire)
+        self.idle.load(Ordering::Acquire)
     }
 }
 
@@ -111,14 +123,16 @@ mod tests {
 
     #[test]
     fn the_host_budget_bounds_idle_instances_and_is_given_back() {
-        let budget = IdleBudget::default();
-        let permits: Vec<_> = std::iter::from_fn(|| budget.try_reserve())
-            .take(MAX_IDLE_INSTANCES + 10)
-            .collect();
-        assert_eq!(permits.len(), MAX_IDLE_INSTANCES);
-        assert!(budget.try_reserve().is_none());
-        drop(permits);
-        assert_eq!(budget.idle(), 0);
-        assert!(budget.try_reserve().is_some());
+        for (sandboxes, limit) in [(1000, 250), (16_384, MAX_IDLE_INSTANCES), (100, 25)] {
+            let budget = IdleBudget::new(sandboxes);
+            let permits: Vec<_> = std::iter::from_fn(|| budget.try_reserve())
+                .take(MAX_IDLE_INSTANCES + 10)
+                .collect();
+            assert_eq!(permits.len(), limit);
+            assert!(budget.try_reserve().is_none());
+            drop(permits);
+            assert_eq!(budget.idle(), 0);
+            assert!(budget.try_reserve().is_some());
+        }
     }
 }

@@ -363,15 +363,11 @@ fn goals(results: &[(&Workload, Vec<(&str, Run)>)], measured: &Measured) -> Stri
         "client streaming (100 msgs/call)",
         "bidi ping-pong (10 round trips/call)",
     ];
-    let mut out = String::from(
-        "## Goals
-
-From this run. Ratios are plugin / native (or / Python) from the workload rows below.
-
-         | goal | measured | verdict |
-|---|---|---|
-",
-    );
+    let mut out = String::from(concat!(
+        "## Goals\n\n",
+        "From this run. Ratios are plugin / native (or / Python) from the workload rows below.\n\n",
+        "| goal | measured | verdict |\n|---|---|---|\n",
+    ));
     let mut row = |goal: &str, measured: String, met: bool| {
         let _ = writeln!(out, "| {goal} | {measured} | {} |", verdict(met));
     };
