@@ -201,3 +201,64 @@ impl LogHost for CallState {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::DEFAULT_LIMITS;
+    use crate::runtime::output::LogBudget;
+
+    /// A call's state holding a response stream, and the body's end of its channel.
+    fn call() -> (CallState, u32, mpsc::Receiver<Outgoing>) {
+        let (tx, rx) = response_channel();
+        let mut state = CallState::new(LogBudget::new("test".into()), DEFAULT_LIMITS, 1 << 20);
+        let stream = state.table.push(ResponseStream::new(tx)).unwrap();
+        (state, stream.rep(), rx)
+    }
+
+    async fn send(state: &mut CallState, stream: u32, size: usize) {
+        let sent = HostResponseStream::send(state, Resource::new_borrow(stream), vec![0; size]);
+        sent.await.unwrap().unwrap();
+    }
+
+    /// Whether a send of `size` bytes waits for the reader.
+    async fn waits(state: &mut CallState, stream: u32, size: usize) -> bool {
+        let sent = send(state, stream, size);
+        tokio::time::timeout(Duration::from_millis(50), sent)
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_holds_the_guest_once_the_buffer_is_full() {
+        let (mut state, stream, mut rx) = call();
+        for _ in 0..RESPONSE_BUFFER / 4096 {
+            send(&mut state, stream, 4096).await;
+        }
+        assert!(waits(&mut state, stream, 4096).await);
+        // The body takes one message: its share is given back and the guest goes on.
+        drop(rx.recv().await);
+        assert!(!waits(&mut state, stream, 4096).await);
+    }
+
+    #[tokio::test]
+    async fn empty_messages_count_against_the_buffer_too() {
+        let (mut state, stream, _rx) = call();
+        for _ in 0..RESPONSE_BUFFER / MIN_MESSAGE_COST {
+            send(&mut state, stream, 0).await;
+        }
+        assert!(waits(&mut state, stream, 0).await);
+    }
+
+    #[tokio::test]
+    async fn a_message_larger_than_the_buffer_goes_out_alone() {
+        let (mut state, stream, mut rx) = call();
+        send(&mut state, stream, 2 * RESPONSE_BUFFER).await;
+        assert!(waits(&mut state, stream, 1).await);
+        let message = rx.recv().await.unwrap().into_item().unwrap();
+        assert_eq!(message.len(), 2 * RESPONSE_BUFFER);
+        assert!(!waits(&mut state, stream, 1).await);
+    }
+}
