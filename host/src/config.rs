@@ -188,14 +188,20 @@ impl HostConfig {
         let file: ConfigFile = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|e| error(format!("{}: {}", e.path(), e.inner().message())))?;
 
-        let defaults = DEFAULT_LIMITS.with(&file.defaults);
+        let sandboxes = file.host.sandboxes.unwrap_or(DEFAULT_SANDBOXES);
+        // The built-in concurrency default never asks for more than the pool holds.
+        let built_in = Limits {
+            max_concurrent_calls: DEFAULT_LIMITS.max_concurrent_calls.min(sandboxes.max(1)),
+            ..DEFAULT_LIMITS
+        };
+        let defaults = built_in.with(&file.defaults);
         let config = Self {
             plugins_dir: file
                 .plugins_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR)),
             listen: file.listen.unwrap_or(DEFAULT_LISTEN),
             guest_stack: file.host.guest_stack.map_or(DEFAULT_GUEST_STACK, to_usize),
-            sandboxes: file.host.sandboxes.unwrap_or(DEFAULT_SANDBOXES),
+            sandboxes,
             cache_dir: match file.host.cache {
                 Some(false) => None,
                 _ => file.host.cache_dir.or_else(default_cache_dir),
@@ -413,6 +419,14 @@ mod tests {
     }
 
     #[test]
+    fn a_small_pool_lowers_the_built_in_concurrency_default_only() {
+        let config = parse("[host]\nsandboxes = 32").unwrap();
+        assert_eq!(config.defaults.max_concurrent_calls, 32);
+        let config = parse("[host]\nsandboxes = 32\n[defaults]\nmax_concurrent_calls = 8").unwrap();
+        assert_eq!(config.defaults.max_concurrent_calls, 8);
+    }
+
+    #[test]
     fn human_units_and_per_plugin_overrides_apply() {
         let config = parse(
             r#"
@@ -502,6 +516,10 @@ mod tests {
             (
                 "[host]\nsandboxes = 20000",
                 "host.sandboxes: 20000 is outside 1 ..= 16384",
+            ),
+            (
+                "[host]\nsandboxes = 0",
+                "host.sandboxes: 0 is outside 1 ..= 16384",
             ),
             (
                 "[host]\nsandboxes = 10\n[defaults]\nmax_concurrent_calls = 11",

@@ -78,7 +78,7 @@ enum Workload {
     /// `size` UserService.Chat streams open at once, spread over the connections: each
     /// makes one round trip, all are held open until every one has (or `duration` ends),
     /// `HOLDING <open>` is printed and a line is awaited on stdin (at most a minute); then
-    /// each makes a second round trip and closes. A call is one stream that did both.
+    /// each makes a second round trip and closes (within `duration` again). A call is one stream that did both.
     /// Each stream waits for the server's headers before its first message (plugrpc and
     /// tonic send them at once).
     OpenStreams,
@@ -250,11 +250,12 @@ async fn chat(users: &mut UserServiceClient<Channel>, size: usize) -> Result<u64
 /// Opens `streams` chats at once (see [`Workload::OpenStreams`]).
 async fn open_streams(channels: &[Channel], streams: usize, limit: Duration) -> Tally {
     let opened = std::sync::Arc::new(tokio::sync::Barrier::new(streams + 1));
+    let open = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let (release_tx, release) = tokio::sync::watch::channel(false);
     let tasks: Vec<_> = (0..streams)
         .map(|i| {
             let mut users = UserServiceClient::new(channels[i % channels.len()].clone());
-            let (opened, mut release) = (opened.clone(), release.clone());
+            let (opened, open, mut release) = (opened.clone(), open.clone(), release.clone());
             tokio::spawn(async move {
                 let started = Instant::now();
                 let (tx, rx) = mpsc::channel(1);
@@ -279,6 +280,9 @@ async fn open_streams(channels: &[Channel], streams: usize, limit: Duration) -> 
                 };
                 let first = tokio::time::timeout(limit, first).await;
                 let latency = started.elapsed();
+                if matches!(first, Ok(Ok(_))) {
+                    open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 opened.wait().await;
                 let mut replies = match first {
                     Ok(Ok(replies)) => replies,
@@ -286,15 +290,23 @@ async fn open_streams(channels: &[Channel], streams: usize, limit: Duration) -> 
                     Err(_) => return Err(tonic::Status::deadline_exceeded("not opened in time")),
                 };
                 let _ = release.wait_for(|go| *go).await;
-                round_trip(&mut replies).await?;
+                let late = || tonic::Status::deadline_exceeded("not closed in time");
+                tokio::time::timeout(limit, round_trip(&mut replies))
+                    .await
+                    .map_err(|_| late())??;
                 drop(tx);
-                while replies.next().await.is_some() {}
+                tokio::time::timeout(limit, async { while replies.next().await.is_some() {} })
+                    .await
+                    .map_err(|_| late())?;
                 Ok(latency)
             })
         })
         .collect();
     opened.wait().await;
-    println!("HOLDING {streams}");
+    println!(
+        "HOLDING {}",
+        open.load(std::sync::atomic::Ordering::Relaxed)
+    );
     let mut line = String::new();
     let stdin = tokio::io::stdin();
     let _ = tokio::time::timeout(

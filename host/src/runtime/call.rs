@@ -21,7 +21,7 @@ use super::output::{GuestOutput, LogBudget};
 use super::plugin::LoadedPlugin;
 use super::sandbox::{self, CpuMeter, MemoryLimiter};
 use super::streams::{RequestStream, ResponseStream};
-use super::warm::{Sandbox, WarmPool};
+use super::warm::{MAX_IDLE_MEMORY, Sandbox, WarmPool};
 use crate::config::{self, Limits};
 use crate::metadata::InvalidMetadata;
 
@@ -60,12 +60,14 @@ impl CallState {
         }
     }
 
-    /// Ends a call in a Store that may serve another: drops what belonged to the call,
-    /// and says whether the Store is as clean as a fresh one (no host resources left,
-    /// no refused allocation).
+    /// Ends a call in a Store that may serve another: drops what belonged to the call
+    /// (its streams left the table already), and says whether the instance is fit to
+    /// keep: no refused allocation, and not grown past what an idle instance may hold.
+    /// Resources the guest itself keeps (its stdout handle, say) stay; a guest that
+    /// leaks them runs into the table's cap and traps.
     pub(crate) fn end_call(&mut self) -> bool {
         self.pending_headers = None;
-        self.table.is_empty() && !self.memory.refused
+        !self.memory.refused && self.memory.size <= MAX_IDLE_MEMORY
     }
 
     /// A fresh Store for this state, with every bound armed.

@@ -17,8 +17,10 @@ use crate::config::HostConfig;
 /// How often the epoch advances: the granularity of deadlines and of guest yields.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
 
-/// Memory a freed sandbox keeps mapped and resets in place for the next call.
-const KEEP_RESIDENT: usize = 16 << 20;
+/// Memory a freed sandbox keeps mapped and resets in place for the next call; what a
+/// call dirtied past it is unmapped. Bounds the resident memory an idle pool slot keeps
+/// (measured: 16 MiB saved a further ~1 us per fresh call, for 8x the bound).
+const KEEP_RESIDENT: usize = 2 << 20;
 
 /// Host stack for host calls made from a guest, on top of the guest's own wasm stack.
 const HOST_STACK: usize = 1 << 20;
@@ -60,8 +62,16 @@ impl Engine {
         // Resetting a freed sandbox in place (only the pages it dirtied, found with
         // Linux's PAGEMAP_SCAN) costs a fraction of unmapping and faulting them back in.
         // Without PAGEMAP_SCAN, keeping memory resident would mean zeroing all of it.
-        let engine = wasmtime::Engine::new(&config(host, true)?)
-            .or_else(|_| wasmtime::Engine::new(&config(host, false)?))?;
+        let engine = match wasmtime::Engine::new(&config(host, true)?) {
+            Ok(engine) => engine,
+            Err(error) => {
+                tracing::warn!(
+                    "resetting sandboxes in place is unavailable ({error:#}); \
+                     using wasmtime's default reset (slower per call)"
+                );
+                wasmtime::Engine::new(&config(host, false)?)?
+            }
+        };
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         PluginWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;

@@ -30,7 +30,7 @@ pub enum LoadError {
     Compile(wasmtime::Error),
     /// A component, but not one built against this host's plugin contract.
     #[error(
-        "not a plugrpc plugin (a component of world plugrpc:plugin/plugin@0.1.0 is expected): {0:#}"
+        "not a plugrpc plugin (a component of world plugrpc:plugin/plugin@0.2.0 is expected): {0:#}"
     )]
     NotAPlugin(wasmtime::Error),
     /// The plugin's `describe` export trapped or ran too long.
@@ -103,8 +103,9 @@ impl LoadedPlugin {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let limits = config.limits_for(&manifest.name);
-        let warm = (manifest.stateless && limits.reuse_instances)
-            .then(|| WarmPool::new(limits.max_concurrent_calls, engine.idle_budget()));
+        let budget = engine.idle_budget();
+        let warm = (manifest.stateless && limits.reuse_instances && budget.allows_idle())
+            .then(|| WarmPool::new(limits.max_concurrent_calls, budget));
         Ok(Self {
             log_budget: LogBudget::new(manifest.name.as_str().into()),
             admission: Admission::new(limits.max_concurrent_calls, limits.max_queued_calls),

@@ -113,6 +113,8 @@ impl<F: Future> Future for Metered<F> {
 pub(crate) struct MemoryLimiter {
     limit: usize,
     pub(crate) refused: bool,
+    /// Linear memory the instance has grown to.
+    pub(crate) size: usize,
 }
 
 impl MemoryLimiter {
@@ -120,6 +122,7 @@ impl MemoryLimiter {
         Self {
             limit,
             refused: false,
+            size: 0,
         }
     }
 }
@@ -134,6 +137,9 @@ impl ResourceLimiter for MemoryLimiter {
         // Remembered only until a later growth succeeds: a refusal the guest handled
         // does not explain a later, unrelated trap.
         self.refused = desired > self.limit;
+        if !self.refused {
+            self.size = desired;
+        }
         Ok(!self.refused)
     }
 

@@ -13,6 +13,10 @@ use super::call::CallState;
 /// Calls one instance serves before it is replaced: bounds what a slow leak can grow to.
 pub(crate) const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
 
+/// Linear memory an instance may have grown to and still be kept idle: bounds what idle
+/// instances hold (this times [`MAX_IDLE_INSTANCES`] at most).
+pub(crate) const MAX_IDLE_MEMORY: usize = 8 << 20;
+
 /// Idle instances across the host, at most; and at most a quarter of its sandboxes, so
 /// that idle ones never take the pool from calls.
 pub(crate) const MAX_IDLE_INSTANCES: usize = 250;
@@ -57,6 +61,11 @@ impl IdleBudget {
             })
             .ok()
             .map(|_| IdlePermit(self.idle.clone()))
+    }
+
+    /// Whether any instance may be kept idle at all (a tiny pool keeps none).
+    pub(crate) fn allows_idle(&self) -> bool {
+        self.limit > 0
     }
 
     #[cfg(test)]

@@ -1,16 +1,30 @@
 //! Test-only plugin: declares itself stateless, then counts the calls each instance
 //! served, so a test can see when the host reuses an instance and when it starts afresh.
-//! The name picks a behaviour: `panic`, `spin` (until stopped), `fail` (a guest status).
+//! Greeter's name picks a behaviour: `panic`, `spin` (until stopped), `fail` (a guest
+//! status), `print` (to stdout), `grow` (its memory past 16 MiB); Probe's EchoStream
+//! sends `count` replies.
 
-plugrpc_guest::include_proto!("helloworld");
+mod hello {
+    plugrpc_guest::include_proto!("helloworld");
+}
+mod probe {
+    plugrpc_guest::include_proto!("probe.v1");
+}
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use greeter_server::{Greeter, GreeterServer};
-use plugrpc_guest::{Context, Status};
+use hello::greeter_server::{Greeter, GreeterServer};
+use hello::{HelloReply, HelloRequest};
+use plugrpc_guest::{Context, Sink, Status};
+use probe::probe_server::{Probe, ProbeServer};
+use probe::{EchoReply, EchoRequest, FailRequest};
 
 /// Calls this instance has served, this one included.
 static CALLS: AtomicU64 = AtomicU64::new(0);
+
+fn count() -> u64 {
+    CALLS.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// Answers `<name> #<calls served by this instance>`.
 #[derive(Default)]
@@ -18,18 +32,56 @@ struct Counter;
 
 impl Greeter for Counter {
     fn say_hello(&self, _cx: &Context, request: HelloRequest) -> Result<HelloReply, Status> {
-        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
+        let calls = count();
         match request.name.as_str() {
             "panic" => panic!("asked to panic"),
             "spin" => loop {
                 std::hint::spin_loop();
             },
             "fail" => Err(Status::failed_precondition(format!("failed #{calls}"))),
-            name => Ok(HelloReply {
-                message: format!("{name} #{calls}"),
-            }),
+            name => {
+                match name {
+                    "print" => println!("printing from call #{calls}"),
+                    // Linear memory never shrinks: the instance stays this big.
+                    "grow" => drop(std::hint::black_box(vec![1u8; 16 << 20])),
+                    _ => {}
+                }
+                Ok(HelloReply {
+                    message: format!("{name} #{calls}"),
+                })
+            }
         }
     }
 }
 
-plugrpc_guest::export!(stateless: GreeterServer<Counter>);
+impl Probe for Counter {
+    fn echo(&self, _cx: &Context, request: EchoRequest) -> Result<EchoReply, Status> {
+        Ok(reply(format!("{} #{}", request.text, count())))
+    }
+
+    fn fail(&self, _cx: &Context, request: FailRequest) -> Result<EchoReply, Status> {
+        Err(Status::invalid_argument(request.message))
+    }
+
+    fn echo_stream(
+        &self,
+        _cx: &Context,
+        request: EchoRequest,
+        out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        let calls = count();
+        for _ in 0..request.count {
+            out.send(reply(format!("{} #{calls}", request.text)))?;
+        }
+        Ok(())
+    }
+}
+
+fn reply(text: String) -> EchoReply {
+    EchoReply {
+        text,
+        ..EchoReply::default()
+    }
+}
+
+plugrpc_guest::export!(stateless: GreeterServer<Counter>, ProbeServer<Counter>);
