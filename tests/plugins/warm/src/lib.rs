@@ -4,10 +4,12 @@
 //! status), `print` (to stdout), `grow` (its memory past 16 MiB); Probe's EchoStream
 //! sends `count` replies.
 
-mod hello {
+/// helloworld.Greeter's messages and server.
+pub mod hello {
     plugrpc_guest::include_proto!("helloworld");
 }
-mod probe {
+/// probe.v1.Probe's messages and server.
+pub mod probe {
     plugrpc_guest::include_proto!("probe.v1");
 }
 
