@@ -209,8 +209,9 @@ pub(crate) struct Invocation {
 }
 
 impl Invocation {
-    pub(crate) async fn unary(self, request: Bytes) -> Result<Reply, CallError> {
-        bounded(self.deadline, async move |meter| {
+    /// Runs a unary call; the caller bounds it by the deadline (see [`metered`]).
+    pub(crate) async fn unary(mut self, request: Bytes) -> Result<Reply, CallError> {
+        metered(async move |meter| {
             let (_slot, mut sandbox, info) = self.enter(meter).await?;
             let handler = sandbox.guest.plugrpc_plugin_handler();
             let result = handler
@@ -224,11 +225,12 @@ impl Invocation {
     }
 
     pub(crate) async fn server_streaming(
-        self,
+        mut self,
         request: Bytes,
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
-        bounded(self.deadline, async move |meter| {
+        let deadline = self.deadline;
+        bounded(deadline, async move |meter| {
             let (_slot, mut sandbox, info) = self.enter(meter).await?;
             sandbox.store.data_mut().pending_headers = Some(out.headers);
             let stream = push(&mut sandbox.store, out.stream)?;
@@ -244,11 +246,12 @@ impl Invocation {
         .await
     }
 
+    /// Runs a client-streaming call; the caller bounds it by the deadline (see [`metered`]).
     pub(crate) async fn client_streaming(
-        self,
+        mut self,
         input: Streaming<Bytes>,
     ) -> Result<Reply, CallError> {
-        bounded(self.deadline, async move |meter| {
+        metered(async move |meter| {
             let (_slot, mut sandbox, info) = self.enter(meter).await?;
             let input = push(&mut sandbox.store, RequestStream::new(input))?;
             let handler = sandbox.guest.plugrpc_plugin_handler();
@@ -264,11 +267,12 @@ impl Invocation {
     }
 
     pub(crate) async fn bidi_streaming(
-        self,
+        mut self,
         input: Streaming<Bytes>,
         out: ResponseOut,
     ) -> Result<Vec<MetadataEntry>, CallError> {
-        bounded(self.deadline, async move |meter| {
+        let deadline = self.deadline;
+        bounded(deadline, async move |meter| {
             let (_slot, mut sandbox, info) = self.enter(meter).await?;
             sandbox.store.data_mut().pending_headers = Some(out.headers);
             let input = push(&mut sandbox.store, RequestStream::new(input))?;
@@ -293,7 +297,7 @@ impl Invocation {
 
     /// A slot from the plugin's admission, then a sandbox for the call: a warm one if
     /// the plugin keeps them and one is idle, else a fresh one.
-    async fn enter(&self, meter: CpuMeter) -> Result<(Slot, Sandbox, CallInfo), CallError> {
+    async fn enter(&mut self, meter: CpuMeter) -> Result<(Slot, Sandbox, CallInfo), CallError> {
         let slot = self.plugin.admission().admit().await?;
         let sandbox = match self.plugin.warm().and_then(WarmPool::take) {
             Some(mut sandbox) => {
@@ -332,13 +336,15 @@ impl Invocation {
         }
     }
 
-    fn call_info(&self) -> CallInfo {
+    /// What the guest is told of the call; moves it out of the invocation, which needs
+    /// it once.
+    fn call_info(&mut self) -> CallInfo {
         let left = self.deadline.saturating_duration_since(Instant::now());
         CallInfo {
-            method: self.method.clone(),
+            method: std::mem::take(&mut self.method),
             timeout_nanos: Some(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)),
-            metadata: self.metadata.clone(),
-            peer: self.peer.clone(),
+            metadata: std::mem::take(&mut self.metadata),
+            peer: self.peer.take(),
         }
     }
 
@@ -380,8 +386,19 @@ impl<T: 'static> Owned<T> {
     }
 }
 
-/// Runs a call under its deadline (waiting for a slot and host awaits included), charging
-/// every poll of it to the CPU meter the call's Store checks.
+/// Runs a call, charging every poll of it to the CPU meter the call's Store checks. The
+/// deadline is the caller's to enforce on the waits (dispatch runs unary and
+/// client-streaming requests whole under it); a running guest meets it at the next
+/// epoch tick either way.
+async fn metered<T>(
+    call: impl AsyncFnOnce(CpuMeter) -> Result<T, CallError>,
+) -> Result<T, CallError> {
+    let meter = CpuMeter::default();
+    meter.clone().meter(call(meter)).await
+}
+
+/// [`metered`], under the call's deadline too (waiting for a slot and host awaits
+/// included): for calls that run in a task of their own.
 async fn bounded<T>(
     deadline: Instant,
     call: impl AsyncFnOnce(CpuMeter) -> Result<T, CallError>,
