@@ -36,7 +36,7 @@ const DEADLINE_SAMPLES: usize = 40;
 /// How to read the figures; what bounds them does not change from run to run.
 const READING: &str = "## Reading it\n\n\
 A spinning guest yields to tokio at every epoch tick (1 ms). While the hog may occupy fewer \
-workers than there are cores, the neighbour's calls find a free worker and barely move. \
+workers than there are cores, the neighbour's calls find a free worker and barely move (they may even speed up: a core kept busy does not sleep between calls). \
 When its concurrency limit lets it hold every worker, each neighbour call waits for the \
 hog's next yield: latency rises toward the tick, throughput falls, but no call fails and \
 every deadline holds. To protect neighbours fully, keep an untrusted plugin's \
