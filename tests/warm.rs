@@ -7,6 +7,8 @@ use std::time::Duration;
 use plugrpc_tests::TestHost;
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+use plugrpc_tests::pb::misbehave::Empty;
+use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
 use plugrpc_tests::pb::probe::EchoRequest;
 use plugrpc_tests::pb::probe::probe_client::ProbeClient;
 use tokio_stream::StreamExt;
@@ -169,4 +171,34 @@ async fn an_instance_is_replaced_after_ten_thousand_calls() {
     }
     assert_eq!(hello(&mut client, "a").await.unwrap(), "a #10000");
     assert_eq!(hello(&mut client, "a").await.unwrap(), "a #1");
+}
+
+#[tokio::test]
+async fn idle_instances_give_their_sandboxes_to_calls_when_the_pool_runs_out() {
+    // 8 sandboxes: at most 2 idle warm instances; the rogue plugin may run 8 calls.
+    let config = "[host]\nsandboxes = 8\n[plugins.misbehave]\ndeadline = \"1s\"\n";
+    let host = TestHost::with_config(&["warm", "misbehave"], config).await;
+    let mut greeter = GreeterClient::new(host.channel().await);
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let mut greeter = greeter.clone();
+            tokio::spawn(async move { hello(&mut greeter, "slow").await })
+        })
+        .collect();
+    for call in slow {
+        assert_eq!(call.await.unwrap().unwrap(), "slow #1");
+    }
+    // Two instances idle, six sandboxes free: the seventh spinning call needs one of theirs.
+    let rogue = MisbehaveClient::new(host.channel().await);
+    let spins: Vec<_> = (0..7)
+        .map(|_| {
+            let mut rogue = rogue.clone();
+            tokio::spawn(async move { rogue.spin(Empty {}).await })
+        })
+        .collect();
+    for spin in spins {
+        let status = spin.await.unwrap().unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+    }
+    assert_eq!(hello(&mut greeter, "a").await.unwrap(), "a #1");
 }

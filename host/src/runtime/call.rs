@@ -311,7 +311,17 @@ impl Invocation {
     }
 
     /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
+    /// With the sandbox pool full, idle warm instances (any plugin's) give way first.
     async fn instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
+        match self.try_instantiate(meter.clone()).await {
+            Err(CallError::Limit(Limit::Sandboxes)) if self.plugin.evict_idle() > 0 => {
+                self.try_instantiate(meter).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn try_instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
         let pre = self.plugin.pre();
         let state = CallState::new(
             self.plugin.log_budget(),

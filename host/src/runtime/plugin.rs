@@ -13,7 +13,7 @@ use super::call::CallState;
 use super::engine::Engine;
 use super::output::LogBudget;
 use super::sandbox::CpuMeter;
-use super::warm::WarmPool;
+use super::warm::{IdleBudget, WarmPool};
 use crate::config::{DEFAULT_LIMITS, HostConfig, Limits};
 
 /// How long a plugin's `describe` may run before the plugin is refused.
@@ -61,7 +61,9 @@ pub(crate) struct LoadedPlugin {
     log_budget: Arc<LogBudget>,
     guest_stack: usize,
     /// Idle instances, for a stateless plugin whose limits let it reuse them.
-    warm: Option<WarmPool>,
+    warm: Option<Arc<WarmPool>>,
+    /// Every plugin's idle instances, to free when the sandbox pool runs out.
+    idle: IdleBudget,
 }
 
 impl LoadedPlugin {
@@ -105,7 +107,7 @@ impl LoadedPlugin {
         let limits = config.limits_for(&manifest.name);
         let budget = engine.idle_budget();
         let warm = (manifest.stateless && limits.reuse_instances && budget.allows_idle())
-            .then(|| WarmPool::new(limits.max_concurrent_calls, budget));
+            .then(|| WarmPool::new(limits.max_concurrent_calls, budget.clone()));
         Ok(Self {
             log_budget: LogBudget::new(manifest.name.as_str().into()),
             admission: Admission::new(limits.max_concurrent_calls, limits.max_queued_calls),
@@ -119,6 +121,7 @@ impl LoadedPlugin {
             limits,
             guest_stack: engine.guest_stack(),
             warm,
+            idle: budget,
         })
     }
 
@@ -170,7 +173,12 @@ impl LoadedPlugin {
 
     /// Where calls find and leave warm instances; `None` when every call gets a fresh one.
     pub(crate) fn warm(&self) -> Option<&WarmPool> {
-        self.warm.as_ref()
+        self.warm.as_deref()
+    }
+
+    /// Frees every plugin's idle instances; how many there were.
+    pub(crate) fn evict_idle(&self) -> usize {
+        self.idle.evict()
     }
 }
 

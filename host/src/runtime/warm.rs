@@ -3,7 +3,7 @@
 //! teardown. One call at a time per instance, and nothing is kept after a fault.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::Store;
 
@@ -38,11 +38,13 @@ impl Sandbox {
     }
 }
 
-/// The host-wide count of idle instances; cheap to clone.
+/// The host-wide count of idle instances, and every pool holding them, so that a call
+/// finding the sandbox pool full can have them freed; cheap to clone.
 #[derive(Clone)]
 pub(crate) struct IdleBudget {
     idle: Arc<AtomicUsize>,
     limit: usize,
+    pools: Arc<Mutex<Vec<Weak<WarmPool>>>>,
 }
 
 impl IdleBudget {
@@ -51,7 +53,19 @@ impl IdleBudget {
         Self {
             idle: Arc::default(),
             limit: MAX_IDLE_INSTANCES.min(sandboxes / 4),
+            pools: Arc::default(),
         }
+    }
+
+    /// Drops every idle instance of every plugin, giving their sandboxes back to the
+    /// pool; how many there were.
+    pub(crate) fn evict(&self) -> usize {
+        let pools: Vec<Arc<WarmPool>> = {
+            let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+            pools.retain(|pool| pool.strong_count() > 0);
+            pools.iter().filter_map(Weak::upgrade).collect()
+        };
+        pools.iter().map(|pool| pool.clear()).sum()
     }
 
     fn try_reserve(&self) -> Option<IdlePermit> {
@@ -92,12 +106,17 @@ pub(crate) struct WarmPool {
 
 impl WarmPool {
     /// A pool keeping at most `capacity` idle instances, within the host's `budget`.
-    pub(crate) fn new(capacity: usize, budget: IdleBudget) -> Self {
-        Self {
+    pub(crate) fn new(capacity: usize, budget: IdleBudget) -> Arc<Self> {
+        let pool = Arc::new(Self {
             idle: Mutex::new(Vec::new()),
             capacity,
-            budget,
-        }
+            budget: budget.clone(),
+        });
+        let mut pools = budget.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools.retain(|pool| pool.strong_count() > 0);
+        pools.push(Arc::downgrade(&pool));
+        drop(pools);
+        pool
     }
 
     /// The most recently used idle instance (its memory is the likeliest to be cached).
@@ -119,6 +138,12 @@ impl WarmPool {
         if let Some(permit) = self.budget.try_reserve() {
             idle.push((sandbox, permit));
         }
+    }
+
+    /// Drops the idle instances (outside the lock); how many there were.
+    fn clear(&self) -> usize {
+        let idle = std::mem::take(&mut *self.lock());
+        idle.len()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<(Sandbox, IdlePermit)>> {

@@ -1,7 +1,8 @@
 //! Test-only plugin: declares itself stateless, then counts the calls each instance
 //! served, so a test can see when the host reuses an instance and when it starts afresh.
 //! Greeter's name picks a behaviour: `panic`, `spin` (until stopped), `fail` (a guest
-//! status), `print` (to stdout), `grow` (its memory past 16 MiB); Probe's EchoStream
+//! status), `print` (to stdout), `grow` (its memory past 16 MiB), `slow` (300 ms of
+//! work); Probe's EchoStream
 //! sends `count` replies.
 
 /// helloworld.Greeter's messages and server.
@@ -46,6 +47,10 @@ impl Greeter for Counter {
                     "print" => println!("printing from call #{calls}"),
                     // Linear memory never shrinks: the instance stays this big.
                     "grow" => drop(std::hint::black_box(vec![1u8; 16 << 20])),
+                    "slow" => {
+                        let started = std::time::Instant::now();
+                        while started.elapsed() < std::time::Duration::from_millis(300) {}
+                    }
                     _ => {}
                 }
                 Ok(HelloReply {
