@@ -78,9 +78,8 @@ enum Workload {
     /// `size` UserService.Chat streams open at once, spread over the connections: each
     /// makes one round trip, all are held open until every one has (or `duration` ends),
     /// `HOLDING <open>` is printed and a line is awaited on stdin (at most a minute); then
-    /// each makes a second round trip and closes (within `duration` again). A call is one stream that did both.
-    /// Each stream waits for the server's headers before its first message (plugrpc and
-    /// tonic send them at once).
+    /// each makes a second round trip and closes (within `duration` again). A call is one
+    /// stream that did both.
     OpenStreams,
 }
 
@@ -95,6 +94,11 @@ struct Tally {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if matches!(args.workload, Workload::Chat | Workload::OpenStreams) && args.size == 0 {
+        anyhow::bail!(
+            "--size must be at least 1 for chat and open-streams (round trips / streams)"
+        );
+    }
     let mut channels = Vec::new();
     for _ in 0..args.connections {
         let endpoint = Endpoint::from_shared(args.target.clone())?.tcp_nodelay(true);
@@ -215,36 +219,71 @@ async fn create_users(
 }
 
 async fn chat(users: &mut UserServiceClient<Channel>, size: usize) -> Result<u64, tonic::Status> {
-    let (tx, rx) = mpsc::channel(1);
-    let mut rx = Some(rx);
-    let mut replies = None;
-    for i in 0..size {
+    let mut chat = Chat::open(users, "bench", 0).await?;
+    for i in 1..size {
+        chat.round_trip("bench", i).await?;
+    }
+    chat.close().await;
+    Ok(size as u64)
+}
+
+/// One UserService.Chat call in progress: each message sent waits for its reply.
+struct Chat {
+    tx: mpsc::Sender<ChatMessage>,
+    replies: tonic::Streaming<ChatMessage>,
+}
+
+impl Chat {
+    /// Starts a chat whose first message goes out with the call (servers that send
+    /// headers with their first reply, like grpcio, would otherwise wait for us while we
+    /// wait for them), and takes its reply.
+    async fn open(
+        users: &mut UserServiceClient<Channel>,
+        user: &str,
+        text: usize,
+    ) -> Result<Self, tonic::Status> {
+        let (tx, rx) = mpsc::channel(1);
+        Self::send(&tx, user, text).await?;
+        let replies = users.chat(ReceiverStream::new(rx)).await?.into_inner();
+        let mut chat = Self { tx, replies };
+        chat.reply().await?;
+        Ok(chat)
+    }
+
+    async fn round_trip(&mut self, user: &str, text: usize) -> Result<(), tonic::Status> {
+        Self::send(&self.tx, user, text).await?;
+        self.reply().await
+    }
+
+    async fn send(
+        tx: &mpsc::Sender<ChatMessage>,
+        user: &str,
+        text: usize,
+    ) -> Result<(), tonic::Status> {
         let message = ChatMessage {
-            user: "bench".into(),
-            text: i.to_string(),
+            user: user.into(),
+            text: text.to_string(),
             sent_at: None,
         };
         tx.send(message)
             .await
-            .map_err(|_| tonic::Status::aborted("chat closed early"))?;
-        // The first message goes out with the call: servers that send headers with their
-        // first reply (grpcio) would otherwise wait for us while we wait for them.
-        if let Some(rx) = rx.take() {
-            replies = Some(users.chat(ReceiverStream::new(rx)).await?.into_inner());
-        }
-        let Some(stream) = &mut replies else {
-            unreachable!("the call starts with the first message")
-        };
-        stream
+            .map_err(|_| tonic::Status::aborted("chat closed early"))
+    }
+
+    async fn reply(&mut self) -> Result<(), tonic::Status> {
+        self.replies
             .next()
             .await
-            .ok_or_else(|| tonic::Status::aborted("no reply"))??;
+            .ok_or_else(|| tonic::Status::aborted("no reply"))?
+            .map(drop)
     }
-    drop(tx);
-    if let Some(mut stream) = replies {
-        while stream.next().await.is_some() {}
+
+    /// Half-closes the call and reads it to its end.
+    async fn close(self) {
+        let Self { tx, mut replies } = self;
+        drop(tx);
+        while replies.next().await.is_some() {}
     }
-    Ok(size as u64)
 }
 
 /// Opens `streams` chats at once (see [`Workload::OpenStreams`]).
@@ -258,44 +297,23 @@ async fn open_streams(channels: &[Channel], streams: usize, limit: Duration) -> 
             let (opened, open, mut release) = (opened.clone(), open.clone(), release.clone());
             tokio::spawn(async move {
                 let started = Instant::now();
-                let (tx, rx) = mpsc::channel(1);
-                let round_trip = async |replies: &mut tonic::Streaming<ChatMessage>| {
-                    let message = ChatMessage {
-                        user: "held".into(),
-                        text: i.to_string(),
-                        sent_at: None,
-                    };
-                    tx.send(message)
-                        .await
-                        .map_err(|_| tonic::Status::aborted("chat closed early"))?;
-                    replies
-                        .next()
-                        .await
-                        .ok_or_else(|| tonic::Status::aborted("no reply"))?
-                };
-                let first = async {
-                    let mut replies = users.chat(ReceiverStream::new(rx)).await?.into_inner();
-                    round_trip(&mut replies).await?;
-                    Ok::<_, tonic::Status>(replies)
-                };
-                let first = tokio::time::timeout(limit, first).await;
+                let first = tokio::time::timeout(limit, Chat::open(&mut users, "held", i)).await;
                 let latency = started.elapsed();
                 if matches!(first, Ok(Ok(_))) {
                     open.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
                 opened.wait().await;
-                let mut replies = match first {
-                    Ok(Ok(replies)) => replies,
+                let mut chat = match first {
+                    Ok(Ok(chat)) => chat,
                     Ok(Err(status)) => return Err(status),
                     Err(_) => return Err(tonic::Status::deadline_exceeded("not opened in time")),
                 };
                 let _ = release.wait_for(|go| *go).await;
                 let late = || tonic::Status::deadline_exceeded("not closed in time");
-                tokio::time::timeout(limit, round_trip(&mut replies))
+                tokio::time::timeout(limit, chat.round_trip("held", i))
                     .await
                     .map_err(|_| late())??;
-                drop(tx);
-                tokio::time::timeout(limit, async { while replies.next().await.is_some() {} })
+                tokio::time::timeout(limit, chat.close())
                     .await
                     .map_err(|_| late())?;
                 Ok(latency)

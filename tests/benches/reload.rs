@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use plugrpc_tests::pb::versioned::VersionRequest;
 use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
-use plugrpc_tests::report::ms;
+use plugrpc_tests::report::{median_min_max, ms};
 use plugrpc_tests::{TestHost, plugin_wasm};
 
 /// Swaps measured for time-to-first-call.
@@ -97,15 +97,11 @@ fn main() {
         let _ = writeln!(
             report,
             "## Host start with the users plugin ({} KiB of wasm)\n\n{STARTS} starts each; time to a bound, serving host.\n\n\
-             | compile cache | p50 | min | max |\n|---|---|---|---|\n| cold (empty) | {} | {} | {} |\n| warm | {} | {} | {} |\n\n\
+             | compile cache | p50 | min | max |\n|---|---|---|---|\n| cold (empty) | {} |\n| warm | {} |\n\n\
              Cached start is {:.1}x faster at the median.\n",
             std::fs::metadata(plugin_wasm("users")).unwrap().len() / 1024,
-            ms(cold[STARTS / 2]),
-            ms(cold[0]),
-            ms(cold[STARTS - 1]),
-            ms(warm[STARTS / 2]),
-            ms(warm[0]),
-            ms(warm[STARTS - 1]),
+            median_min_max(&cold),
+            median_min_max(&warm),
             cold[STARTS / 2].as_secs_f64() / warm[STARTS / 2].as_secs_f64(),
         );
 

@@ -23,3 +23,12 @@ pub fn machine() -> String {
 pub fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1000.0)
 }
+
+/// Sorted durations as `p50 | min | max` table cells.
+pub fn median_min_max(sorted: &[Duration]) -> String {
+    let (Some(first), Some(last)) = (sorted.first(), sorted.last()) else {
+        return "— | — | —".into();
+    };
+    let median = sorted[sorted.len() / 2];
+    format!("{} | {} | {}", ms(median), ms(*first), ms(*last))
+}

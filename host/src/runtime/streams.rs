@@ -90,13 +90,9 @@ impl ResponseStream {
 }
 
 impl CallState {
-    /// Hands response headers to the HTTP/2 side once; false if they went already.
-    fn commit_headers(&mut self, headers: MetadataMap) -> bool {
-        self.commit_headers_with(|| headers)
-    }
-
-    /// [`Self::commit_headers`], building them only if they are still to go.
-    fn commit_headers_with(&mut self, headers: impl FnOnce() -> MetadataMap) -> bool {
+    /// Hands response headers to the HTTP/2 side once, building them only then; false if
+    /// they went already.
+    fn commit_headers(&mut self, headers: impl FnOnce() -> MetadataMap) -> bool {
         match self.pending_headers.take() {
             Some(tx) => {
                 // The receiver is gone only when the call was abandoned; the next send says so.
@@ -115,7 +111,7 @@ impl HostRequestStream for CallState {
     ) -> wasmtime::Result<Result<Option<Vec<u8>>, Status>> {
         // A client may wait for response headers before it sends anything: answer them
         // now, or a bidi call whose guest reads first would wait on itself.
-        self.commit_headers_with(MetadataMap::new);
+        self.commit_headers(MetadataMap::new);
         let stream = self.table.get_mut(&stream)?;
         match stream.messages.message().await {
             Ok(message) => Ok(Ok(message.map(Vec::from))),
@@ -142,7 +138,7 @@ impl HostResponseStream for CallState {
         // Headers gRPC cannot carry are the plugin's bug, not the caller's: stop the call.
         let headers = metadata::from_guest(headers).map_err(Interrupt::from)?;
         self.table.get(&stream)?;
-        Ok(if self.commit_headers(headers) {
+        Ok(if self.commit_headers(|| headers) {
             Ok(())
         } else {
             Err(status::headers_already_sent())
@@ -157,7 +153,7 @@ impl HostResponseStream for CallState {
         if message.len() > self.limits.max_response_size {
             return Err(Interrupt::ResponseTooLarge(message.len()).into());
         }
-        self.commit_headers_with(MetadataMap::new);
+        self.commit_headers(MetadataMap::new);
         let stream = self.table.get_mut(&stream)?;
         // Waits while the client is slow; a message larger than the buffer takes all of it.
         let cost = message.len().clamp(MIN_MESSAGE_COST, RESPONSE_BUFFER);

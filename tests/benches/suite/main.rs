@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use plot::Series;
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
-use plugrpc_tests::report::machine;
+use plugrpc_tests::report::{machine, median_min_max, ms};
 use plugrpc_tests::{TestHost, copy_plugin, native};
 use serde_json::Value;
 
@@ -446,12 +446,12 @@ fn goals(results: &[(&Workload, Vec<(&str, Run)>)], measured: &Measured) -> Stri
     );
     row(
         "plugin dropped in -> first call served < 1 s",
-        format!("{:.0} ms", measured.first_call.as_secs_f64() * 1e3),
+        ms(measured.first_call),
         measured.first_call < Duration::from_secs(1),
     );
     row(
         "restart with cached compiled plugins < 100 ms per plugin",
-        format!("{:.1} ms", measured.start_per_plugin.as_secs_f64() * 1e3),
+        ms(measured.start_per_plugin),
         measured.start_per_plugin < Duration::from_millis(100),
     );
     out.push_str(GAPS);
@@ -680,22 +680,16 @@ async fn deploys(measured: &mut Measured) -> String {
     starts.sort();
     measured.first_call = first_call[REPEATS / 2];
     measured.start_per_plugin = starts[REPEATS / 2] / 2;
-    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
+    let per_plugin: Vec<Duration> = starts.iter().map(|&start| start / 2).collect();
     format!(
         "\n## Deploys\n\n{REPEATS} runs each, on the suite's pinned core.\n\n\
          | measurement | p50 | min | max |\n|---|---|---|---|\n\
-         | greeter.wasm renamed into a serving host's folder -> first call served (cold compile cache; includes the watcher's 250 ms settle) | {} | {} | {} |\n\
-         | host start serving greeter + users, compile cache warm | {} | {} | {} |\n\
-         | the same, per plugin | {} | {} | {} |\n",
-        ms(first_call[REPEATS / 2]),
-        ms(first_call[0]),
-        ms(first_call[REPEATS - 1]),
-        ms(starts[REPEATS / 2]),
-        ms(starts[0]),
-        ms(starts[REPEATS - 1]),
-        ms(starts[REPEATS / 2] / 2),
-        ms(starts[0] / 2),
-        ms(starts[REPEATS - 1] / 2),
+         | greeter.wasm renamed into a serving host's folder -> first call served (cold compile cache; includes the watcher's 250 ms settle) | {} |\n\
+         | host start serving greeter + users, compile cache warm | {} |\n\
+         | the same, per plugin | {} |\n",
+        median_min_max(&first_call),
+        median_min_max(&starts),
+        median_min_max(&per_plugin),
     )
 }
 

@@ -27,29 +27,36 @@ pub(crate) fn latency_cdf(path: &Path, title: &str, series: &[Series]) -> Result
         .fold(f64::MAX, f64::min)
         .min(x_max / 10.0)
         * 0.8;
-    let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(12)
-        .x_label_area_size(40)
-        .y_label_area_size(50)
-        .build_cartesian_2d((x_min..x_max).log_scale(), 0.0..1.0)
-        .map_err(|e| e.to_string())?;
-    chart
-        .configure_mesh()
-        .x_desc("latency (us, log scale)")
-        .y_desc("share of calls at or under")
-        .draw()
-        .map_err(|e| e.to_string())?;
-    draw_lines(&mut chart, series)?;
-    root.present().map_err(|e| e.to_string())
+    let axes = Axes {
+        x: x_min..x_max,
+        y: 0.0..1.0,
+        x_desc: "latency (us, log scale)",
+        y_desc: "share of calls at or under",
+    };
+    draw(path, title, axes, series)
 }
 
 /// Calls per second (y) against calls in flight (x, log scale).
 pub(crate) fn throughput(path: &Path, title: &str, series: &[Series]) -> Result<(), String> {
-    let x_max = max(series, |(x, _)| x) * 1.3;
-    let y_max = max(series, |(_, y)| y) * 1.1;
+    let axes = Axes {
+        x: 0.8..max(series, |(x, _)| x) * 1.3,
+        y: 0.0..max(series, |(_, y)| y) * 1.1,
+        x_desc: "calls in flight (log scale)",
+        y_desc: "calls per second",
+    };
+    draw(path, title, axes, series)
+}
+
+/// A chart's ranges (x on a log scale) and axis labels.
+struct Axes {
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+    x_desc: &'static str,
+    y_desc: &'static str,
+}
+
+/// One line per series on `axes`, with a legend, written to `path`.
+fn draw(path: &Path, title: &str, axes: Axes, series: &[Series]) -> Result<(), String> {
     let root = SVGBackend::new(path, (800, 480)).into_drawing_area();
     root.fill(&WHITE).map_err(|e| e.to_string())?;
     let mut chart = ChartBuilder::on(&root)
@@ -57,12 +64,12 @@ pub(crate) fn throughput(path: &Path, title: &str, series: &[Series]) -> Result<
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(70)
-        .build_cartesian_2d((0.8..x_max).log_scale(), 0.0..y_max)
+        .build_cartesian_2d(axes.x.log_scale(), axes.y)
         .map_err(|e| e.to_string())?;
     chart
         .configure_mesh()
-        .x_desc("calls in flight (log scale)")
-        .y_desc("calls per second")
+        .x_desc(axes.x_desc)
+        .y_desc(axes.y_desc)
         .draw()
         .map_err(|e| e.to_string())?;
     draw_lines(&mut chart, series)?;
