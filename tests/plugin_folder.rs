@@ -128,6 +128,20 @@ async fn an_empty_folder_serves_nothing_but_unimplemented() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_config_built_in_code_is_checked_like_a_file() {
+    let config = HostConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        sandboxes: 0,
+        ..HostConfig::default()
+    };
+    let error = Host::bind(&config).await.err().expect("startup fails");
+    assert_eq!(
+        error.to_string(),
+        "invalid config: host.sandboxes: 0 is outside 1 ..= 16384"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_missing_plugins_folder_stops_startup_with_its_name() {
     let config = HostConfig {
         plugins_dir: "/nonexistent/plugrpc-plugins".into(),

@@ -118,9 +118,10 @@ async fn replacing_a_plugin_under_load_fails_no_call() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_stream_started_on_v1_completes_on_v1_after_a_swap() {
     let (host, mut client) = serving_v1("").await;
+    // Long enough (5 s) to outlast a swap even with a cold compile cache.
     let request = CountRequest {
-        n: 30,
-        pause_ms: 40,
+        n: 50,
+        pause_ms: 100,
     };
     let mut stream = client.count(request).await.unwrap().into_inner();
     let first = stream.next().await.unwrap().unwrap();
@@ -128,9 +129,12 @@ async fn a_stream_started_on_v1_completes_on_v1_after_a_swap() {
 
     deploy(&host, "versioned-v2", "versioned.wasm");
     until_version(&mut client, "v2").await;
+    let swapped = Instant::now();
 
     let mut seqs = vec![first.seq];
+    let mut last_reply = Instant::now();
     while let Some(reply) = stream.next().await {
+        last_reply = Instant::now();
         let reply = reply.expect("the stream ends cleanly");
         assert_eq!(
             reply.version, "v1",
@@ -138,7 +142,11 @@ async fn a_stream_started_on_v1_completes_on_v1_after_a_swap() {
         );
         seqs.push(reply.seq);
     }
-    assert_eq!(seqs, (0..30).collect::<Vec<_>>());
+    assert_eq!(seqs, (0..50).collect::<Vec<_>>());
+    assert!(
+        last_reply > swapped + Duration::from_millis(50),
+        "the stream ended before v2 took over: nothing was shown to stay on v1 across the swap"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -313,11 +313,12 @@ async fn a_client_leaving_an_endless_stream_frees_the_plugins_slot() {
             stream.next().await.unwrap().unwrap();
         }
     }
-    // With the slots still held, this would wait in the queue until its deadline.
+    // With the slots still held, this would wait in the queue past its 1 s deadline
+    // (the abandoned streams would end at their 2 s one).
     let size = rogue
         .measure(with_timeout(
             Blob { data: vec![1; 3] },
-            Duration::from_secs(2),
+            Duration::from_secs(1),
         ))
         .await;
     assert_eq!(size.unwrap().into_inner().bytes, 3);
@@ -338,12 +339,13 @@ async fn a_client_resetting_a_spinning_call_stops_the_guest_and_frees_its_slot()
         tokio::time::sleep(Duration::from_millis(100)).await;
         call.abort();
     }
-    // Were the guests still running, this would wait behind them until its deadline.
+    // Were the guests still running, this would wait behind them past its 500 ms
+    // deadline (their 1 s cpu_time would stop them only later).
     let mut rogue = rogue.clone();
     let size = rogue
         .measure(with_timeout(
             Blob { data: vec![1; 4] },
-            Duration::from_secs(2),
+            Duration::from_millis(500),
         ))
         .await;
     assert_eq!(size.unwrap().into_inner().bytes, 4);

@@ -8,6 +8,8 @@ use prost_reflect::{
     Cardinality, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
 };
 
+use crate::registry::MethodKind;
+
 /// Every change from `old` to `new` that breaks a caller, one line each; empty if none.
 pub(crate) fn breaking_changes(
     old: &[ServiceDescriptor],
@@ -59,12 +61,7 @@ pub(crate) fn breaking_changes(
 }
 
 fn shape(method: &MethodDescriptor) -> &'static str {
-    match (method.is_client_streaming(), method.is_server_streaming()) {
-        (false, false) => "unary",
-        (false, true) => "server-streaming",
-        (true, false) => "client-streaming",
-        (true, true) => "bidi-streaming",
-    }
+    MethodKind::of(method).name()
 }
 
 /// Fields kept by number must keep their type; fields kept by name must keep their number.

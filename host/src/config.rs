@@ -191,7 +191,7 @@ impl HostConfig {
         let sandboxes = file.host.sandboxes.unwrap_or(DEFAULT_SANDBOXES);
         // The built-in concurrency default never asks for more than the pool holds.
         let built_in = Limits {
-            max_concurrent_calls: DEFAULT_LIMITS.max_concurrent_calls.min(sandboxes.max(1)),
+            max_concurrent_calls: DEFAULT_LIMITS.max_concurrent_calls.min(sandboxes),
             ..DEFAULT_LIMITS
         };
         let defaults = built_in.with(&file.defaults);
@@ -229,7 +229,8 @@ impl HostConfig {
             .fold(self.defaults.memory, usize::max)
     }
 
-    fn validate(&self) -> Result<(), String> {
+    /// Every bound the file's parser checks, for a config built in code too.
+    pub(crate) fn validate(&self) -> Result<(), String> {
         if !(MIN_GUEST_STACK..=MAX_GUEST_STACK).contains(&self.guest_stack) {
             return Err(format!(
                 "host.guest_stack: {} is outside {} ..= {}",

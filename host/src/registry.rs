@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
+use prost_reflect::MethodDescriptor;
 use tokio::sync::Mutex;
 
 use crate::compat;
 use crate::config::{HostConfig, Limits};
-use crate::runtime::{Engine, LoadedPlugin};
+use crate::runtime::{Engine, LoadError, LoadedPlugin};
 
 /// How a method is called, as its descriptor declares it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -26,6 +27,28 @@ pub(crate) enum MethodKind {
     ClientStreaming,
     /// Streams both ways.
     BidiStreaming,
+}
+
+impl MethodKind {
+    /// The kind `method` declares.
+    pub(crate) fn of(method: &MethodDescriptor) -> Self {
+        match (method.is_client_streaming(), method.is_server_streaming()) {
+            (false, false) => Self::Unary,
+            (false, true) => Self::ServerStreaming,
+            (true, false) => Self::ClientStreaming,
+            (true, true) => Self::BidiStreaming,
+        }
+    }
+
+    /// How an operator reads it.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Unary => "unary",
+            Self::ServerStreaming => "server-streaming",
+            Self::ClientStreaming => "client-streaming",
+            Self::BidiStreaming => "bidi-streaming",
+        }
+    }
 }
 
 /// Where one `/package.Service/Method` path goes.
@@ -121,8 +144,15 @@ async fn load_if_changed(
     file: &Path,
     old: Option<&Arc<LoadedPlugin>>,
 ) -> Result<Arc<LoadedPlugin>, String> {
-    let wasm = std::fs::read(file).map_err(|e| format!("cannot read the file: {e}"))?;
-    let hash = crate::runtime::content_hash(&wasm);
+    // Reading and hashing a few megabytes is blocking work: off the async workers.
+    let path = file.to_owned();
+    let (wasm, hash) = tokio::task::spawn_blocking(move || {
+        let wasm = std::fs::read(path).map_err(|e| LoadError::Read(e).to_string())?;
+        let hash = crate::runtime::content_hash(&wasm);
+        Ok::<_, String>((wasm, hash))
+    })
+    .await
+    .map_err(|e| format!("reading the file failed: {e}"))??;
     if let Some(old) = old.filter(|old| old.hash() == hash) {
         return Ok(old.clone());
     }
@@ -298,12 +328,7 @@ impl RouteTable {
         }
         for service in plugin.services() {
             for method in service.methods() {
-                let kind = match (method.is_client_streaming(), method.is_server_streaming()) {
-                    (false, false) => MethodKind::Unary,
-                    (false, true) => MethodKind::ServerStreaming,
-                    (true, false) => MethodKind::ClientStreaming,
-                    (true, true) => MethodKind::BidiStreaming,
-                };
+                let kind = MethodKind::of(&method);
                 let path = format!("/{}/{}", service.full_name(), method.name());
                 self.routes.insert(
                     path,

@@ -45,27 +45,6 @@ pub enum Code {
     Unauthenticated,
 }
 
-/// Every code, in wire order: `ALL[n]` is the code numbered `n`.
-const ALL: [Code; 17] = [
-    Code::Ok,
-    Code::Cancelled,
-    Code::Unknown,
-    Code::InvalidArgument,
-    Code::DeadlineExceeded,
-    Code::NotFound,
-    Code::AlreadyExists,
-    Code::PermissionDenied,
-    Code::ResourceExhausted,
-    Code::FailedPrecondition,
-    Code::Aborted,
-    Code::OutOfRange,
-    Code::Unimplemented,
-    Code::Internal,
-    Code::Unavailable,
-    Code::DataLoss,
-    Code::Unauthenticated,
-];
-
 impl Code {
     /// The code's number on the wire (`grpc-status`).
     pub fn as_i32(self) -> i32 {
@@ -208,8 +187,12 @@ impl From<wit::Status> for Status {
     }
 }
 
+/// The code list, once, in wire order: the conversions to and from the contract's
+/// codes, and `ALL` (`ALL[n]` is the code numbered `n`).
 macro_rules! code_mapping {
     ($($name:ident),* $(,)?) => {
+        const ALL: &[Code] = &[$(Code::$name),*];
+
         impl From<Code> for wit::Code {
             fn from(code: Code) -> Self {
                 match code { $(Code::$name => wit::Code::$name),* }

@@ -413,9 +413,7 @@ async fn bounded<T>(
     deadline: Instant,
     call: impl AsyncFnOnce(CpuMeter) -> Result<T, CallError>,
 ) -> Result<T, CallError> {
-    let meter = CpuMeter::default();
-    let call = meter.clone().meter(call(meter));
-    tokio::time::timeout_at(deadline.into(), call)
+    tokio::time::timeout_at(deadline.into(), metered(call))
         .await
         .unwrap_or(Err(CallError::DeadlineExceeded))
 }

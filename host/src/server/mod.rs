@@ -31,6 +31,9 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Why the host could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]
 pub enum HostError {
+    /// The config breaks a bound (possible when it was built in code, not parsed).
+    #[error("invalid config: {0}")]
+    Config(String),
     /// The wasmtime engine could not be built.
     #[error("starting the WebAssembly engine: {0}")]
     Engine(#[from] EngineError),
@@ -65,6 +68,7 @@ pub struct Host {
 impl Host {
     /// Loads the plugins folder and binds the listener; fails only when neither can be used.
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
+        config.validate().map_err(HostError::Config)?;
         let engine = Engine::new(config)?;
         let registry = Arc::new(Registry::new());
         let config = Arc::new(config.clone());
