@@ -1,33 +1,51 @@
-//! Builds every plugin the tests load, once per test build (wasmtime's test-programs
-//! pattern), and generates tonic clients from the same .proto files the plugins use.
+//! Builds every plugin crate of the repo once per test build (wasmtime's test-programs
+//! pattern) and generates `foreach_plugin!`, which names each one, so a test naming a
+//! plugin that does not exist, or a test plugin no test uses, fails to compile. Also
+//! generates tonic clients from the same .proto files the plugins use.
 
 use std::env;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// Plugin crates built for the tests: the examples and the test-only ones.
-const PLUGINS: &[&str] = &[
-    "greeter",
-    "users",
-    "probe",
-    "greeter-twin",
-    "warm",
-    "misbehave",
-    "versioned-v1",
-    "versioned-v2",
-    "versioned-broken",
-];
+/// Folders whose every subfolder with a Cargo.toml is a plugin crate.
+const PLUGIN_FOLDERS: &[&str] = &["plugins", "tests/plugins"];
 
 fn main() {
     let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("run by cargo"));
     let root = manifest_dir
         .parent()
         .expect("tests/ sits in the workspace root");
-    build_plugins(root);
+    let plugins = plugin_crates(root);
+    let out = build_plugins(root, &plugins);
+    write_foreach(&plugins, &out);
     generate_clients(root);
 }
 
-fn build_plugins(root: &Path) {
+/// The crate name of every plugin crate, in name order.
+fn plugin_crates(root: &Path) -> Vec<String> {
+    let mut crates = Vec::new();
+    for folder in PLUGIN_FOLDERS {
+        let entries = std::fs::read_dir(root.join(folder))
+            .unwrap_or_else(|e| panic!("reading {folder}: {e}"));
+        for entry in entries {
+            let manifest = entry.expect("a folder entry").path().join("Cargo.toml");
+            let Ok(text) = std::fs::read_to_string(&manifest) else {
+                continue;
+            };
+            let name = text
+                .lines()
+                .find_map(|line| line.strip_prefix("name = "))
+                .unwrap_or_else(|| panic!("{} names no package", manifest.display()));
+            crates.push(name.trim_matches('"').to_owned());
+        }
+    }
+    crates.sort();
+    crates
+}
+
+/// Builds `plugins` for wasm32-wasip2; the folder their `.wasm` files land in.
+fn build_plugins(root: &Path, plugins: &[String]) -> PathBuf {
     // A target dir of its own: the outer cargo holds the lock on the main one.
     let target_dir = root.join("target").join("test-plugins");
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -37,7 +55,7 @@ fn build_plugins(root: &Path) {
         .args(["build", "--release", "--target", "wasm32-wasip2"])
         .arg("--target-dir")
         .arg(&target_dir)
-        .args(PLUGINS.iter().flat_map(|p| ["-p", p]))
+        .args(plugins.iter().flat_map(|p| ["-p", p]))
         // The outer build's flags and wrappers are for the host, not for wasm.
         .env_remove("CARGO_ENCODED_RUSTFLAGS")
         .env_remove("RUSTFLAGS")
@@ -51,8 +69,6 @@ fn build_plugins(root: &Path) {
         status.success(),
         "building the test plugins failed; is the target installed? `rustup target add wasm32-wasip2`"
     );
-    let out = target_dir.join("wasm32-wasip2").join("release");
-    println!("cargo:rustc-env=PLUGRPC_TEST_PLUGINS={}", out.display());
     for dir in [
         "plugins",
         "guest-sdk",
@@ -64,6 +80,31 @@ fn build_plugins(root: &Path) {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
+    let out = target_dir.join("wasm32-wasip2").join("release");
+    println!("cargo:rustc-env=PLUGRPC_TEST_PLUGINS={}", out.display());
+    out
+}
+
+/// `foreach_plugin!($m)` calls `$m!(CONST_NAME, "crate-name", "path/to/crate_name.wasm")`
+/// once per plugin crate.
+fn write_foreach(plugins: &[String], out: &Path) {
+    let mut text = String::from(
+        "/// Calls `$m!(CONST_NAME, \"crate-name\", \"path/to/crate.wasm\")` for every plugin crate \
+         of the repo, as built for this test run.\n\
+         #[macro_export]\nmacro_rules! foreach_plugin {\n    ($m:ident) => {\n",
+    );
+    for name in plugins {
+        let constant = name.to_uppercase().replace('-', "_");
+        let wasm = out.join(format!("{}.wasm", name.replace('-', "_")));
+        let _ = writeln!(
+            text,
+            "        $m!({constant}, {name:?}, {:?});",
+            wasm.display().to_string()
+        );
+    }
+    text.push_str("    };\n}\n");
+    let file = PathBuf::from(env::var_os("OUT_DIR").expect("run by cargo")).join("plugins.rs");
+    std::fs::write(file, text).expect("writing plugins.rs");
 }
 
 fn generate_clients(root: &Path) {
@@ -73,6 +114,8 @@ fn generate_clients(root: &Path) {
         root.join("tests/proto/probe/v1/probe.proto"),
         root.join("tests/proto/misbehave/v1/misbehave.proto"),
         root.join("tests/proto/versioned/v1/versioned.proto"),
+        root.join("tests/proto/multi/v1/alpha.proto"),
+        root.join("tests/proto/multi/v1/beta.proto"),
     ];
     let fds = protox::compile(&protos, [root.join("proto"), root.join("tests/proto")])
         .unwrap_or_else(|e| panic!("compiling the test protos: {e}"));

@@ -8,7 +8,7 @@ use prost_reflect::{
     Cardinality, FieldDescriptor, Kind, MessageDescriptor, MethodDescriptor, ServiceDescriptor,
 };
 
-use crate::registry::MethodKind;
+use plugrpc_runtime::MethodKind;
 
 /// Every change from `old` to `new` that breaks a caller, one line each; empty if none.
 pub(crate) fn breaking_changes(

@@ -3,12 +3,12 @@
 //! naming the key and why.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
+use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, duration, size};
 use serde::Deserialize;
 
 /// Where the host listens when told nothing: loopback only, the usual gRPC port.
@@ -28,20 +28,6 @@ pub const DEFAULT_SANDBOXES: usize = 1000;
 /// The most sandboxes a host may pool; each reserves (but does not use) about 4 GiB of
 /// address space, and a process has 128 TiB.
 pub const MAX_SANDBOXES: usize = 16_384;
-
-/// Limits for a plugin the config says nothing about.
-pub const DEFAULT_LIMITS: Limits = Limits {
-    deadline: Duration::from_secs(60),
-    max_deadline: Duration::from_secs(3600),
-    memory: 64 << 20,
-    cpu_time: Duration::from_secs(10),
-    max_concurrent_calls: 64,
-    max_queued_calls: 256,
-    max_request_size: 4 << 20,
-    max_response_size: 4 << 20,
-    allow_breaking_changes: false,
-    reuse_instances: true,
-};
 
 /// Bounds that keep a limit meaningful, checked for every plugin.
 const MAX_DEADLINE: Duration = Duration::from_secs(365 * 24 * 3600);
@@ -70,32 +56,6 @@ pub struct HostConfig {
     pub defaults: Limits,
     /// Per-plugin overrides, by plugin name.
     pub plugins: BTreeMap<String, LimitOverrides>,
-}
-
-/// Everything that bounds one plugin's calls.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limits {
-    /// Deadline of a call whose client sent none.
-    pub deadline: Duration,
-    /// Longest deadline a client may ask for; longer ones are cut to this.
-    pub max_deadline: Duration,
-    /// Linear memory one instance may grow to, in bytes.
-    pub memory: usize,
-    /// Time a call may spend executing guest code (waiting on its streams is free).
-    pub cpu_time: Duration,
-    /// Calls of this plugin running at once.
-    pub max_concurrent_calls: usize,
-    /// Calls waiting for a free slot; one more is refused at once.
-    pub max_queued_calls: usize,
-    /// Largest request message, in bytes.
-    pub max_request_size: usize,
-    /// Largest response message, in bytes.
-    pub max_response_size: usize,
-    /// Whether a reload may break callers (remove methods, change types or fields).
-    pub allow_breaking_changes: bool,
-    /// Whether a plugin that declares itself stateless is served from reused instances;
-    /// `false` gives it a fresh instance per call like any other plugin.
-    pub reuse_instances: bool,
 }
 
 /// A `[defaults]` or `[plugins.<name>]` table: any subset of the limits.
@@ -144,10 +104,51 @@ struct HostTable {
 
 /// Why a config was refused: one line, naming the file, key and reason.
 #[derive(Debug, thiserror::Error)]
-#[error("{source_name}: {message}")]
-pub struct ConfigError {
-    source_name: String,
-    message: String,
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        /// The file.
+        file: String,
+        /// Why the OS refused.
+        source: std::io::Error,
+    },
+    /// The text is not TOML.
+    #[error("{file}: {message}")]
+    Syntax {
+        /// The file.
+        file: String,
+        /// The parser's message, with its line number.
+        message: String,
+    },
+    /// A key is unknown or its value has the wrong type.
+    #[error("{file}: {key}: {message}")]
+    Key {
+        /// The file.
+        file: String,
+        /// The dotted path of the key.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// A value is outside its bounds.
+    #[error("{file}: {problem}")]
+    Invalid {
+        /// The file.
+        file: String,
+        /// The key and why.
+        problem: Invalid,
+    },
+}
+
+/// A setting outside its bounds, naming its key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason}")]
+pub struct Invalid {
+    /// The dotted path of the key, e.g. `plugins.users.memory`.
+    pub key: String,
+    /// Why the value is refused.
+    pub reason: String,
 }
 
 impl Default for HostConfig {
@@ -168,25 +169,29 @@ impl Default for HostConfig {
 impl HostConfig {
     /// Reads and validates a `plugrpc.toml`.
     pub fn from_file(path: &Path) -> Result<Self, ConfigError> {
-        let name = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            source_name: name.clone(),
-            message: format!("cannot read: {e}"),
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            file: file.clone(),
+            source,
         })?;
-        Self::from_toml(&name, &text)
+        Self::from_toml(&file, &text)
     }
 
     /// Parses and validates config text; `source_name` names it in errors.
     pub fn from_toml(source_name: &str, text: &str) -> Result<Self, ConfigError> {
-        let error = |message: String| ConfigError {
-            source_name: source_name.to_owned(),
-            message,
-        };
-        let table: toml::Table = text
-            .parse()
-            .map_err(|e: toml::de::Error| error(syntax_error(text, &e)))?;
+        let name = || source_name.to_owned();
+        let table: toml::Table =
+            text.parse()
+                .map_err(|e: toml::de::Error| ConfigError::Syntax {
+                    file: name(),
+                    message: syntax_error(text, &e),
+                })?;
         let file: ConfigFile = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|e| error(format!("{}: {}", e.path(), e.inner().message())))?;
+            .map_err(|e| ConfigError::Key {
+                file: name(),
+                key: e.path().to_string(),
+                message: e.inner().message().to_owned(),
+            })?;
 
         let sandboxes = file.host.sandboxes.unwrap_or(DEFAULT_SANDBOXES);
         // The built-in concurrency default never asks for more than the pool holds.
@@ -194,7 +199,7 @@ impl HostConfig {
             max_concurrent_calls: DEFAULT_LIMITS.max_concurrent_calls.min(sandboxes),
             ..DEFAULT_LIMITS
         };
-        let defaults = built_in.with(&file.defaults);
+        let defaults = apply(built_in, &file.defaults);
         let config = Self {
             plugins_dir: file
                 .plugins_dir
@@ -210,7 +215,10 @@ impl HostConfig {
             defaults,
             plugins: file.plugins,
         };
-        config.validate().map_err(error)?;
+        config.validate().map_err(|problem| ConfigError::Invalid {
+            file: name(),
+            problem,
+        })?;
         Ok(config)
     }
 
@@ -218,7 +226,7 @@ impl HostConfig {
     pub fn limits_for(&self, name: &str) -> Limits {
         self.plugins
             .get(name)
-            .map_or(self.defaults, |o| self.defaults.with(o))
+            .map_or(self.defaults, |o| apply(self.defaults, o))
     }
 
     /// The largest memory any plugin may use: what the sandbox pool must hold.
@@ -229,143 +237,145 @@ impl HostConfig {
             .fold(self.defaults.memory, usize::max)
     }
 
+    /// What the wasmtime engine is built for.
+    pub(crate) fn engine(&self) -> EngineConfig {
+        EngineConfig {
+            sandboxes: self.sandboxes,
+            guest_stack: self.guest_stack,
+            max_memory: self.largest_memory(),
+            cache_dir: self.cache_dir.clone(),
+        }
+    }
+
     /// Every bound the file's parser checks, for a config built in code too.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    pub(crate) fn validate(&self) -> Result<(), Invalid> {
         if !(MIN_GUEST_STACK..=MAX_GUEST_STACK).contains(&self.guest_stack) {
-            return Err(format!(
-                "host.guest_stack: {} is outside {} ..= {}",
-                size(self.guest_stack),
-                size(MIN_GUEST_STACK),
-                size(MAX_GUEST_STACK)
+            return Err(invalid(
+                "host.guest_stack",
+                format!(
+                    "{} is outside {} ..= {}",
+                    size(self.guest_stack),
+                    size(MIN_GUEST_STACK),
+                    size(MAX_GUEST_STACK)
+                ),
             ));
         }
         if !(1..=MAX_SANDBOXES).contains(&self.sandboxes) {
-            return Err(format!(
-                "host.sandboxes: {} is outside 1 ..= {MAX_SANDBOXES}",
-                self.sandboxes
+            return Err(invalid(
+                "host.sandboxes",
+                format!("{} is outside 1 ..= {MAX_SANDBOXES}", self.sandboxes),
             ));
         }
-        self.defaults.validate("defaults", self.sandboxes)?;
+        validate_limits(&self.defaults, "defaults", self.sandboxes)?;
         for name in self.plugins.keys() {
-            self.limits_for(name)
-                .validate(&format!("plugins.{name}"), self.sandboxes)?;
+            validate_limits(
+                &self.limits_for(name),
+                &format!("plugins.{name}"),
+                self.sandboxes,
+            )?;
         }
         Ok(())
     }
 }
 
-impl Limits {
-    /// These limits with `overrides` applied.
-    fn with(self, overrides: &LimitOverrides) -> Self {
-        Self {
-            deadline: overrides.deadline.unwrap_or(self.deadline),
-            max_deadline: overrides.max_deadline.unwrap_or(self.max_deadline),
-            memory: overrides.memory.map_or(self.memory, to_usize),
-            cpu_time: overrides.cpu_time.unwrap_or(self.cpu_time),
-            max_concurrent_calls: overrides
-                .max_concurrent_calls
-                .unwrap_or(self.max_concurrent_calls),
-            max_queued_calls: overrides.max_queued_calls.unwrap_or(self.max_queued_calls),
-            max_request_size: overrides
-                .max_request_size
-                .map_or(self.max_request_size, to_usize),
-            max_response_size: overrides
-                .max_response_size
-                .map_or(self.max_response_size, to_usize),
-            allow_breaking_changes: overrides
-                .allow_breaking_changes
-                .unwrap_or(self.allow_breaking_changes),
-            reuse_instances: overrides.reuse_instances.unwrap_or(self.reuse_instances),
-        }
-    }
-
-    /// The deadline for a call whose client asked for `requested`.
-    pub(crate) fn deadline_for(&self, requested: Option<Duration>) -> Duration {
-        requested.map_or(self.deadline, |d| d.min(self.max_deadline))
-    }
-
-    fn validate(&self, table: &str, sandboxes: usize) -> Result<(), String> {
-        let bad = |key: &str, why: String| Err(format!("{table}.{key}: {why}"));
-        if self.deadline.is_zero() {
-            return bad("deadline", "must be longer than zero".into());
-        }
-        if self.max_deadline < self.deadline {
-            return bad(
-                "deadline",
-                format!(
-                    "{} is longer than max_deadline ({})",
-                    duration(self.deadline),
-                    duration(self.max_deadline)
-                ),
-            );
-        }
-        if self.max_deadline > MAX_DEADLINE {
-            return bad(
-                "max_deadline",
-                format!(
-                    "{} is longer than {}",
-                    duration(self.max_deadline),
-                    duration(MAX_DEADLINE)
-                ),
-            );
-        }
-        if self.cpu_time.is_zero() {
-            return bad("cpu_time", "must be longer than zero".into());
-        }
-        if !(MIN_MEMORY..=MAX_MEMORY).contains(&self.memory) {
-            return bad(
-                "memory",
-                format!(
-                    "{} is outside {} ..= {}",
-                    size(self.memory),
-                    size(MIN_MEMORY),
-                    size(MAX_MEMORY)
-                ),
-            );
-        }
-        if !(1..=sandboxes).contains(&self.max_concurrent_calls) {
-            return bad(
-                "max_concurrent_calls",
-                format!(
-                    "{} is outside 1 ..= {sandboxes} (the host's sandbox pool, host.sandboxes)",
-                    self.max_concurrent_calls
-                ),
-            );
-        }
-        for (key, value) in [
-            ("max_request_size", self.max_request_size),
-            ("max_response_size", self.max_response_size),
-        ] {
-            if !(1..=MAX_MESSAGE_SIZE).contains(&value) {
-                return bad(
-                    key,
-                    format!(
-                        "{} is outside 1 B ..= {}",
-                        size(value),
-                        size(MAX_MESSAGE_SIZE)
-                    ),
-                );
-            }
-        }
-        Ok(())
+fn invalid(key: &str, reason: String) -> Invalid {
+    Invalid {
+        key: key.to_owned(),
+        reason,
     }
 }
 
-impl fmt::Display for Limits {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "deadline {} (max {}), memory {}, cpu_time {}, {} concurrent + {} queued, messages {} in / {} out",
-            duration(self.deadline),
-            duration(self.max_deadline),
-            size(self.memory),
-            duration(self.cpu_time),
-            self.max_concurrent_calls,
-            self.max_queued_calls,
-            size(self.max_request_size),
-            size(self.max_response_size),
-        )
+/// `limits` with `overrides` applied.
+fn apply(limits: Limits, overrides: &LimitOverrides) -> Limits {
+    Limits {
+        deadline: overrides.deadline.unwrap_or(limits.deadline),
+        max_deadline: overrides.max_deadline.unwrap_or(limits.max_deadline),
+        memory: overrides.memory.map_or(limits.memory, to_usize),
+        cpu_time: overrides.cpu_time.unwrap_or(limits.cpu_time),
+        max_concurrent_calls: overrides
+            .max_concurrent_calls
+            .unwrap_or(limits.max_concurrent_calls),
+        max_queued_calls: overrides
+            .max_queued_calls
+            .unwrap_or(limits.max_queued_calls),
+        max_request_size: overrides
+            .max_request_size
+            .map_or(limits.max_request_size, to_usize),
+        max_response_size: overrides
+            .max_response_size
+            .map_or(limits.max_response_size, to_usize),
+        allow_breaking_changes: overrides
+            .allow_breaking_changes
+            .unwrap_or(limits.allow_breaking_changes),
+        reuse_instances: overrides.reuse_instances.unwrap_or(limits.reuse_instances),
     }
+}
+
+/// Checks one `[defaults]` or `[plugins.<name>]` table's resolved limits.
+fn validate_limits(limits: &Limits, table: &str, sandboxes: usize) -> Result<(), Invalid> {
+    let bad = |key: &str, why: String| Err(invalid(&format!("{table}.{key}"), why));
+    if limits.deadline.is_zero() {
+        return bad("deadline", "must be longer than zero".into());
+    }
+    if limits.max_deadline < limits.deadline {
+        return bad(
+            "deadline",
+            format!(
+                "{} is longer than max_deadline ({})",
+                duration(limits.deadline),
+                duration(limits.max_deadline)
+            ),
+        );
+    }
+    if limits.max_deadline > MAX_DEADLINE {
+        return bad(
+            "max_deadline",
+            format!(
+                "{} is longer than {}",
+                duration(limits.max_deadline),
+                duration(MAX_DEADLINE)
+            ),
+        );
+    }
+    if limits.cpu_time.is_zero() {
+        return bad("cpu_time", "must be longer than zero".into());
+    }
+    if !(MIN_MEMORY..=MAX_MEMORY).contains(&limits.memory) {
+        return bad(
+            "memory",
+            format!(
+                "{} is outside {} ..= {}",
+                size(limits.memory),
+                size(MIN_MEMORY),
+                size(MAX_MEMORY)
+            ),
+        );
+    }
+    if !(1..=sandboxes).contains(&limits.max_concurrent_calls) {
+        return bad(
+            "max_concurrent_calls",
+            format!(
+                "{} is outside 1 ..= {sandboxes} (the host's sandbox pool, host.sandboxes)",
+                limits.max_concurrent_calls
+            ),
+        );
+    }
+    for (key, value) in [
+        ("max_request_size", limits.max_request_size),
+        ("max_response_size", limits.max_response_size),
+    ] {
+        if !(1..=MAX_MESSAGE_SIZE).contains(&value) {
+            return bad(
+                key,
+                format!(
+                    "{} is outside 1 B ..= {}",
+                    size(value),
+                    size(MAX_MESSAGE_SIZE)
+                ),
+            );
+        }
+    }
+    Ok(())
 }
 
 /// `$XDG_CACHE_HOME/plugrpc`, else `$HOME/.cache/plugrpc`; none without either.
@@ -374,16 +384,6 @@ fn default_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cache")))?;
     Some(base.join("plugrpc"))
-}
-
-/// A size as an operator would write it.
-pub(crate) fn size(bytes: usize) -> String {
-    ByteSize::b(bytes as u64).display().iec().to_string()
-}
-
-/// A duration as an operator would write it.
-pub(crate) fn duration(d: Duration) -> String {
-    humantime::format_duration(d).to_string()
 }
 
 fn to_usize(size: ByteSize) -> usize {
@@ -468,24 +468,6 @@ mod tests {
             Duration::from_secs(600)
         );
         assert_eq!(config.limits_for("greeter").memory, 16 << 20);
-    }
-
-    #[test]
-    fn client_deadlines_are_capped_and_defaulted() {
-        let limits = Limits {
-            deadline: Duration::from_secs(1),
-            max_deadline: Duration::from_secs(10),
-            ..DEFAULT_LIMITS
-        };
-        assert_eq!(limits.deadline_for(None), Duration::from_secs(1));
-        assert_eq!(
-            limits.deadline_for(Some(Duration::from_secs(3))),
-            Duration::from_secs(3)
-        );
-        assert_eq!(
-            limits.deadline_for(Some(Duration::from_secs(300))),
-            Duration::from_secs(10)
-        );
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The `plugrpc` command: run the host.
 
+use std::io::IsTerminal as _;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
@@ -36,14 +38,23 @@ struct ServeArgs {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
+        // Colour codes only for a person at a terminal, not in files or pipes.
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
-    match Cli::parse().command {
+    let outcome = match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("plugrpc: {}", one_line(&error));
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -62,6 +73,21 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .context("plugrpc stopped serving")?;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// An error and its causes in one line, each cause once: what went wrong, not where in
+/// the code (errors that name their source in their own text are not repeated).
+fn one_line(error: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in error.chain().map(ToString::to_string) {
+        if !line.contains(&cause) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&cause);
+        }
+    }
+    line
 }
 
 /// Completes on Ctrl-C or SIGTERM, so in-flight calls can finish before exit.

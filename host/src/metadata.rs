@@ -6,7 +6,7 @@ use tonic::metadata::{
     MetadataMap,
 };
 
-use crate::runtime::MetadataEntry;
+use plugrpc_runtime::MetadataEntry;
 
 /// Headers that belong to HTTP/2 and gRPC framing, not to the application.
 const FRAMING_HEADERS: &[&str] = &[

@@ -9,52 +9,16 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use prost_reflect::MethodDescriptor;
+use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin};
 use tokio::sync::Mutex;
 
 use crate::compat;
-use crate::config::{HostConfig, Limits};
-use crate::runtime::{Engine, LoadError, LoadedPlugin};
-
-/// How a method is called, as its descriptor declares it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum MethodKind {
-    /// One request, one response.
-    Unary,
-    /// One request, a stream of responses.
-    ServerStreaming,
-    /// A stream of requests, one response.
-    ClientStreaming,
-    /// Streams both ways.
-    BidiStreaming,
-}
-
-impl MethodKind {
-    /// The kind `method` declares.
-    pub(crate) fn of(method: &MethodDescriptor) -> Self {
-        match (method.is_client_streaming(), method.is_server_streaming()) {
-            (false, false) => Self::Unary,
-            (false, true) => Self::ServerStreaming,
-            (true, false) => Self::ClientStreaming,
-            (true, true) => Self::BidiStreaming,
-        }
-    }
-
-    /// How an operator reads it.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            Self::Unary => "unary",
-            Self::ServerStreaming => "server-streaming",
-            Self::ClientStreaming => "client-streaming",
-            Self::BidiStreaming => "bidi-streaming",
-        }
-    }
-}
+use crate::config::HostConfig;
 
 /// Where one `/package.Service/Method` path goes.
 #[derive(Clone)]
 pub(crate) struct Route {
-    pub(crate) plugin: Arc<LoadedPlugin>,
+    pub(crate) plugin: Arc<Plugin>,
     pub(crate) kind: MethodKind,
 }
 
@@ -68,7 +32,7 @@ pub(crate) struct RouteTable {
 pub(crate) struct Registry {
     table: ArcSwap<RouteTable>,
     /// Written by one sync at a time; the request path never touches it.
-    files: Mutex<BTreeMap<PathBuf, Arc<LoadedPlugin>>>,
+    files: Mutex<BTreeMap<PathBuf, Arc<Plugin>>>,
 }
 
 impl Registry {
@@ -142,43 +106,38 @@ async fn load_if_changed(
     engine: &Engine,
     config: &HostConfig,
     file: &Path,
-    old: Option<&Arc<LoadedPlugin>>,
-) -> Result<Arc<LoadedPlugin>, String> {
+    old: Option<&Arc<Plugin>>,
+) -> Result<Arc<Plugin>, RefusalReason> {
     // Reading and hashing a few megabytes is blocking work: off the async workers.
     let path = file.to_owned();
     let (wasm, hash) = tokio::task::spawn_blocking(move || {
-        let wasm = std::fs::read(path).map_err(|e| LoadError::Read(e).to_string())?;
-        let hash = crate::runtime::content_hash(&wasm);
-        Ok::<_, String>((wasm, hash))
+        let wasm = std::fs::read(path)?;
+        let hash = plugrpc_runtime::content_hash(&wasm);
+        Ok::<_, std::io::Error>((wasm, hash))
     })
     .await
-    .map_err(|e| format!("reading the file failed: {e}"))??;
+    .map_err(|e| LoadError::Read(std::io::Error::other(e)))?
+    .map_err(LoadError::Read)?;
     if let Some(old) = old.filter(|old| old.hash() == hash) {
         return Ok(old.clone());
     }
-    let new = LoadedPlugin::load(engine, config, file, wasm, hash)
-        .await
-        .map_err(|e| e.to_string())?;
+    let new = Plugin::load(engine, file, wasm, hash, |name| config.limits_for(name)).await?;
     if let Some(old) = old {
         let changes = compat::breaking_changes(old.services(), new.services());
         if !changes.is_empty() && !new.limits().allow_breaking_changes {
-            return Err(format!(
-                "version {} would break callers of version {}: {} (set allow_breaking_changes = true in [plugins.{}] to allow)",
-                new.version(),
-                old.version(),
-                changes.join("; "),
-                new.name()
-            ));
+            return Err(RefusalReason::Breaking {
+                plugin: new.name().to_owned(),
+                version: new.version().to_owned(),
+                serving: old.version().to_owned(),
+                changes,
+            });
         }
     }
     Ok(Arc::new(new))
 }
 
 /// One structured log event per plugin that came, changed or went.
-fn log_changes(
-    before: &BTreeMap<PathBuf, Arc<LoadedPlugin>>,
-    after: &BTreeMap<PathBuf, Arc<LoadedPlugin>>,
-) {
+fn log_changes(before: &BTreeMap<PathBuf, Arc<Plugin>>, after: &BTreeMap<PathBuf, Arc<Plugin>>) {
     for (file, plugin) in after {
         let event = match before.get(file) {
             Some(old) if Arc::ptr_eq(old, plugin) => continue,
@@ -194,7 +153,7 @@ fn log_changes(
             services = ?plugin.services().iter().map(|s| s.full_name()).collect::<Vec<_>>(),
             compile_ms = plugin.compile_time().as_millis(),
             limits = %plugin.limits(),
-            instances = if plugin.warm().is_some() { "warm" } else { "fresh" },
+            instances = if plugin.reuses_instances() { "warm" } else { "fresh" },
             "plugin {event}"
         );
     }
@@ -212,7 +171,7 @@ fn log_changes(
     }
 }
 
-fn summary(plugin: &LoadedPlugin) -> LoadedSummary {
+fn summary(plugin: &Plugin) -> LoadedSummary {
     LoadedSummary {
         name: plugin.name().to_owned(),
         version: plugin.version().to_owned(),
@@ -238,11 +197,11 @@ pub struct LoadReport {
 
 impl LoadReport {
     /// Records and logs, in one line, a file that is not (or no longer) serving.
-    fn refuse(&mut self, file: &Path, reason: String) {
+    fn refuse(&mut self, file: &Path, reason: RefusalReason) {
         tracing::warn!(event = "refused", file = %file.display(), "plugin refused: {reason}");
         self.refused.push(Refusal {
             file: file.to_owned(),
-            reason,
+            reason: Arc::new(reason),
         });
     }
 }
@@ -269,8 +228,49 @@ pub struct LoadedSummary {
 pub struct Refusal {
     /// The file.
     pub file: PathBuf,
-    /// Why, in one line.
-    pub reason: String,
+    /// Why; its `Display` is one line.
+    pub reason: Arc<RefusalReason>,
+}
+
+/// Why a plugin file is not serving.
+#[derive(Debug, thiserror::Error)]
+pub enum RefusalReason {
+    /// It could not be read, compiled, linked or described.
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    /// It would replace a serving version in a way that breaks that version's callers.
+    #[error(
+        "version {version} would break callers of version {serving}: {} (set allow_breaking_changes = true in [plugins.{plugin}] to allow)",
+        changes.join("; ")
+    )]
+    Breaking {
+        /// The plugin's name.
+        plugin: String,
+        /// The version refused.
+        version: String,
+        /// The version that keeps serving.
+        serving: String,
+        /// Each breaking change, one line each.
+        changes: Vec<String>,
+    },
+    /// Another file serves a plugin of the same name.
+    #[error("a plugin named {name:?} is already loaded from {}", other.display())]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The file serving it.
+        other: PathBuf,
+    },
+    /// Another plugin serves one of its services.
+    #[error("service {service} is already served by plugin {plugin:?} ({})", file.display())]
+    ServiceTaken {
+        /// The service's full name.
+        service: String,
+        /// The plugin serving it.
+        plugin: String,
+        /// That plugin's file.
+        file: PathBuf,
+    },
 }
 
 /// Why the plugins folder could not be read at all.
@@ -299,17 +299,16 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
 
 impl RouteTable {
     /// Adds every method of `plugin`, or nothing if it conflicts with what is in the table.
-    fn add(&mut self, plugin: &Arc<LoadedPlugin>) -> Result<(), String> {
+    fn add(&mut self, plugin: &Arc<Plugin>) -> Result<(), RefusalReason> {
         if let Some(other) = self
             .routes
             .values()
             .find(|r| r.plugin.name() == plugin.name())
         {
-            return Err(format!(
-                "a plugin named {:?} is already loaded from {}",
-                plugin.name(),
-                other.plugin.file().display()
-            ));
+            return Err(RefusalReason::NameTaken {
+                name: plugin.name().to_owned(),
+                other: other.plugin.file().to_owned(),
+            });
         }
         for service in plugin.services() {
             let prefix = format!("/{}/", service.full_name());
@@ -318,12 +317,11 @@ impl RouteTable {
                 .iter()
                 .find(|(path, _)| path.starts_with(&prefix))
             {
-                return Err(format!(
-                    "service {} is already served by plugin {:?} ({})",
-                    service.full_name(),
-                    other.plugin.name(),
-                    other.plugin.file().display()
-                ));
+                return Err(RefusalReason::ServiceTaken {
+                    service: service.full_name().to_owned(),
+                    plugin: other.plugin.name().to_owned(),
+                    file: other.plugin.file().to_owned(),
+                });
             }
         }
         for service in plugin.services() {

@@ -1,10 +1,11 @@
-//! Every outcome of a call becomes the gRPC status the client sees, here and nowhere
-//! else. Causes are logged once with plugin and method; trap text never reaches clients.
+//! Every gRPC status the host produces is built here and nowhere else. Causes are logged
+//! once with plugin and method; trap text never reaches clients.
 
+use plugrpc_runtime::{CallError, Code, MetadataEntry, Status as GuestStatus};
 use tonic::Code as WireCode;
+use tonic::metadata::MetadataMap;
 
 use crate::metadata;
-use crate::runtime::{CallError, Code, GuestStatus};
 
 /// Guest codes in wire order, so a wire code indexes its guest twin.
 const GUEST_CODES: [Code; 17] = [
@@ -27,10 +28,63 @@ const GUEST_CODES: [Code; 17] = [
     Code::Unauthenticated,
 ];
 
+/// Which call a status is for, to log its cause with.
+#[derive(Clone, Copy)]
+pub(crate) struct For<'a> {
+    pub(crate) plugin: &'a str,
+    pub(crate) method: &'a str,
+}
+
+/// No plugin serves the path.
+pub(crate) fn no_route(path: &str) -> tonic::Status {
+    tonic::Status::unimplemented(format!("no plugin serves {path}"))
+}
+
+/// The client's `grpc-timeout` header does not follow the spec.
+pub(crate) fn malformed_timeout(error: &impl std::fmt::Display) -> tonic::Status {
+    tonic::Status::invalid_argument(error.to_string())
+}
+
+/// A call that failed before its response started, with the guest's headers and
+/// trailers (`metadata`), sent together in one frame.
+pub(crate) fn failed(error: CallError, metadata: Vec<MetadataEntry>, call: For) -> tonic::Status {
+    match metadata::from_guest(metadata) {
+        Ok(metadata) => with_metadata(of(error, call), metadata),
+        Err(invalid) => invalid_guest_metadata(&invalid, call),
+    }
+}
+
+/// The end of a response body that started: `None` for OK without trailers, which the
+/// transport ends with by itself.
+pub(crate) fn end(
+    result: Result<(), CallError>,
+    trailers: Vec<MetadataEntry>,
+    call: For,
+) -> Option<tonic::Status> {
+    if result.is_ok() && trailers.is_empty() {
+        return None;
+    }
+    let trailers = match metadata::from_guest(trailers) {
+        Ok(trailers) => trailers,
+        Err(invalid) => return Some(invalid_guest_metadata(&invalid, call)),
+    };
+    // An OK-coded status ends a tonic body with its metadata as trailers.
+    let status = match result {
+        Ok(()) => tonic::Status::new(WireCode::Ok, ""),
+        Err(error) => of(error, call),
+    };
+    Some(with_metadata(status, trailers))
+}
+
 /// The status for a call that ended in `error`, logged with its cause.
-pub(crate) fn to_client(error: CallError, plugin: &str, method: &str) -> tonic::Status {
+fn of(error: CallError, call: For) -> tonic::Status {
+    let For { plugin, method } = call;
     match error {
-        CallError::Guest(status) => from_guest(status, plugin, method),
+        CallError::Guest(status) => tonic::Status::with_details(
+            WireCode::from_i32(status.code as i32),
+            status.message,
+            status.details.into(),
+        ),
         CallError::DeadlineExceeded => {
             tracing::debug!(plugin, method, "deadline exceeded");
             tonic::Status::deadline_exceeded("deadline exceeded")
@@ -43,11 +97,26 @@ pub(crate) fn to_client(error: CallError, plugin: &str, method: &str) -> tonic::
             tracing::warn!(plugin, method, "limit reached: {limit}");
             tonic::Status::resource_exhausted(format!("plugin {plugin}: {limit}"))
         }
+        CallError::Request(status) => {
+            tracing::debug!(plugin, method, "request stream failed: {}", status.message);
+            tonic::Status::with_details(
+                WireCode::from_i32(status.code as i32),
+                status.message,
+                status.details.into(),
+            )
+        }
+        CallError::MissingRequest => {
+            tonic::Status::internal("the client half-closed without sending a request message")
+        }
         CallError::Instantiate(error) => {
             tracing::error!(plugin, method, "instantiating failed: {error:#}");
             tonic::Status::internal(format!("plugin {plugin} could not start"))
         }
-        CallError::InvalidMetadata(error) => invalid_guest_metadata(&error, plugin, method),
+        CallError::InvalidMetadata(error) => invalid_guest_metadata(&error, call),
+        CallError::Contract(broken) => {
+            tracing::error!(plugin, method, "plugin broke the contract: {broken}");
+            tonic::Status::internal(format!("plugin {plugin} failed while serving {method}"))
+        }
         CallError::Trap(error) => {
             tracing::error!(plugin, method, "plugin trapped: {error:?}");
             tonic::Status::internal(format!("plugin {plugin} failed while serving {method}"))
@@ -55,40 +124,26 @@ pub(crate) fn to_client(error: CallError, plugin: &str, method: &str) -> tonic::
     }
 }
 
-/// A guest's own status, passed through exactly: code, message, details, trailers.
-fn from_guest(status: GuestStatus, plugin: &str, method: &str) -> tonic::Status {
-    match metadata::from_guest(status.metadata) {
-        Ok(trailers) => tonic::Status::with_details_and_metadata(
-            WireCode::from_i32(status.code as i32),
-            status.message,
-            status.details.into(),
-            trailers,
-        ),
-        Err(error) => invalid_guest_metadata(&error, plugin, method),
-    }
-}
-
 /// The status for a guest that sent headers or trailers gRPC cannot carry.
-pub(crate) fn invalid_guest_metadata(
-    error: &metadata::InvalidMetadata,
-    plugin: &str,
-    method: &str,
-) -> tonic::Status {
+pub(crate) fn invalid_guest_metadata(error: &impl std::fmt::Display, call: For) -> tonic::Status {
+    let For { plugin, method } = call;
     tracing::error!(plugin, method, "plugin sent invalid metadata: {error}");
     tonic::Status::internal(format!("plugin {plugin} sent invalid metadata: {error}"))
 }
 
-/// The size of a request message tonic refused for being over the decoding limit.
-pub(crate) fn oversized_message(status: &tonic::Status) -> Option<usize> {
-    // tonic reports it as OUT_OF_RANGE "... length too large: found N bytes, ...".
-    if status.code() != WireCode::OutOfRange {
-        return None;
+fn with_metadata(status: tonic::Status, metadata: MetadataMap) -> tonic::Status {
+    if metadata.is_empty() {
+        return status;
     }
-    let found = status.message().split_once("length too large: found ")?.1;
-    found.split_once(' ')?.0.parse().ok()
+    tonic::Status::with_details_and_metadata(
+        status.code(),
+        status.message(),
+        status.details().to_vec().into(),
+        metadata,
+    )
 }
 
-/// A host-side stream error, as the guest's `next()` reports it.
+/// A transport-side stream error, as the guest's `read` reports it.
 pub(crate) fn to_guest(status: &tonic::Status) -> GuestStatus {
     GuestStatus {
         code: GUEST_CODES
@@ -97,30 +152,26 @@ pub(crate) fn to_guest(status: &tonic::Status) -> GuestStatus {
             .unwrap_or(Code::Unknown),
         message: status.message().to_owned(),
         details: status.details().to_vec(),
-        metadata: Vec::new(),
-    }
-}
-
-/// Told to a guest that sends headers twice, or after the first message.
-pub(crate) fn headers_already_sent() -> GuestStatus {
-    guest(
-        Code::FailedPrecondition,
-        "response headers were already sent".into(),
-    )
-}
-
-fn guest(code: Code, message: String) -> GuestStatus {
-    GuestStatus {
-        code,
-        message,
-        details: Vec::new(),
-        metadata: Vec::new(),
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use plugrpc_runtime::Limit;
+
     use super::*;
+
+    const CALL: For<'static> = For {
+        plugin: "users",
+        method: "/user.v1.UserService/GetUser",
+    };
+
+    fn entry(key: &str, value: &str) -> MetadataEntry {
+        MetadataEntry {
+            key: key.to_owned(),
+            value: value.as_bytes().to_vec(),
+        }
+    }
 
     #[test]
     fn every_wire_code_maps_to_the_guest_code_with_the_same_number() {
@@ -132,31 +183,40 @@ mod tests {
     }
 
     #[test]
-    fn guest_status_passes_through_with_details_and_trailers() {
+    fn guest_status_passes_through_with_details_headers_and_trailers() {
         let status = GuestStatus {
             code: Code::NotFound,
             message: "no user 0".into(),
             details: vec![1, 2, 3],
-            metadata: vec![crate::runtime::MetadataEntry {
-                key: "x-why".into(),
-                value: b"gone".to_vec(),
-            }],
         };
-        let status = to_client(
-            CallError::Guest(status),
-            "users",
-            "/user.v1.UserService/GetUser",
-        );
+        let metadata = vec![entry("x-header", "h"), entry("x-why", "gone")];
+        let status = failed(CallError::Guest(status), metadata, CALL);
         assert_eq!(status.code(), WireCode::NotFound);
         assert_eq!(status.message(), "no user 0");
         assert_eq!(status.details(), &[1, 2, 3]);
         assert_eq!(status.metadata().get("x-why").unwrap(), "gone");
+        assert_eq!(status.metadata().get("x-header").unwrap(), "h");
+    }
+
+    #[test]
+    fn an_ok_end_without_trailers_is_left_to_the_transport() {
+        assert!(end(Ok(()), Vec::new(), CALL).is_none());
+        let end = end(Ok(()), vec![entry("x-n", "1")], CALL).unwrap();
+        assert_eq!(end.code(), WireCode::Ok);
+        assert_eq!(end.metadata().get("x-n").unwrap(), "1");
     }
 
     #[test]
     fn limits_are_resource_exhausted_naming_the_key() {
-        let limit = crate::runtime::Limit::Memory { limit: 32 << 20 };
-        let status = to_client(CallError::Limit(limit), "hog", "/a.B/C");
+        let limit = Limit::Memory { limit: 32 << 20 };
+        let status = failed(
+            CallError::Limit(limit),
+            Vec::new(),
+            For {
+                plugin: "hog",
+                method: "/a.B/C",
+            },
+        );
         assert_eq!(status.code(), WireCode::ResourceExhausted);
         assert_eq!(
             status.message(),
@@ -165,29 +225,24 @@ mod tests {
     }
 
     #[test]
-    fn tonics_oversized_message_error_is_recognised() {
-        let tonic_says = tonic::Status::out_of_range(
-            "Error, decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes",
-        );
-        assert_eq!(oversized_message(&tonic_says), Some(5_242_880));
-        assert_eq!(
-            oversized_message(&tonic::Status::out_of_range("other")),
-            None
-        );
-        assert_eq!(
-            oversized_message(&tonic::Status::internal("length too large: found 1 bytes")),
-            None
-        );
-    }
-
-    #[test]
     fn traps_become_internal_without_trap_text() {
-        let status = to_client(
-            CallError::Trap(wasmtime::Error::msg("wasm trap: unreachable at 0x1234")),
-            "p",
-            "/a.B/C",
+        let status = failed(
+            CallError::Trap(wasmtime_error("wasm trap: unreachable at 0x1234")),
+            Vec::new(),
+            CALL,
         );
         assert_eq!(status.code(), WireCode::Internal);
         assert!(!status.message().contains("0x1234"), "{}", status.message());
+    }
+
+    #[test]
+    fn invalid_guest_trailers_are_internal_naming_the_key() {
+        let end = end(Ok(()), vec![entry("bad key", "v")], CALL).unwrap();
+        assert_eq!(end.code(), WireCode::Internal);
+        assert!(end.message().contains("bad key"), "{}", end.message());
+    }
+
+    fn wasmtime_error(text: &'static str) -> wasmtime::Error {
+        wasmtime::Error::msg(text)
     }
 }

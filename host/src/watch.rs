@@ -12,7 +12,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::HostConfig;
 use crate::registry::Registry;
-use crate::runtime::Engine;
+use plugrpc_runtime::Engine;
 
 /// Quiet time after the last change before the folder is read.
 const SETTLE: Duration = Duration::from_millis(250);

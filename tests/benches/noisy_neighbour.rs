@@ -24,6 +24,16 @@ use plugrpc_tests::report::{machine, ms};
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 
+use plugins::{MISBEHAVE, USERS};
+
+/// The repo's plugin crates, as built for this run; a benchmark uses a few of them.
+#[allow(dead_code)]
+mod plugins {
+    use plugrpc_tests::declare_plugin;
+
+    plugrpc_tests::foreach_plugin!(declare_plugin);
+}
+
 /// Calls measured per scenario, at most.
 const CALLS: usize = 3_000;
 /// Longest a scenario may measure, whatever it has counted by then.
@@ -89,7 +99,7 @@ fn main() {
         ("beside a hog with 2 slots (both cores)", 2),
     ] {
         let host = host_rt.block_on(TestHost::with_config(
-            &["users", "misbehave"],
+            &[USERS, MISBEHAVE],
             &config(hog_slots.max(1)),
         ));
         let stop = Arc::new(AtomicBool::new(false));
@@ -132,7 +142,7 @@ fn main() {
         drop(host);
     }
 
-    let host = host_rt.block_on(TestHost::with_config(&["users", "misbehave"], &config(2)));
+    let host = host_rt.block_on(TestHost::with_config(&[USERS, MISBEHAVE], &config(2)));
     let overshoot = deadline_overshoot(&host);
     let _ = writeln!(
         report,

@@ -14,7 +14,17 @@ use std::time::{Duration, Instant};
 use plugrpc_tests::pb::versioned::VersionRequest;
 use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
 use plugrpc_tests::report::{median_min_max, ms};
-use plugrpc_tests::{TestHost, plugin_wasm};
+use plugrpc_tests::{Plugin, TestHost};
+
+use plugins::{USERS, VERSIONED_V1, VERSIONED_V2};
+
+/// The repo's plugin crates, as built for this run; a benchmark uses a few of them.
+#[allow(dead_code)]
+mod plugins {
+    use plugrpc_tests::declare_plugin;
+
+    plugrpc_tests::foreach_plugin!(declare_plugin);
+}
 
 /// Swaps measured for time-to-first-call.
 const SWAPS: usize = 10;
@@ -25,9 +35,9 @@ const LOAD_TIME: Duration = Duration::from_secs(8);
 /// Pause between swaps in the swapping load phase.
 const SWAP_EVERY: Duration = Duration::from_millis(500);
 
-fn deploy(host: &TestHost, crate_name: &str) {
+fn deploy(host: &TestHost, plugin: Plugin) {
     let staging = host.plugins_dir().join(".versioned.wasm.partial");
-    std::fs::copy(plugin_wasm(crate_name), &staging).unwrap();
+    std::fs::copy(plugin.wasm(), &staging).unwrap();
     std::fs::rename(&staging, host.plugins_dir().join("versioned.wasm")).unwrap();
 }
 
@@ -53,16 +63,20 @@ fn main() {
     rt.block_on(async {
         // Time from rename into place to the first call answered by the new version.
         let host = TestHost::with_config(&[], "").await;
-        deploy(&host, "versioned-v1");
+        deploy(&host, VERSIONED_V1);
         let mut client = VersionedClient::new(host.channel().await);
         while !serves(&mut client, "v1").await {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         let mut swap_times = Vec::new();
         for i in 0..SWAPS {
-            let version = if i % 2 == 0 { "v2" } else { "v1" };
+            let (plugin, version) = if i % 2 == 0 {
+                (VERSIONED_V2, "v2")
+            } else {
+                (VERSIONED_V1, "v1")
+            };
             let started = Instant::now();
-            deploy(&host, &format!("versioned-{version}"));
+            deploy(&host, plugin);
             while !serves(&mut client, version).await {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
@@ -87,7 +101,7 @@ fn main() {
             let config = format!("[host]\ncache_dir = {:?}\n", cache.path().display().to_string());
             for times in [&mut cold, &mut warm] {
                 let started = Instant::now();
-                let host = TestHost::with_config(&["users"], &config).await;
+                let host = TestHost::with_config(&[USERS], &config).await;
                 times.push(started.elapsed());
                 host.stop().await;
             }
@@ -99,7 +113,7 @@ fn main() {
             "## Host start with the users plugin ({} KiB of wasm)\n\n{STARTS} starts each; time to a bound, serving host.\n\n\
              | compile cache | p50 | min | max |\n|---|---|---|---|\n| cold (empty) | {} |\n| warm | {} |\n\n\
              Cached start is {:.1}x faster at the median.\n",
-            std::fs::metadata(plugin_wasm("users")).unwrap().len() / 1024,
+            std::fs::metadata(USERS.wasm()).unwrap().len() / 1024,
             median_min_max(&cold),
             median_min_max(&warm),
             cold[STARTS / 2].as_secs_f64() / warm[STARTS / 2].as_secs_f64(),
@@ -107,7 +121,7 @@ fn main() {
 
         // Latency of steady load with and without swaps.
         let host = TestHost::with_config(&[], "").await;
-        deploy(&host, "versioned-v1");
+        deploy(&host, VERSIONED_V1);
         let mut client = VersionedClient::new(host.channel().await);
         while !serves(&mut client, "v1").await {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -141,7 +155,7 @@ fn main() {
             while started.elapsed() < LOAD_TIME {
                 tokio::time::sleep(SWAP_EVERY).await;
                 if swapping {
-                    deploy(&host, if swaps % 2 == 0 { "versioned-v2" } else { "versioned-v1" });
+                    deploy(&host, if swaps % 2 == 0 { VERSIONED_V2 } else { VERSIONED_V1 });
                     swaps += 1;
                 }
             }

@@ -20,6 +20,8 @@ impl Versioned for This {
     fn count(&self, _cx: &Context, request: CountRequest, out: &mut Sink<VersionReply>) -> Result<(), Status> {
         for seq in 0..request.n {
             out.send(VersionReply { version: VERSION.to_owned(), seq })?;
+            // Each reply must reach the client before the pause, not wait in the batch.
+            out.flush()?;
             std::thread::sleep(Duration::from_millis(u64::try_from(request.pause_ms).unwrap_or(0)));
         }
         Ok(())

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use plugrpc::{Host, HostConfig, LoadReport};
@@ -38,15 +38,56 @@ pub mod pb {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
         tonic::include_proto!("misbehave.v1");
     }
+    /// `multi.alpha.v1`.
+    pub mod multi_alpha {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("multi.alpha.v1");
+    }
+    /// `multi.beta.v1`.
+    pub mod multi_beta {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("multi.beta.v1");
+    }
 }
 
 pub mod native;
 pub mod report;
 
-/// The `.wasm` file of a plugin crate built for this test run.
-pub fn plugin_wasm(crate_name: &str) -> PathBuf {
-    let file = format!("{}.wasm", crate_name.replace('-', "_"));
-    Path::new(env!("PLUGRPC_TEST_PLUGINS")).join(file)
+include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
+
+/// A plugin crate of the repo, built for this test run. Tests name them through the
+/// constants `foreach_plugin!(declare_plugin)` declares, never by string.
+#[derive(Clone, Copy, Debug)]
+pub struct Plugin {
+    /// The crate's name.
+    pub name: &'static str,
+    /// Where its `.wasm` was built.
+    pub wasm: &'static str,
+}
+
+impl Plugin {
+    /// The built `.wasm` file.
+    pub fn wasm(self) -> &'static Path {
+        Path::new(self.wasm)
+    }
+
+    /// The file name it is deployed under by default, `<crate>.wasm`.
+    pub fn file_name(self) -> String {
+        format!("{}.wasm", self.name)
+    }
+}
+
+/// Declares a `pub(crate)` [`Plugin`] constant; for `foreach_plugin!(declare_plugin)` in
+/// a test binary, where an unused one is dead code.
+#[macro_export]
+macro_rules! declare_plugin {
+    ($constant:ident, $name:literal, $wasm:literal) => {
+        #[doc = concat!("The `", $name, "` plugin crate, as built for this run.")]
+        pub(crate) const $constant: $crate::Plugin = $crate::Plugin {
+            name: $name,
+            wasm: $wasm,
+        };
+    };
 }
 
 /// A bare HTTP/2 client for generated gRPC clients.
@@ -65,17 +106,17 @@ pub struct TestHost {
 }
 
 impl TestHost {
-    /// A host serving copies of the named plugin crates.
-    pub async fn with_plugins(crates: &[&str]) -> Self {
-        Self::with_config(crates, "").await
+    /// A host serving copies of `plugins`.
+    pub async fn with_plugins(plugins: &[Plugin]) -> Self {
+        Self::with_config(plugins, "").await
     }
 
-    /// A host serving copies of the named plugin crates, configured by `toml`
-    /// (plugrpc.toml syntax; its listen address and plugins folder are overridden).
-    pub async fn with_config(crates: &[&str], toml: &str) -> Self {
+    /// A host serving copies of `plugins`, configured by `toml` (plugrpc.toml syntax;
+    /// its listen address and plugins folder are overridden).
+    pub async fn with_config(plugins: &[Plugin], toml: &str) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
-        for name in crates {
-            copy_plugin(name, &dir.path().join(format!("{name}.wasm")));
+        for plugin in plugins {
+            copy_plugin(*plugin, &dir.path().join(plugin.file_name()));
         }
         let config = HostConfig::from_toml("test config", toml).expect("valid test config");
         Self::start(dir, config).await
@@ -172,10 +213,9 @@ impl Drop for TestHost {
     }
 }
 
-/// Copies a built plugin into a plugins folder under `dest`.
-pub fn copy_plugin(crate_name: &str, dest: &Path) {
-    let src = plugin_wasm(crate_name);
-    std::fs::copy(&src, dest).unwrap_or_else(|e| panic!("copying {}: {e}", src.display()));
+/// Copies a built plugin to `dest`.
+pub fn copy_plugin(plugin: Plugin, dest: &Path) {
+    std::fs::copy(plugin.wasm(), dest).unwrap_or_else(|e| panic!("copying {}: {e}", plugin.wasm));
 }
 
 /// Calls by path with arbitrary bytes, for what generated clients cannot send.
@@ -217,6 +257,62 @@ pub mod raw {
         fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
             Ok(Some(src.copy_to_bytes(src.remaining())))
         }
+    }
+
+    /// A gRPC response as it came over the wire: its headers, the bytes of its DATA
+    /// frames, and its trailers (none for a trailers-only response).
+    #[derive(Debug)]
+    pub struct WireResponse {
+        /// The HEADERS frame that started the response.
+        pub headers: http::HeaderMap,
+        /// Every DATA frame's bytes, in order (gRPC message frames).
+        pub data: Vec<u8>,
+        /// The trailing HEADERS frame, if the response had one.
+        pub trailers: Option<http::HeaderMap>,
+    }
+
+    /// Sends `messages` to `path` as one gRPC request with `metadata`, half-closing
+    /// after them, and reads the whole response frame by frame.
+    pub async fn wire_call(
+        client: &crate::PlainHttp2,
+        origin: &http::Uri,
+        path: &str,
+        messages: &[Vec<u8>],
+        metadata: &[(&str, &str)],
+    ) -> WireResponse {
+        use http_body_util::BodyExt as _;
+        let mut body = Vec::new();
+        for message in messages {
+            body.push(0);
+            body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+            body.extend_from_slice(message);
+        }
+        let mut request = http::Request::post(format!("{origin}{}", path.trim_start_matches('/')))
+            .header("content-type", "application/grpc")
+            .header("te", "trailers");
+        for (key, value) in metadata {
+            request = request.header(*key, *value);
+        }
+        let request = request
+            .body(tonic::body::Body::new(http_body_util::Full::new(
+                Bytes::from(body),
+            )))
+            .unwrap();
+        let response = client.request(request).await.expect("an HTTP/2 response");
+        let (parts, mut body) = response.into_parts();
+        let mut wire = WireResponse {
+            headers: parts.headers,
+            data: Vec::new(),
+            trailers: None,
+        };
+        while let Some(frame) = body.frame().await {
+            let frame = frame.expect("a response frame");
+            match frame.into_data() {
+                Ok(data) => wire.data.extend_from_slice(&data),
+                Err(frame) => wire.trailers = frame.into_trailers().ok(),
+            }
+        }
+        wire
     }
 
     /// A unary call to `path` carrying `request` as the message bytes.

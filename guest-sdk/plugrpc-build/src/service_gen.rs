@@ -1,14 +1,18 @@
 //! Emits, per protobuf service, the trait plugin authors implement and the server that
-//! decodes requests, calls the trait and encodes replies.
+//! routes each method to it through the SDK's shape adapters.
 
 use std::fmt::Write as _;
 
 use prost_build::{Method, Service, ServiceGenerator};
 
-pub(crate) struct ServiceGen;
+/// Generates services whose servers embed the descriptor file `descriptor_file`.
+pub(crate) struct ServiceGen {
+    /// The file in `OUT_DIR` holding this `compile` call's FileDescriptorSet.
+    pub(crate) descriptor_file: String,
+}
 
 /// The four gRPC call shapes, as the descriptor declares them.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum Shape {
     Unary,
     ServerStreaming,
@@ -47,14 +51,9 @@ impl ServiceGenerator for ServiceGen {
             buf,
             "    #![allow(unused_imports, unused_variables, clippy::all)]"
         );
-        let _ = writeln!(buf, "    use ::plugrpc_guest::prost::Message as _;");
         let _ = writeln!(
             buf,
             "    use ::plugrpc_guest::{{Context, Requests, Sink, Status}};"
-        );
-        let _ = writeln!(
-            buf,
-            "    use ::plugrpc_guest::__private::{{RawRequests, RawSink}};"
         );
         doc(
             buf,
@@ -90,32 +89,9 @@ impl ServiceGenerator for ServiceGen {
         let _ = writeln!(
             buf,
             "        fn file_descriptor_set(&self) -> &'static [u8] {{ include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{}\")) }}",
-            crate::DESCRIPTOR_FILE
+            self.descriptor_file
         );
-        dispatch(
-            buf,
-            &service,
-            Shape::Unary,
-            "fn unary(&self, cx: &Context, method: &str, request: &[u8]) -> Result<Vec<u8>, Status>",
-        );
-        dispatch(
-            buf,
-            &service,
-            Shape::ServerStreaming,
-            "fn server_streaming(&self, cx: &Context, method: &str, request: &[u8], out: RawSink<'_>) -> Result<(), Status>",
-        );
-        dispatch(
-            buf,
-            &service,
-            Shape::ClientStreaming,
-            "fn client_streaming(&self, cx: &Context, method: &str, input: RawRequests<'_>) -> Result<Vec<u8>, Status>",
-        );
-        dispatch(
-            buf,
-            &service,
-            Shape::BidiStreaming,
-            "fn bidi_streaming(&self, cx: &Context, method: &str, input: RawRequests<'_>, out: RawSink<'_>) -> Result<(), Status>",
-        );
+        call(buf, &service);
         let _ = writeln!(buf, "    }}");
         let _ = writeln!(buf, "}}");
     }
@@ -130,51 +106,52 @@ fn signature(method: &Method) -> String {
     );
     match Shape::of(method) {
         Shape::Unary => {
-            format!("fn {name}(&self, cx: &Context, request: {input}) -> Result<{output}, Status>")
+            format!(
+                "fn {name}(&self, cx: &Context<'_>, request: {input}) -> Result<{output}, Status>"
+            )
         }
         Shape::ServerStreaming => format!(
-            "fn {name}(&self, cx: &Context, request: {input}, out: &mut Sink<'_, {output}>) -> Result<(), Status>"
+            "fn {name}(&self, cx: &Context<'_>, request: {input}, out: &mut Sink<'_, {output}>) -> Result<(), Status>"
         ),
         Shape::ClientStreaming => format!(
-            "fn {name}(&self, cx: &Context, input: Requests<'_, {input}>) -> Result<{output}, Status>"
+            "fn {name}(&self, cx: &Context<'_>, input: Requests<'_, {input}>) -> Result<{output}, Status>"
         ),
         Shape::BidiStreaming => format!(
-            "fn {name}(&self, cx: &Context, input: Requests<'_, {input}>, out: &mut Sink<'_, {output}>) -> Result<(), Status>"
+            "fn {name}(&self, cx: &Context<'_>, input: Requests<'_, {input}>, out: &mut Sink<'_, {output}>) -> Result<(), Status>"
         ),
     }
 }
 
-/// One `Service` method: match the short method name, decode, call, encode.
-fn dispatch(buf: &mut String, service: &Service, shape: Shape, header: &str) {
-    let _ = writeln!(buf, "        {header} {{");
-    let _ = writeln!(buf, "            match method {{");
-    for method in service.methods.iter().filter(|m| Shape::of(m) == shape) {
-        let (name, input) = (&method.name, rust_type(&method.input_type));
-        let call = match shape {
-            Shape::Unary => {
-                format!("Ok(self.0.{name}(cx, <{input}>::decode(request)?)?.encode_to_vec())")
-            }
-            Shape::ServerStreaming => {
-                format!("self.0.{name}(cx, <{input}>::decode(request)?, &mut Sink::new(out))")
-            }
-            Shape::ClientStreaming => {
-                format!("Ok(self.0.{name}(cx, Requests::new(input))?.encode_to_vec())")
-            }
-            Shape::BidiStreaming => {
-                format!("self.0.{name}(cx, Requests::new(input), &mut Sink::new(out))")
-            }
-        };
-        let _ = writeln!(buf, "                {:?} => {call},", method.proto_name);
-    }
-    let kind = match shape {
-        Shape::Unary => "unary",
-        Shape::ServerStreaming => "server-streaming",
-        Shape::ClientStreaming => "client-streaming",
-        Shape::BidiStreaming => "bidi-streaming",
-    };
+/// `Service::call`: match the short method name, hand the author's method to its shape's
+/// adapter.
+fn call(buf: &mut String, service: &Service) {
     let _ = writeln!(
         buf,
-        "                other => Err(Status::unimplemented(format!(\"{{}}/{{other}} is not a {kind} method here\", self.name()))),"
+        "        fn call(&self, cx: &Context<'_>, method: &str) -> Result<(), Status> {{"
+    );
+    let _ = writeln!(buf, "            match method {{");
+    for method in &service.methods {
+        let (name, input) = (&method.name, rust_type(&method.input_type));
+        // The request type is spelled out; the rest is inferred from the author's method.
+        let (adapter, params, args) = match Shape::of(method) {
+            Shape::Unary => ("unary", format!("request: {input}"), "request"),
+            Shape::ServerStreaming => (
+                "server_streaming",
+                format!("request: {input}, out"),
+                "request, out",
+            ),
+            Shape::ClientStreaming => ("client_streaming", "input".to_owned(), "input"),
+            Shape::BidiStreaming => ("bidi_streaming", "input, out".to_owned(), "input, out"),
+        };
+        let _ = writeln!(
+            buf,
+            "                {:?} => ::plugrpc_guest::__private::{adapter}(cx, |{params}| self.0.{name}(cx, {args})),",
+            method.proto_name
+        );
+    }
+    let _ = writeln!(
+        buf,
+        "                other => Err(Status::unimplemented(format!(\"{{}} has no method {{other}}\", self.name()))),"
     );
     let _ = writeln!(buf, "            }}");
     let _ = writeln!(buf, "        }}");

@@ -1,31 +1,26 @@
 //! What a handler knows about its call, and the response metadata it sets.
 
-use std::cell::RefCell;
 use std::time::{Duration, Instant};
 
-use crate::bindings::plugrpc::plugin::types::{CallInfo, MetadataEntry};
+use crate::bindings::plugrpc::plugin::call::Outcome;
+use crate::bindings::plugrpc::plugin::types::CallInfo;
+use crate::io::Io;
 use crate::metadata::Metadata;
+use crate::status::Status;
 
-/// The call being served: method, deadline, request metadata, peer; and the response
-/// headers and trailers the handler wants sent.
+/// The call being served: method, deadline, request metadata, peer; the response headers
+/// and trailers the handler wants sent; and, for the SDK, the call's input and output.
 #[derive(Debug)]
-pub struct Context {
+pub struct Context<'a> {
     method: String,
     deadline: Option<Instant>,
     metadata: Metadata,
     peer: Option<String>,
-    response: RefCell<ResponseMetadata>,
+    io: Io<'a>,
 }
 
-#[derive(Debug, Default)]
-struct ResponseMetadata {
-    headers: Metadata,
-    trailers: Metadata,
-    headers_sent: bool,
-}
-
-impl Context {
-    pub(crate) fn new(call: CallInfo) -> Self {
+impl<'a> Context<'a> {
+    pub(crate) fn new(call: CallInfo, io: Io<'a>) -> Self {
         let deadline = call
             .timeout_nanos
             .and_then(|nanos| Instant::now().checked_add(Duration::from_nanos(nanos)));
@@ -34,7 +29,7 @@ impl Context {
             deadline,
             metadata: Metadata::from_entries(call.metadata),
             peer: call.peer,
-            response: RefCell::default(),
+            io,
         }
     }
 
@@ -64,36 +59,38 @@ impl Context {
         self.peer.as_deref()
     }
 
-    /// Adds a response header. Headers go out with the first response message (on a bidi
-    /// call, at the first read of a request if that comes sooner); one set after that is
+    /// Adds a response header. Headers go out with the first response messages that leave
+    /// (see [`Sink`](crate::Sink) for when), at a read that waits for the client, at
+    /// [`send_headers`](Self::send_headers), or with the call's end; one set after that is
     /// logged and not sent.
     pub fn set_header(&self, key: &str, value: impl Into<Vec<u8>>) {
-        let mut response = self.response.borrow_mut();
-        if response.headers_sent {
-            crate::log::warn(&format!(
-                "response header {key:?} set after headers were sent: not sent"
-            ));
-            return;
-        }
-        response.headers.insert(key, value);
+        self.io.set_header(key, value.into());
     }
 
-    /// Adds a response trailer, sent after the last message of a successful call.
+    /// Adds a response trailer, sent after the last message, whether the call succeeds or
+    /// fails.
     pub fn set_trailer(&self, key: &str, value: impl Into<Vec<u8>>) {
-        self.response.borrow_mut().trailers.insert(key, value);
+        self.io.set_trailer(key, value.into());
     }
 
-    /// Marks headers sent and hands them over, once; `None` if they went already.
-    pub(crate) fn take_headers(&self) -> Option<Vec<MetadataEntry>> {
-        let mut response = self.response.borrow_mut();
-        if response.headers_sent {
-            return None;
-        }
-        response.headers_sent = true;
-        Some(std::mem::take(&mut response.headers).into_entries())
+    /// Whether the response headers went out, so headers set now would be dropped.
+    pub fn headers_sent(&self) -> bool {
+        self.io.headers_sent()
     }
 
-    pub(crate) fn take_trailers(&self) -> Vec<MetadataEntry> {
-        std::mem::take(&mut self.response.borrow_mut().trailers).into_entries()
+    /// Sends the response headers now (a client may wait for them before it streams); a
+    /// no-op once they went. An error means the call is over: return it.
+    pub fn send_headers(&self) -> Result<(), Status> {
+        self.io.send_headers()
+    }
+
+    /// The call's input and output, for the SDK's streams and shape adapters.
+    pub(crate) fn io(&self) -> &Io<'a> {
+        &self.io
+    }
+
+    /// Ends the call with the handler's result.
+    pub(crate) fn finish(self, result: Result<(), Status>) -> Outcome {
+        self.io.finish(result)
     }
 }

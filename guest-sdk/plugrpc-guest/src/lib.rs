@@ -5,6 +5,18 @@
 //! the generated servers in [`export!`]. Everything that crosses the host boundary
 //! (bytes, metadata, statuses, streams) is handled here, so plugin code never sees the WIT
 //! contract.
+//!
+//! # When messages leave
+//!
+//! Crossing into the host costs, so response messages are batched: [`Sink::send`] encodes
+//! into a per-call buffer, and the buffer goes to the host when it holds 64 KiB, when the
+//! handler reads a request message that has not arrived yet, when the handler calls
+//! [`Sink::flush`], and when the handler returns. A handler that pauses between messages
+//! and wants each one seen before the pause calls [`Sink::flush`] after sending it.
+//!
+//! Response headers set with [`Context::set_header`] go out with the first messages that
+//! leave, at a read that has to wait for the client, at [`Context::send_headers`], or with
+//! the call's end.
 
 #[doc(hidden)]
 pub mod bindings {
@@ -16,15 +28,19 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "plugrpc_guest::bindings",
         export_macro_name: "__export_plugin",
+        with: { "wasi:logging/logging@0.1.0-draft": generate },
     });
 }
 
 mod context;
 pub mod details;
 mod export;
+mod io;
 pub mod log;
+mod manifest;
 mod metadata;
 mod service;
+mod shape;
 mod status;
 mod stream;
 
@@ -50,8 +66,7 @@ macro_rules! include_proto {
 #[doc(hidden)]
 pub mod __private {
     //! Used by generated code and macros; not a stable API.
-    pub use crate::export::{
-        Plugin, bidi_streaming, client_streaming, describe, server_streaming, unary,
-    };
-    pub use crate::stream::{RawRequests, RawSink};
+    pub use crate::export::{Plugin, handle};
+    pub use crate::manifest::describe;
+    pub use crate::shape::{bidi_streaming, client_streaming, server_streaming, unary};
 }

@@ -49,6 +49,17 @@ impl Metadata {
         }
     }
 
+    /// The entries as the contract spells them, keeping these.
+    pub(crate) fn to_entries(&self) -> Vec<MetadataEntry> {
+        self.iter()
+            .map(|(key, value)| MetadataEntry {
+                key: key.to_owned(),
+                value: value.to_vec(),
+            })
+            .collect()
+    }
+
+    /// The entries as the contract spells them.
     pub(crate) fn into_entries(self) -> Vec<MetadataEntry> {
         self.entries
             .into_iter()

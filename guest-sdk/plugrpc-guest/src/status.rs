@@ -165,24 +165,26 @@ impl From<prost::DecodeError> for Status {
     }
 }
 
-impl From<Status> for wit::Status {
-    fn from(status: Status) -> Self {
-        wit::Status {
-            code: status.code.into(),
-            message: status.message,
-            details: status.details,
-            metadata: status.metadata.into_entries(),
-        }
+impl Status {
+    /// The contract's status, and the trailers that travel beside it.
+    pub(crate) fn into_wit(self) -> (wit::Status, Metadata) {
+        let status = wit::Status {
+            code: self.code.into(),
+            message: self.message,
+            details: self.details,
+        };
+        (status, self.metadata)
     }
 }
 
+/// A status the host reported (a failed read or send); it carries no trailers.
 impl From<wit::Status> for Status {
     fn from(status: wit::Status) -> Self {
         Status {
             code: status.code.into(),
             message: status.message,
             details: status.details,
-            metadata: Metadata::from_entries(status.metadata),
+            metadata: Metadata::default(),
         }
     }
 }

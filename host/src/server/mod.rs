@@ -1,24 +1,22 @@
-//! The listener and the tonic server around the dispatcher, with HTTP/2 limits set
-//! explicitly rather than left at tonic's permissive defaults.
-
-mod codec;
-mod dispatch;
-mod timeout;
+//! The listener, the HTTP/2 server with its limits set explicitly rather than left at
+//! tonic's permissive defaults, and the tower stack every request goes through, built in
+//! one function ([`stack`]) with the reason for each layer's place.
 
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use plugrpc_runtime::{Engine, EngineError};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
+use tower_http::trace::TraceLayer;
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, Invalid};
+use crate::doors::grpc::GrpcDoor;
 use crate::registry::{LoadReport, Registry, RegistryError};
-use crate::runtime::{Engine, EngineError};
 use crate::watch::{self, FolderWatch};
-use dispatch::Dispatch;
 
 /// Concurrent HTTP/2 streams one connection may open (tonic sets no cap of its own).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -33,7 +31,7 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 pub enum HostError {
     /// The config breaks a bound (possible when it was built in code, not parsed).
     #[error("invalid config: {0}")]
-    Config(String),
+    Config(Invalid),
     /// The wasmtime engine could not be built.
     #[error("starting the WebAssembly engine: {0}")]
     Engine(#[from] EngineError),
@@ -69,7 +67,7 @@ impl Host {
     /// Loads the plugins folder and binds the listener; fails only when neither can be used.
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
         config.validate().map_err(HostError::Config)?;
-        let engine = Engine::new(config)?;
+        let engine = Engine::new(&config.engine())?;
         let registry = Arc::new(Registry::new());
         let config = Arc::new(config.clone());
         // Watch before the first read, so no change can fall between the two.
@@ -119,15 +117,13 @@ impl Host {
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
         tracing::info!(addr = %self.local_addr, "serving gRPC");
         let (_watch, _engine) = (self._watch, self._engine);
-        let router = Routes::default()
-            .into_axum_router()
-            .fallback_service(Dispatch::new(self.registry));
         tonic::transport::Server::builder()
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .add_routes(Routes::from(router))
+            .layer(stack())
+            .add_routes(router(self.registry))
             .serve_with_incoming_shutdown(
                 // tonic applies tcp_nodelay only to listeners it binds itself; without it,
                 // Nagle's algorithm holds small stream writes back ~40 ms.
@@ -137,4 +133,31 @@ impl Host {
             .await?;
         Ok(())
     }
+}
+
+/// The layers every request passes through before the router, outermost first. The
+/// order is the point: a layer sees what the ones above it established, and a request
+/// that one refuses never costs the layers below it anything.
+///
+/// 1. Trace: one span per request (method path, peer), opened first so that every later
+///    layer and the call itself log inside it.
+fn stack() -> tower::ServiceBuilder<
+    tower::layer::util::Stack<
+        TraceLayer<
+            tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
+        >,
+        tower::layer::util::Identity,
+    >,
+> {
+    tower::ServiceBuilder::new().layer(TraceLayer::new_for_grpc())
+}
+
+/// Where a request goes once through the stack: built-in services by their service
+/// name first (none yet), then every other path to the gRPC door, which serves what
+/// the plugins declare.
+fn router(registry: Arc<Registry>) -> Routes {
+    let router = Routes::default()
+        .into_axum_router()
+        .fallback_service(GrpcDoor::new(registry));
+    Routes::from(router)
 }

@@ -22,6 +22,16 @@ use plugrpc_tests::report::{machine, median_min_max, ms};
 use plugrpc_tests::{TestHost, copy_plugin, native};
 use serde_json::Value;
 
+use plugins::{GREETER, USERS};
+
+/// The repo's plugin crates, as built for this run; a benchmark uses a few of them.
+#[allow(dead_code)]
+mod plugins {
+    use plugrpc_tests::declare_plugin;
+
+    plugrpc_tests::foreach_plugin!(declare_plugin);
+}
+
 /// How long each workload runs per target and round.
 const DURATION: Duration = Duration::from_secs(3);
 /// Rounds of each workload; the median is reported.
@@ -168,7 +178,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let examples = ["greeter", "users"];
+    let examples = [GREETER, USERS];
     let (fresh, warm, native) = runtime.block_on(async {
         (
             TestHost::with_config(&examples, FRESH).await,
@@ -647,7 +657,7 @@ async fn deploys(measured: &mut Measured) -> String {
         let host = TestHost::with_config(&[], &config).await;
         let mut client = GreeterClient::new(host.channel().await);
         let staging = host.plugins_dir().join(".greeter.wasm.partial");
-        copy_plugin("greeter", &staging);
+        copy_plugin(GREETER, &staging);
         let started = Instant::now();
         std::fs::rename(&staging, host.plugins_dir().join("greeter.wasm")).unwrap();
         while client
@@ -666,13 +676,13 @@ async fn deploys(measured: &mut Measured) -> String {
         "[host]\ncache_dir = {:?}\n",
         cache.path().display().to_string()
     );
-    TestHost::with_config(&["greeter", "users"], &config)
+    TestHost::with_config(&[GREETER, USERS], &config)
         .await
         .stop()
         .await;
     for _ in 0..REPEATS {
         let started = Instant::now();
-        let host = TestHost::with_config(&["greeter", "users"], &config).await;
+        let host = TestHost::with_config(&[GREETER, USERS], &config).await;
         starts.push(started.elapsed());
         host.stop().await;
     }

@@ -4,7 +4,7 @@
 plugrpc_guest::include_proto!("probe.v1");
 
 use plugrpc_guest::details::ErrorDetails;
-use plugrpc_guest::{Code, Context, Sink, Status};
+use plugrpc_guest::{Code, Context, Requests, Sink, Status};
 use probe_server::{Probe, ProbeServer};
 
 /// The Probe handlers.
@@ -47,7 +47,8 @@ impl Probe for Prober {
         Ok(seen(cx, request.text))
     }
 
-    fn fail(&self, _cx: &Context, request: FailRequest) -> Result<EchoReply, Status> {
+    fn fail(&self, cx: &Context, request: FailRequest) -> Result<EchoReply, Status> {
+        reflect(cx);
         Err(Status::new(
             Code::from_i32(request.code).unwrap_or(Code::Unknown),
             request.message,
@@ -76,6 +77,70 @@ impl Probe for Prober {
             out.send(seen(cx, format!("{} #{i}", request.text)))?;
         }
         Ok(())
+    }
+
+    fn fail_stream(
+        &self,
+        cx: &Context,
+        request: EchoRequest,
+        _out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        reflect(cx);
+        Err(Status::aborted(request.text))
+    }
+
+    fn fail_after_read(
+        &self,
+        cx: &Context,
+        input: Requests<EchoRequest>,
+    ) -> Result<EchoReply, Status> {
+        Err(fail_after_first(cx, input))
+    }
+
+    fn fail_chat(
+        &self,
+        cx: &Context,
+        input: Requests<EchoRequest>,
+        _out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        Err(fail_after_first(cx, input))
+    }
+
+    fn fail_late(
+        &self,
+        cx: &Context,
+        request: EchoRequest,
+        out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        reflect(cx);
+        for i in 0..request.count {
+            out.send(seen(cx, format!("{} #{i}", request.text)))?;
+        }
+        Err(Status::aborted(request.text))
+    }
+
+    fn headers_sent(
+        &self,
+        cx: &Context,
+        _request: EchoRequest,
+        out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        let before = cx.headers_sent();
+        reflect(cx);
+        out.send(seen(cx, format!("before={before}")))?;
+        out.flush()?;
+        out.send(seen(cx, format!("after={}", cx.headers_sent())))
+    }
+}
+
+/// Reflects metadata, reads the first request, and fails with its text. Reflecting first
+/// stages the headers before the read, which sends them if it has to wait.
+fn fail_after_first(cx: &Context, mut input: Requests<EchoRequest>) -> Status {
+    reflect(cx);
+    match input.next() {
+        Some(Ok(request)) => Status::aborted(request.text),
+        Some(Err(status)) => status,
+        None => Status::aborted(""),
     }
 }
 

@@ -3,7 +3,7 @@
 //! Greeter's name picks a behaviour: `panic`, `spin` (until stopped), `fail` (a guest
 //! status), `print` (to stdout), `grow` (its memory past 16 MiB), `slow` (300 ms of
 //! work); Probe's EchoStream
-//! sends `count` replies.
+//! sends `count` replies, and Probe's other methods are UNIMPLEMENTED here.
 
 /// helloworld.Greeter's messages and server.
 pub mod hello {
@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use hello::greeter_server::{Greeter, GreeterServer};
 use hello::{HelloReply, HelloRequest};
-use plugrpc_guest::{Context, Sink, Status};
+use plugrpc_guest::{Context, Requests, Sink, Status};
 use probe::probe_server::{Probe, ProbeServer};
 use probe::{EchoReply, EchoRequest, FailRequest};
 
@@ -82,6 +82,55 @@ impl Probe for Counter {
         }
         Ok(())
     }
+
+    fn fail_stream(
+        &self,
+        _cx: &Context,
+        _request: EchoRequest,
+        _out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        Err(not_here())
+    }
+
+    fn fail_after_read(
+        &self,
+        _cx: &Context,
+        _input: Requests<EchoRequest>,
+    ) -> Result<EchoReply, Status> {
+        Err(not_here())
+    }
+
+    fn fail_chat(
+        &self,
+        _cx: &Context,
+        _input: Requests<EchoRequest>,
+        _out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        Err(not_here())
+    }
+
+    fn fail_late(
+        &self,
+        _cx: &Context,
+        _request: EchoRequest,
+        _out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        Err(not_here())
+    }
+
+    fn headers_sent(
+        &self,
+        _cx: &Context,
+        _request: EchoRequest,
+        _out: &mut Sink<EchoReply>,
+    ) -> Result<(), Status> {
+        Err(not_here())
+    }
+}
+
+/// The answer of the Probe methods the warm tests do not use.
+fn not_here() -> Status {
+    Status::unimplemented("the warm plugin serves Probe's Echo, Fail and EchoStream only")
 }
 
 fn reply(text: String) -> EchoReply {

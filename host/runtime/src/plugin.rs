@@ -1,20 +1,29 @@
-//! A plugin made ready to serve: compiled, linked, its manifest read and its descriptors
-//! checked, all at load time so the request path only instantiates.
+//! A plugin made ready to serve: compiled, linked, its contract version checked, its
+//! manifest read and its descriptors checked, all at load time so the request path only
+//! instantiates.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost_reflect::{DescriptorPool, ServiceDescriptor};
+use wasmtime::component::Component;
 
-use super::admission::Admission;
-use super::bindings::{Manifest, PluginPre};
-use super::call::CallState;
-use super::engine::Engine;
-use super::output::LogBudget;
-use super::sandbox::CpuMeter;
-use super::warm::{IdleBudget, WarmPool};
-use crate::config::{DEFAULT_LIMITS, HostConfig, Limits};
+use crate::admission::Admission;
+use crate::bindings::{Manifest, PluginPre};
+use crate::capabilities::logging::LogBudget;
+use crate::deadline::Deadline;
+use crate::engine::Engine;
+use crate::limits::{DEFAULT_LIMITS, Limits};
+use crate::sandbox::CpuMeter;
+use crate::state::CallState;
+use crate::warm::{IdleBudget, WarmPool};
+
+/// The contract this host serves, as plugins' export names carry it.
+pub const CONTRACT: &str = "plugrpc:plugin@0.3.0";
+
+/// The version part of [`CONTRACT`].
+const CONTRACT_VERSION: &str = "0.3.0";
 
 /// How long a plugin's `describe` may run before the plugin is refused.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -28,11 +37,21 @@ pub enum LoadError {
     /// The bytes are not a valid WebAssembly component.
     #[error("not a valid WebAssembly component: {0:#}")]
     Compile(wasmtime::Error),
-    /// A component, but not one built against this host's plugin contract.
+    /// A component that exports nothing of the plugin contract.
+    #[error("not a plugrpc plugin: it exports nothing of {CONTRACT}")]
+    NoContract,
+    /// A plugin built against another version of the contract.
     #[error(
-        "not a plugrpc plugin (a component of world plugrpc:plugin/plugin@0.2.0 is expected): {0:#}"
+        "built against contract {found}, and this host serves {CONTRACT}: rebuild it with this host's plugrpc-guest"
     )]
-    NotAPlugin(wasmtime::Error),
+    ContractVersion {
+        /// The version the plugin was built against, e.g. `plugrpc:plugin@0.2.0`.
+        found: String,
+    },
+    /// A plugin of this contract that does not link (an import this host does not
+    /// provide, or a missing export).
+    #[error("does not link against this host: {0:#}")]
+    Link(wasmtime::Error),
     /// The plugin's `describe` export trapped or ran too long.
     #[error("its describe() failed: {0:#}")]
     Describe(wasmtime::Error),
@@ -48,7 +67,7 @@ pub enum LoadError {
 }
 
 /// A loaded plugin: identity, linked component and the services it serves.
-pub(crate) struct LoadedPlugin {
+pub struct Plugin {
     name: String,
     version: String,
     file: PathBuf,
@@ -66,15 +85,16 @@ pub(crate) struct LoadedPlugin {
     idle: IdleBudget,
 }
 
-impl LoadedPlugin {
-    /// Compiles, links and describes `wasm`; blocking work runs off the async workers.
-    /// Limits come from `config` by the name the plugin's manifest gives.
-    pub(crate) async fn load(
+impl Plugin {
+    /// Compiles, links and describes `wasm` (the content of `file`, whose SHA-256 is
+    /// `hash`); blocking work runs off the async workers. `limits` gives the limits for
+    /// the name the plugin's manifest declares.
+    pub async fn load(
         engine: &Engine,
-        config: &HostConfig,
         file: &Path,
         wasm: Vec<u8>,
         hash: String,
+        limits: impl FnOnce(&str) -> Limits,
     ) -> Result<Self, LoadError> {
         let started = Instant::now();
         let compiler = engine.clone();
@@ -85,12 +105,13 @@ impl LoadedPlugin {
             })?
             .map_err(LoadError::Compile)?;
         let compile_time = started.elapsed();
+        check_contract(&component)?;
         let pre = engine
             .linker()
             .instantiate_pre(&component)
-            .map_err(LoadError::NotAPlugin)?;
-        let pre = PluginPre::new(pre).map_err(LoadError::NotAPlugin)?;
-        let manifest = describe(&pre, engine.guest_stack(), config.largest_memory()).await?;
+            .map_err(LoadError::Link)?;
+        let pre = PluginPre::new(pre).map_err(LoadError::Link)?;
+        let manifest = describe(&pre, engine.guest_stack(), engine.max_memory()).await?;
 
         let pool = DescriptorPool::decode(manifest.file_descriptor_set.as_slice())?;
         if manifest.services.is_empty() {
@@ -104,7 +125,7 @@ impl LoadedPlugin {
                     .ok_or_else(|| LoadError::UnknownService(name.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let limits = config.limits_for(&manifest.name);
+        let limits = limits(&manifest.name);
         let budget = engine.idle_budget();
         let warm = (manifest.stateless && limits.reuse_instances && budget.allows_idle())
             .then(|| WarmPool::new(limits.max_concurrent_calls, budget.clone()));
@@ -125,38 +146,48 @@ impl LoadedPlugin {
         })
     }
 
-    pub(crate) fn name(&self) -> &str {
+    /// The name its manifest declares: what config and logs call it.
+    pub fn name(&self) -> &str {
         &self.name
     }
 
-    pub(crate) fn version(&self) -> &str {
+    /// The version its manifest declares.
+    pub fn version(&self) -> &str {
         &self.version
     }
 
-    pub(crate) fn file(&self) -> &Path {
+    /// The file it was loaded from.
+    pub fn file(&self) -> &Path {
         &self.file
     }
 
     /// SHA-256 of the plugin file, hex: its identity across reloads and in the log.
-    pub(crate) fn hash(&self) -> &str {
+    pub fn hash(&self) -> &str {
         &self.hash
     }
 
     /// How long compiling (or fetching it from the cache) took.
-    pub(crate) fn compile_time(&self) -> Duration {
+    pub fn compile_time(&self) -> Duration {
         self.compile_time
     }
 
-    pub(crate) fn services(&self) -> &[ServiceDescriptor] {
+    /// The services it serves, with their descriptors.
+    pub fn services(&self) -> &[ServiceDescriptor] {
         &self.services
+    }
+
+    /// The limits its calls run under.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Whether its calls are served from reused (warm) instances.
+    pub fn reuses_instances(&self) -> bool {
+        self.warm.is_some()
     }
 
     pub(crate) fn pre(&self) -> &PluginPre<CallState> {
         &self.pre
-    }
-
-    pub(crate) fn limits(&self) -> &Limits {
-        &self.limits
     }
 
     pub(crate) fn admission(&self) -> &Admission {
@@ -182,6 +213,29 @@ impl LoadedPlugin {
     }
 }
 
+/// Refuses a component that does not export this host's contract, naming the version it
+/// was built against when that is the reason.
+fn check_contract(component: &Component) -> Result<(), LoadError> {
+    let engine = component.engine();
+    let ty = component.component_type();
+    let mut found = None;
+    for (name, _) in ty.exports(engine) {
+        let Some(rest) = name.strip_prefix("plugrpc:plugin/") else {
+            continue;
+        };
+        let version = rest.split_once('@').map_or("", |(_, version)| version);
+        if version == CONTRACT_VERSION {
+            return Ok(());
+        }
+        found = Some(format!("plugrpc:plugin@{version}"));
+    }
+    Err(
+        found.map_or(LoadError::NoContract, |found| LoadError::ContractVersion {
+            found,
+        }),
+    )
+}
+
 /// Reads the manifest in a throwaway instance, bounded in time.
 async fn describe(
     pre: &PluginPre<CallState>,
@@ -195,15 +249,12 @@ async fn describe(
     };
     let state = CallState::new(LogBudget::new("describe".into()), limits, guest_stack);
     let meter = CpuMeter::default();
-    let mut store = state.into_store(
-        pre.engine(),
-        Instant::now() + DESCRIBE_TIMEOUT,
-        meter.clone(),
-    );
+    let deadline = Deadline::at(Instant::now() + DESCRIBE_TIMEOUT);
+    let mut store = state.into_store(pre.engine(), deadline, meter.clone());
     let run = async {
         let guest = pre.instantiate_async(&mut store).await?;
         guest
-            .plugrpc_plugin_handler()
+            .plugrpc_plugin_describe()
             .call_describe(&mut store)
             .await
     };
@@ -216,7 +267,7 @@ async fn describe(
 }
 
 /// The content hash that identifies a plugin file's version.
-pub(crate) fn content_hash(wasm: &[u8]) -> String {
+pub fn content_hash(wasm: &[u8]) -> String {
     use sha2::Digest;
     sha2::Sha256::digest(wasm)
         .iter()

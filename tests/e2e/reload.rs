@@ -6,9 +6,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::plugins::{USERS, VERSIONED_BROKEN, VERSIONED_V1, VERSIONED_V2};
 use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
 use plugrpc_tests::pb::versioned::{CountRequest, VersionRequest};
-use plugrpc_tests::{LogCapture, TestHost, plugin_wasm};
+use plugrpc_tests::{LogCapture, Plugin, TestHost};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::transport::Channel;
@@ -18,9 +19,9 @@ const SWAP_PATIENCE: Duration = Duration::from_secs(15);
 
 /// Puts a built plugin at `name` in the host's folder the way deploy tools do: written
 /// beside, then renamed into place in one step.
-fn deploy(host: &TestHost, crate_name: &str, name: &str) {
+fn deploy(host: &TestHost, plugin: Plugin, name: &str) {
     let staging = host.plugins_dir().join(format!(".{name}.partial"));
-    std::fs::copy(plugin_wasm(crate_name), &staging).unwrap();
+    std::fs::copy(plugin.wasm(), &staging).unwrap();
     std::fs::rename(&staging, host.plugins_dir().join(name)).unwrap();
 }
 
@@ -49,7 +50,7 @@ async fn until_version(client: &mut VersionedClient<Channel>, expected: &str) ->
 /// A host serving `versioned-v1` as `versioned.wasm`, and a client of it.
 async fn serving_v1(config: &str) -> (TestHost, VersionedClient<Channel>) {
     let host = TestHost::with_config(&[], config).await;
-    deploy(&host, "versioned-v1", "versioned.wasm");
+    deploy(&host, VERSIONED_V1, "versioned.wasm");
     let mut client = VersionedClient::new(host.channel().await);
     until_version(&mut client, "v1").await;
     (host, client)
@@ -98,9 +99,9 @@ async fn replacing_a_plugin_under_load_fails_no_call() {
 
     let mut probe = client.clone();
     for _ in 0..3 {
-        deploy(&host, "versioned-v2", "versioned.wasm");
+        deploy(&host, VERSIONED_V2, "versioned.wasm");
         until_version(&mut probe, "v2").await;
-        deploy(&host, "versioned-v1", "versioned.wasm");
+        deploy(&host, VERSIONED_V1, "versioned.wasm");
         until_version(&mut probe, "v1").await;
     }
     stop.store(true, Ordering::Relaxed);
@@ -127,7 +128,7 @@ async fn a_stream_started_on_v1_completes_on_v1_after_a_swap() {
     let first = stream.next().await.unwrap().unwrap();
     assert_eq!(first.version, "v1");
 
-    deploy(&host, "versioned-v2", "versioned.wasm");
+    deploy(&host, VERSIONED_V2, "versioned.wasm");
     until_version(&mut client, "v2").await;
     let swapped = Instant::now();
 
@@ -154,7 +155,7 @@ async fn a_half_written_or_corrupt_file_never_serves_and_v1_keeps_answering() {
     let log = LogCapture::install();
     let (host, mut client) = serving_v1("").await;
     let target = host.plugins_dir().join("versioned.wasm");
-    let v2 = std::fs::read(plugin_wasm("versioned-v2")).unwrap();
+    let v2 = std::fs::read(VERSIONED_V2.wasm()).unwrap();
 
     // A copy caught halfway: truncated in place.
     std::fs::write(&target, &v2[..v2.len() / 2]).unwrap();
@@ -189,7 +190,7 @@ async fn a_half_written_or_corrupt_file_never_serves_and_v1_keeps_answering() {
 async fn a_breaking_change_is_refused_naming_each_change() {
     let log = LogCapture::install();
     let (host, mut client) = serving_v1("").await;
-    deploy(&host, "versioned-broken", "versioned.wasm");
+    deploy(&host, VERSIONED_BROKEN, "versioned.wasm");
     let file = host
         .plugins_dir()
         .join("versioned.wasm")
@@ -214,7 +215,7 @@ async fn a_breaking_change_is_refused_naming_each_change() {
 async fn allow_breaking_changes_lets_the_breaking_version_in() {
     let (host, mut client) =
         serving_v1("[plugins.versioned-broken]\nallow_breaking_changes = true\n").await;
-    deploy(&host, "versioned-broken", "versioned.wasm");
+    deploy(&host, VERSIONED_BROKEN, "versioned.wasm");
     until_version(&mut client, "broken").await;
 }
 
@@ -256,7 +257,7 @@ async fn removing_the_file_unloads_the_plugin() {
 async fn every_load_and_reload_is_one_structured_log_event() {
     let log = LogCapture::install();
     let (host, mut client) = serving_v1("").await;
-    deploy(&host, "versioned-v2", "versioned.wasm");
+    deploy(&host, VERSIONED_V2, "versioned.wasm");
     until_version(&mut client, "v2").await;
     let file = host
         .plugins_dir()
@@ -292,7 +293,7 @@ async fn a_corrupt_compile_cache_is_rebuilt_not_trusted() {
         "[host]\ncache_dir = {:?}\n",
         cache.path().display().to_string()
     );
-    let first = TestHost::with_config(&["users"], &config).await;
+    let first = TestHost::with_config(&[USERS], &config).await;
     assert_eq!(first.report().loaded.len(), 1);
     first.stop().await;
     let entries = cache_files(cache.path());
@@ -301,7 +302,7 @@ async fn a_corrupt_compile_cache_is_rebuilt_not_trusted() {
         std::fs::write(entry, b"corrupt").unwrap();
     }
 
-    let second = TestHost::with_config(&["users"], &config).await;
+    let second = TestHost::with_config(&[USERS], &config).await;
     assert_eq!(
         second.report().loaded.len(),
         1,

@@ -1,12 +1,18 @@
 //! Loading the plugins folder: bad files are refused one line each while the rest serve,
 //! and a service claimed twice stays with the first plugin.
 
+use crate::plugins::{GREETER, GREETER_TWIN, MULTI, USERS};
 use plugrpc::{Host, HostConfig};
+use plugrpc::{LoadError, RefusalReason};
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+use plugrpc_tests::pb::multi_alpha::PingRequest;
+use plugrpc_tests::pb::multi_alpha::alpha_client::AlphaClient;
+use plugrpc_tests::pb::multi_beta::PongRequest;
+use plugrpc_tests::pb::multi_beta::beta_client::BetaClient;
 use plugrpc_tests::pb::user::GetUserRequest;
 use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
-use plugrpc_tests::{LogCapture, TestHost, copy_plugin};
+use plugrpc_tests::{LogCapture, Plugin, TestHost, copy_plugin};
 use tonic::Code;
 
 /// Log lines that refuse `file`.
@@ -19,7 +25,7 @@ fn refusals_of(log: &LogCapture, file: &str) -> Vec<String> {
 async fn bad_files_are_refused_with_one_log_line_each_and_the_rest_serve() {
     let log = LogCapture::install();
     let dir = tempfile::tempdir().unwrap();
-    copy_plugin("users", &dir.path().join("users.wasm"));
+    copy_plugin(USERS, &dir.path().join("users.wasm"));
     std::fs::write(
         dir.path().join("corrupt.wasm"),
         b"\0asm this is not webassembly",
@@ -53,15 +59,16 @@ async fn bad_files_are_refused_with_one_log_line_each_and_the_rest_serve() {
     assert_eq!(refused, ["core-module.wasm", "corrupt.wasm", "empty.wasm"]);
     for refusal in &host.report().refused {
         assert!(
-            refusal.reason.contains("not a valid WebAssembly component"),
+            matches!(*refusal.reason, RefusalReason::Load(LoadError::Compile(_))),
             "{}",
             refusal.reason
         );
+        let reason = refusal.reason.to_string();
         assert!(
-            !refusal.reason.contains('\n'),
-            "one line: {:?}",
-            refusal.reason
+            reason.contains("not a valid WebAssembly component"),
+            "{reason}"
         );
+        assert!(!reason.contains('\n'), "one line: {reason:?}");
         let file = refusal
             .file
             .file_name()
@@ -88,8 +95,8 @@ async fn bad_files_are_refused_with_one_log_line_each_and_the_rest_serve() {
 async fn a_second_plugin_claiming_a_served_service_is_refused() {
     let log = LogCapture::install();
     let dir = tempfile::tempdir().unwrap();
-    copy_plugin("greeter", &dir.path().join("a-greeter.wasm"));
-    copy_plugin("greeter-twin", &dir.path().join("b-twin.wasm"));
+    copy_plugin(GREETER, &dir.path().join("a-greeter.wasm"));
+    copy_plugin(GREETER_TWIN, &dir.path().join("b-twin.wasm"));
 
     let host = TestHost::serving(dir).await;
 
@@ -98,8 +105,15 @@ async fn a_second_plugin_claiming_a_served_service_is_refused() {
     let refusal = &host.report().refused[0];
     assert!(refusal.file.ends_with("b-twin.wasm"));
     assert!(
+        matches!(&*refusal.reason, RefusalReason::ServiceTaken { service, plugin, .. }
+            if service == "helloworld.Greeter" && plugin == "greeter"),
+        "{}",
+        refusal.reason
+    );
+    assert!(
         refusal
             .reason
+            .to_string()
             .contains("service helloworld.Greeter is already served by plugin \"greeter\""),
         "{}",
         refusal.reason
@@ -153,4 +167,94 @@ async fn a_missing_plugins_folder_stops_startup_with_its_name() {
         error.to_string().contains("/nonexistent/plugrpc-plugins"),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_plugin_crate_of_the_repo_loads_on_this_contract() {
+    async fn loads(plugin: Plugin) {
+        let host = TestHost::with_plugins(&[plugin]).await;
+        let report = host.report();
+        assert!(
+            report.refused.is_empty(),
+            "{}: {:?}",
+            plugin.name,
+            report.refused
+        );
+        assert_eq!(report.loaded.len(), 1, "{}", plugin.name);
+    }
+    macro_rules! loads {
+        ($constant:ident, $name:literal, $wasm:literal) => {
+            loads(Plugin {
+                name: $name,
+                wasm: $wasm,
+            })
+            .await;
+        };
+    }
+    plugrpc_tests::foreach_plugin!(loads);
+}
+
+/// A component exporting the 0.2 contract's handler, as a plugin built with the 0.2 SDK
+/// does (its functions are not what the host checks first, so one stands for all).
+const CONTRACT_0_2: &str = r#"
+(component
+  (core module $m (func (export "f")))
+  (core instance $i (instantiate $m))
+  (func $f (canon lift (core func $i "f")))
+  (instance $handler (export "describe" (func $f)))
+  (export "plugrpc:plugin/handler@0.2.0" (instance $handler))
+)
+"#;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_built_against_contract_0_2_is_refused_naming_both_versions() {
+    let log = LogCapture::install();
+    let dir = tempfile::tempdir().unwrap();
+    let old = wat::parse_str(CONTRACT_0_2).unwrap();
+    std::fs::write(dir.path().join("old-sdk.wasm"), old).unwrap();
+    copy_plugin(USERS, &dir.path().join("users.wasm"));
+
+    let host = TestHost::serving(dir).await;
+
+    assert_eq!(host.report().loaded.len(), 1, "the rest serve");
+    let refusal = &host.report().refused[0];
+    assert!(
+        matches!(&*refusal.reason, RefusalReason::Load(LoadError::ContractVersion { found })
+            if found == "plugrpc:plugin@0.2.0"),
+        "{}",
+        refusal.reason
+    );
+    let lines = refusals_of(&log, "old-sdk.wasm");
+    assert_eq!(lines.len(), 1, "{lines:?}");
+    assert!(
+        lines[0].contains("plugrpc:plugin@0.2.0") && lines[0].contains(plugrpc::CONTRACT),
+        "{}",
+        lines[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_compiled_from_two_proto_sets_serves_both_under_its_own_name() {
+    let host = TestHost::with_plugins(&[MULTI]).await;
+    let loaded = &host.report().loaded;
+    assert_eq!(loaded.len(), 1, "{:?}", host.report().refused);
+    assert_eq!(loaded[0].name, "multi-named");
+    let mut services = loaded[0].services.clone();
+    services.sort();
+    assert_eq!(services, ["multi.alpha.v1.Alpha", "multi.beta.v1.Beta"]);
+
+    let mut alpha = AlphaClient::new(host.channel().await);
+    let reply = alpha
+        .ping(PingRequest { text: "a".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.text, "alpha:a");
+    let mut beta = BetaClient::new(host.channel().await);
+    let reply = beta
+        .pong(PongRequest { text: "b".into() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.text, "beta:b");
 }

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use crate::plugins::{GREETER, USERS};
 use plugrpc_tests::TestHost;
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
@@ -17,7 +18,7 @@ use tonic_types::StatusExt;
 const PATIENCE: Duration = Duration::from_secs(20);
 
 async fn users() -> (TestHost, UserServiceClient<tonic::transport::Channel>) {
-    let host = TestHost::with_plugins(&["users", "greeter"]).await;
+    let host = TestHost::with_plugins(&[USERS, GREETER]).await;
     let client = UserServiceClient::new(host.channel().await);
     (host, client)
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex, Weak};
 
 use wasmtime::Store;
 
-use super::bindings::Plugin as PluginWorld;
-use super::call::CallState;
+use crate::bindings::Plugin as PluginWorld;
+use crate::state::CallState;
 
 /// Calls one instance serves before it is replaced: bounds what a slow leak can grow to.
 pub(crate) const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
@@ -128,7 +128,7 @@ impl WarmPool {
     /// its share of calls, holds leftovers of the call, or there is no room.
     pub(crate) fn put(&self, mut sandbox: Sandbox) {
         sandbox.calls += 1;
-        if sandbox.calls >= MAX_CALLS_PER_INSTANCE || !sandbox.store.data_mut().end_call() {
+        if sandbox.calls >= MAX_CALLS_PER_INSTANCE || !sandbox.store.data().reusable() {
             return;
         }
         let mut idle = self.lock();

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 use pin_project_lite::pin_project;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
 
-use super::call::{CallState, Interrupt};
+use crate::deadline::Deadline;
+use crate::errors::Interrupt;
+use crate::state::CallState;
 
 /// Table elements one instance may grow to; far above what compiled Rust needs.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -19,7 +21,7 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 /// Arms `store` to stop at `deadline`, or once `meter` shows `cpu_time` used.
 pub(crate) fn arm(
     store: &mut Store<CallState>,
-    deadline: Instant,
+    deadline: Deadline,
     cpu_time: Duration,
     meter: CpuMeter,
 ) {
@@ -28,7 +30,7 @@ pub(crate) fn arm(
         if meter.used() > cpu_time {
             return Err(Interrupt::CpuTime.into());
         }
-        if Instant::now() >= deadline {
+        if deadline.passed() {
             return Err(Interrupt::Deadline.into());
         }
         // Yield every tick so a CPU-bound guest never starves the worker it runs on.

@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::plugins::{MISBEHAVE, WARM};
 use plugrpc_tests::TestHost;
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
@@ -16,7 +17,7 @@ use tonic::Code;
 use tonic::transport::Channel;
 
 async fn host(toml: &str) -> (TestHost, GreeterClient<Channel>) {
-    let host = TestHost::with_config(&["warm"], toml).await;
+    let host = TestHost::with_config(&[WARM], toml).await;
     let client = GreeterClient::new(host.channel().await);
     (host, client)
 }
@@ -177,7 +178,7 @@ async fn an_instance_is_replaced_after_ten_thousand_calls() {
 async fn idle_instances_give_their_sandboxes_to_calls_when_the_pool_runs_out() {
     // 8 sandboxes: at most 2 idle warm instances; the rogue plugin may run 8 calls.
     let config = "[host]\nsandboxes = 8\n[plugins.misbehave]\ndeadline = \"1s\"\n";
-    let host = TestHost::with_config(&["warm", "misbehave"], config).await;
+    let host = TestHost::with_config(&[WARM, MISBEHAVE], config).await;
     let mut greeter = GreeterClient::new(host.channel().await);
     let slow: Vec<_> = (0..2)
         .map(|_| {

@@ -3,17 +3,19 @@
 
 use std::time::Duration;
 
+use crate::plugins::{PROBE, USERS};
 use bytes::Bytes;
 use plugrpc_tests::pb::probe::probe_client::ProbeClient;
-use plugrpc_tests::pb::probe::{EchoRequest, FailRequest};
+use plugrpc_tests::pb::probe::{EchoReply, EchoRequest, FailRequest};
 use plugrpc_tests::{TestHost, raw};
+use prost::Message as _;
 use tokio_stream::StreamExt;
 use tonic::metadata::{BinaryMetadataValue, MetadataValue};
 use tonic::{Code, Request};
 use tonic_types::StatusExt;
 
 async fn probe() -> (TestHost, ProbeClient<tonic::transport::Channel>) {
-    let host = TestHost::with_plugins(&["probe", "users"]).await;
+    let host = TestHost::with_plugins(&[PROBE, USERS]).await;
     let client = ProbeClient::new(host.channel().await);
     (host, client)
 }
@@ -244,4 +246,109 @@ async fn a_malformed_grpc_timeout_is_invalid_argument() {
         "{}",
         status.message()
     );
+}
+
+/// `x-user: ada` on the request: the probe echoes it as `echo-user` and `trailer-user`.
+const ADA: &[(&str, &str)] = &[("x-user", "ada")];
+
+fn encoded(text: &str, count: i32) -> Vec<u8> {
+    EchoRequest {
+        text: text.into(),
+        count,
+    }
+    .encode_to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_early_error_is_one_trailers_only_frame_on_every_shape() {
+    let (host, _client) = probe().await;
+    let http2 = host.plain_http2();
+    let fail = FailRequest {
+        code: Code::Aborted as i32,
+        message: "early".into(),
+    }
+    .encode_to_vec();
+    for (path, request) in [
+        ("/probe.v1.Probe/Fail", fail),
+        ("/probe.v1.Probe/FailStream", encoded("early", 0)),
+        ("/probe.v1.Probe/FailAfterRead", encoded("early", 0)),
+        ("/probe.v1.Probe/FailChat", encoded("early", 0)),
+    ] {
+        let wire = raw::wire_call(&http2, &host.origin(), path, &[request], ADA).await;
+        let headers = &wire.headers;
+        assert_eq!(
+            headers.get("grpc-status").unwrap(),
+            "10",
+            "{path}: {headers:?}"
+        );
+        assert_eq!(headers.get("grpc-message").unwrap(), "early", "{path}");
+        assert!(wire.data.is_empty(), "{path}: no messages");
+        assert!(wire.trailers.is_none(), "{path}: one frame, no trailers");
+        // The handler's headers and trailers ride in that one frame.
+        assert_eq!(headers.get("echo-user").unwrap(), "ada", "{path}");
+        assert_eq!(headers.get("trailer-user").unwrap(), "ada", "{path}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_unary_error_keeps_the_headers_and_trailers_the_handler_set() {
+    let (_host, mut client) = probe().await;
+    let mut request = Request::new(FailRequest {
+        code: Code::NotFound as i32,
+        message: "gone".into(),
+    });
+    request
+        .metadata_mut()
+        .insert("x-user", MetadataValue::from_static("ada"));
+    let status = client.fail(request).await.unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+    assert_eq!(status.metadata().get("echo-user").unwrap(), "ada");
+    assert_eq!(status.metadata().get("trailer-user").unwrap(), "ada");
+    assert_eq!(status.metadata().get("x-failed-by").unwrap(), "probe");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_late_error_follows_headers_and_messages_with_the_handlers_trailers() {
+    let (host, _client) = probe().await;
+    let wire = raw::wire_call(
+        &host.plain_http2(),
+        &host.origin(),
+        "/probe.v1.Probe/FailLate",
+        &[encoded("late", 2)],
+        ADA,
+    )
+    .await;
+    assert!(
+        wire.headers.get("grpc-status").is_none(),
+        "{:?}",
+        wire.headers
+    );
+    assert_eq!(wire.headers.get("echo-user").unwrap(), "ada");
+    let mut data = wire.data.as_slice();
+    let mut texts = Vec::new();
+    while !data.is_empty() {
+        let len = u32::from_be_bytes(data[1..5].try_into().unwrap()) as usize;
+        texts.push(EchoReply::decode(&data[5..5 + len]).unwrap().text);
+        data = &data[5 + len..];
+    }
+    assert_eq!(texts, ["late #0", "late #1"]);
+    let trailers = wire.trailers.expect("trailers after the messages");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "10");
+    assert_eq!(trailers.get("grpc-message").unwrap(), "late");
+    assert_eq!(trailers.get("trailer-user").unwrap(), "ada");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_handler_can_ask_whether_headers_went_out() {
+    let (_host, mut client) = probe().await;
+    let mut stream = client
+        .headers_sent(EchoRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut texts = Vec::new();
+    while let Some(reply) = stream.next().await {
+        texts.push(reply.unwrap().text);
+    }
+    assert_eq!(texts, ["before=false", "after=true"]);
 }

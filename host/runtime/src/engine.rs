@@ -1,18 +1,18 @@
 //! The one wasmtime engine every plugin shares, configured for per-call sandboxes:
 //! pooling allocator, epoch interruption, async calls. Never compiles on the request path.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Duration;
 
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-use super::bindings::Plugin as PluginWorld;
-use super::call::CallState;
-use super::warm::IdleBudget;
-use crate::config::HostConfig;
+use crate::capabilities;
+use crate::state::CallState;
+use crate::warm::IdleBudget;
 
 /// How often the epoch advances: the granularity of deadlines and of guest yields.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(1);
@@ -25,6 +25,19 @@ const KEEP_RESIDENT: usize = 16 << 20;
 
 /// Host stack for host calls made from a guest, on top of the guest's own wasm stack.
 const HOST_STACK: usize = 1 << 20;
+
+/// Host-wide settings the engine is built for; the config parser fills them in.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Sandboxes in the pool: calls that can run at once across all plugins.
+    pub sandboxes: usize,
+    /// Wasm stack per guest.
+    pub guest_stack: usize,
+    /// The largest linear memory any plugin may use: what each pool slot must hold.
+    pub max_memory: usize,
+    /// Where compiled plugins are cached across restarts; `None` compiles every time.
+    pub cache_dir: Option<PathBuf>,
+}
 
 /// Why the engine could not be built or a plugin not compiled.
 #[derive(Debug, thiserror::Error)]
@@ -40,10 +53,11 @@ pub enum EngineError {
 /// The shared engine, the linker with every host capability, and the epoch ticker;
 /// cheap to clone, the ticker stops when the last clone is dropped.
 #[derive(Clone)]
-pub(crate) struct Engine {
+pub struct Engine {
     engine: wasmtime::Engine,
     linker: Arc<Linker<CallState>>,
     guest_stack: usize,
+    max_memory: usize,
     idle: IdleBudget,
     _ticker: Arc<TickerStop>,
 }
@@ -59,7 +73,7 @@ impl Drop for TickerStop {
 
 impl Engine {
     /// An engine whose pool fits the largest memory and stack `host` allows any plugin.
-    pub(crate) fn new(host: &HostConfig) -> Result<Self, EngineError> {
+    pub fn new(host: &EngineConfig) -> Result<Self, EngineError> {
         // Resetting a freed sandbox in place (only the pages it dirtied, found with
         // Linux's PAGEMAP_SCAN) costs a fraction of unmapping and faulting them back in.
         // Without PAGEMAP_SCAN, keeping memory resident would mean zeroing all of it.
@@ -74,8 +88,7 @@ impl Engine {
             }
         };
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
-        PluginWorld::add_to_linker::<CallState, HasSelf<CallState>>(&mut linker, |s| s)?;
+        capabilities::add_to_linker(&mut linker)?;
 
         let stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.weak(), stop.clone())?;
@@ -83,6 +96,7 @@ impl Engine {
             engine,
             linker: Arc::new(linker),
             guest_stack: host.guest_stack,
+            max_memory: host.max_memory,
             idle: IdleBudget::new(host.sandboxes),
             _ticker: Arc::new(TickerStop(stop)),
         })
@@ -101,6 +115,11 @@ impl Engine {
         self.guest_stack
     }
 
+    /// The largest memory any plugin may be given: what `describe` runs with.
+    pub(crate) fn max_memory(&self) -> usize {
+        self.max_memory
+    }
+
     /// The host-wide bound on idle warm instances every plugin's pool shares.
     pub(crate) fn idle_budget(&self) -> IdleBudget {
         self.idle.clone()
@@ -109,7 +128,7 @@ impl Engine {
 
 /// The engine's settings: pooled sandboxes sized for the largest limits `host` allows,
 /// epoch interruption, async calls, and the compile cache.
-fn config(host: &HostConfig, pagemap_scan: bool) -> Result<Config, EngineError> {
+fn config(host: &EngineConfig, pagemap_scan: bool) -> Result<Config, EngineError> {
     let sandboxes = u32::try_from(host.sandboxes).unwrap_or(u32::MAX);
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(sandboxes)
@@ -117,7 +136,7 @@ fn config(host: &HostConfig, pagemap_scan: bool) -> Result<Config, EngineError> 
         .total_memories(sandboxes)
         .total_tables(4 * sandboxes)
         .total_stacks(sandboxes)
-        .max_memory_size(host.largest_memory());
+        .max_memory_size(host.max_memory);
     if pagemap_scan {
         pool.pagemap_scan(wasmtime::Enabled::Yes)
             .linear_memory_keep_resident(KEEP_RESIDENT)

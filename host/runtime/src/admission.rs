@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::call::{CallError, Limit};
+use crate::errors::{CallError, Limit};
 
 /// Slots and queue of one plugin.
 pub(crate) struct Admission {

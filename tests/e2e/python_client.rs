@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::plugins::USERS;
 use plugrpc_tests::TestHost;
 use tokio::process::Command;
 
@@ -55,7 +56,7 @@ async fn python_grpcio_client_gets_answers_from_all_four_methods() {
     )
     .await;
 
-    let host = TestHost::with_plugins(&["users"]).await;
+    let host = TestHost::with_plugins(&[USERS]).await;
     let client = root.join("examples/clients/python/client.py");
     let target = host.addr().to_string();
     let stdout = run(

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::plugins::{MISBEHAVE, PROBE, USERS};
 use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
 use plugrpc_tests::pb::misbehave::{Blob, BusyWaitRequest, Empty, PrintRequest, SizeRequest};
 use plugrpc_tests::pb::probe::EchoRequest;
@@ -35,7 +36,7 @@ max_deadline = "3s"
 
 /// The host, and a client of the rogue plugin that leaves deadlines to the server.
 async fn host() -> (TestHost, MisbehaveClient<PlainHttp2>) {
-    let host = TestHost::with_config(&["misbehave", "users", "probe"], CONFIG).await;
+    let host = TestHost::with_config(&[MISBEHAVE, USERS, PROBE], CONFIG).await;
     let client = MisbehaveClient::with_origin(host.plain_http2(), host.origin());
     (host, client)
 }
@@ -104,7 +105,7 @@ async fn an_infinite_loop_is_stopped_at_the_client_deadline() {
 #[tokio::test(flavor = "multi_thread")]
 async fn deadlines_hold_with_the_folder_watch_off() {
     // The epoch clock must not depend on anything optional being alive.
-    let host = TestHost::with_config(&["misbehave"], "[host]\nwatch = false\n").await;
+    let host = TestHost::with_config(&[MISBEHAVE], "[host]\nwatch = false\n").await;
     let mut rogue = MisbehaveClient::with_origin(host.plain_http2(), host.origin());
     let spin = rogue
         .spin(with_timeout(Empty {}, Duration::from_millis(200)))

@@ -1,5 +1,7 @@
-//! Guest stdout, stderr and log lines into the host log, tagged with the plugin and
-//! rate-limited per plugin, so a chatty tenant cannot flood the operator's log.
+//! The logging capability: `wasi:logging` records and the guest's stdout and stderr go
+//! into the host log, tagged with the plugin and rate-limited per plugin, so a chatty
+//! tenant cannot flood the operator's log. Per call it holds the plugin's shared
+//! [`LogBudget`]; it has no config section (its rate is fixed, below).
 
 use std::io;
 use std::pin::Pin;
@@ -8,7 +10,12 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::AsyncWrite;
+use wasmtime::component::{HasData, Linker};
+use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
+
+use crate::bindings::{Level, LoggingHost, add_logging_to_linker};
+use crate::state::CallState;
 
 /// Lines a plugin may log per second, on average.
 const LINES_PER_SECOND: f64 = 50.0;
@@ -94,14 +101,53 @@ impl LogBudget {
     }
 }
 
+/// Adds `wasi:logging` to the linker, served from each call's [`LogBudget`].
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    add_logging_to_linker::<CallState, Logging>(linker, |state| state.log.as_ref())
+}
+
+/// A WASI context that grants nothing (no files, sockets, environment or arguments)
+/// and sends stdout and stderr to the host log through `budget`.
+pub(crate) fn wasi_ctx(budget: &Arc<LogBudget>) -> WasiCtx {
+    WasiCtx::builder()
+        .stdout(GuestOutput::new(budget.clone(), "stdout"))
+        .stderr(GuestOutput::new(budget.clone(), "stderr"))
+        .build()
+}
+
+/// The [`HasData`] of the logging capability: what its host functions see of a call.
+struct Logging;
+
+impl HasData for Logging {
+    type Data<'a> = &'a LogBudget;
+}
+
+impl LoggingHost for &LogBudget {
+    fn log(&mut self, level: Level, context: String, message: String) -> wasmtime::Result<()> {
+        let level = match level {
+            Level::Trace => tracing::Level::TRACE,
+            Level::Debug => tracing::Level::DEBUG,
+            Level::Info => tracing::Level::INFO,
+            Level::Warn => tracing::Level::WARN,
+            Level::Error | Level::Critical => tracing::Level::ERROR,
+        };
+        if context.is_empty() {
+            self.emit(level, "log", message.as_bytes());
+        } else {
+            self.emit(level, "log", format!("{context}: {message}").as_bytes());
+        }
+        Ok(())
+    }
+}
+
 /// A guest's stdout or stderr.
-pub(crate) struct GuestOutput {
+struct GuestOutput {
     budget: Arc<LogBudget>,
     stream: &'static str,
 }
 
 impl GuestOutput {
-    pub(crate) fn new(budget: Arc<LogBudget>, stream: &'static str) -> Self {
+    fn new(budget: Arc<LogBudget>, stream: &'static str) -> Self {
         Self { budget, stream }
     }
 }

@@ -1,0 +1,502 @@
+//! The call core: one operation for every call shape, over an abstract input (the
+//! request messages a front door decodes) and output (headers, messages, trailers and a
+//! result). A front door turns its wire format into [`Requests`], calls [`Call::run`] and
+//! writes the [`Response`] back in its own format; nothing here knows the wire.
+//!
+//! Per call, in order, all under the call's [`Deadline`]: a slot from the plugin's
+//! admission; the request when the shape has exactly one; a sandbox (warm or fresh) with
+//! the deadline, CPU budget and memory cap armed; the guest's `handle`; its outcome
+//! checked against the contract. Until response headers go out the call runs inside
+//! [`Call::run`]'s future; once they do, it finishes in a task of its own, so a client
+//! that stops reading cannot hold a sandbox past the deadline.
+
+use std::future::{Future, poll_fn};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::Stream;
+use tokio::sync::{mpsc, oneshot};
+use wasmtime::component::Resource;
+
+use crate::bindings::{CallInfo, Code, MetadataEntry, Outcome};
+use crate::capabilities::io::{
+    Batch, CallIo, Input, InputError, Output, Part, Requests, response_channel,
+};
+use crate::deadline::Deadline;
+use crate::errors::{CallError, Limit, classify};
+use crate::messages::{self, Packer};
+use crate::metadata;
+use crate::method::MethodKind;
+use crate::plugin::Plugin;
+use crate::sandbox::CpuMeter;
+use crate::state::CallState;
+use crate::warm::{Sandbox, WarmPool};
+
+/// What a front door knows of a call before it starts.
+#[derive(Debug, Default)]
+pub struct CallRequest {
+    /// Full method path, `/package.Service/Method`.
+    pub method: String,
+    /// The deadline the client asked for, if any.
+    pub timeout: Option<Duration>,
+    /// Request metadata, minus the front door's own framing headers.
+    pub metadata: Vec<MetadataEntry>,
+    /// The client's address, `ip:port`.
+    pub peer: Option<String>,
+}
+
+/// One call bound for one plugin.
+pub struct Call {
+    plugin: Arc<Plugin>,
+    kind: MethodKind,
+    request: CallRequest,
+    deadline: Deadline,
+}
+
+/// What a call answered, for the front door to write.
+#[allow(clippy::large_enum_variant)] // made once per call and consumed at once; boxing costs more
+pub enum Response {
+    /// The response started: these headers, then the body.
+    Started {
+        /// Response headers.
+        headers: Vec<MetadataEntry>,
+        /// Messages, then the end.
+        body: Body,
+    },
+    /// The call failed before sending anything: its headers and trailers go out with
+    /// the error in one frame.
+    Failed {
+        /// The guest's headers and trailers, in that order.
+        metadata: Vec<MetadataEntry>,
+        /// Why.
+        error: CallError,
+    },
+}
+
+/// One part of a response body.
+pub enum BodyPart {
+    /// A response message.
+    Message(Bytes),
+    /// The end: trailers and how the call ended.
+    End {
+        /// Trailers the guest set.
+        trailers: Vec<MetadataEntry>,
+        /// OK, or why not.
+        result: Result<(), CallError>,
+    },
+}
+
+/// How a call ended, after the messages it had sent: its last messages, trailers and
+/// result.
+pub(crate) struct Last {
+    messages: Vec<Bytes>,
+    trailers: Vec<MetadataEntry>,
+    result: Result<(), CallError>,
+}
+
+impl Last {
+    fn failed(error: CallError) -> Self {
+        Self {
+            messages: Vec::new(),
+            trailers: Vec::new(),
+            result: Err(error),
+        }
+    }
+}
+
+/// A call that has ended, as its sandbox left it.
+struct Finished {
+    /// Whether response headers went out while it ran.
+    committed: bool,
+    /// The headers to send, when they did not.
+    headers: Vec<MetadataEntry>,
+    last: Last,
+}
+
+impl Finished {
+    fn failed(committed: bool, error: CallError) -> Self {
+        Self {
+            committed,
+            headers: Vec::new(),
+            last: Last::failed(error),
+        }
+    }
+}
+
+/// How [`Call::run`]'s first phase ended.
+enum Head {
+    Started(Vec<MetadataEntry>),
+    Finished(Finished),
+}
+
+impl Call {
+    /// A call of `plugin`'s method of shape `kind`; its deadline is fixed here, from the
+    /// client's timeout and the plugin's limits.
+    pub fn new(plugin: Arc<Plugin>, kind: MethodKind, request: CallRequest) -> Self {
+        let deadline = Deadline::for_call(request.timeout, plugin.limits());
+        Self {
+            plugin,
+            kind,
+            request,
+            deadline,
+        }
+    }
+
+    /// When the call must be over.
+    pub fn deadline(&self) -> Deadline {
+        self.deadline
+    }
+
+    /// Runs the call until its response starts (or it ends), then answers; a call still
+    /// running then goes on in its own task, feeding the body.
+    pub async fn run(self, requests: Requests) -> Response {
+        let deadline = self.deadline;
+        let (parts, body) = response_channel();
+        let watch = parts.clone();
+        let (headers_tx, headers_rx) = oneshot::channel();
+        let mut call: Pin<Box<dyn Future<Output = Finished> + Send>> =
+            Box::pin(self.execute(requests, parts, headers_tx));
+        let mut headers_rx = Some(headers_rx);
+        let head = deadline.bound(poll_fn(|cx| {
+            if let Some(rx) = headers_rx.as_mut()
+                && let Poll::Ready(sent) = Pin::new(rx).poll(cx)
+            {
+                headers_rx = None;
+                if let Ok(headers) = sent {
+                    return Poll::Ready(Head::Started(headers));
+                }
+            }
+            call.as_mut().poll(cx).map(Head::Finished)
+        }));
+        let head = head.await;
+        match head {
+            None => Response::Failed {
+                metadata: Vec::new(),
+                error: CallError::DeadlineExceeded,
+            },
+            Some(Head::Started(headers)) => {
+                tokio::spawn(finish(call, watch, deadline));
+                Response::Started {
+                    headers,
+                    body: Body::new(Some(body), None),
+                }
+            }
+            Some(Head::Finished(finished)) if finished.committed => {
+                drop(watch);
+                let headers = headers_rx
+                    .and_then(|mut rx| rx.try_recv().ok())
+                    .unwrap_or_default();
+                Response::Started {
+                    headers,
+                    body: Body::new(Some(body), Some(finished.last)),
+                }
+            }
+            Some(Head::Finished(Finished {
+                headers, mut last, ..
+            })) => match last.result {
+                Err(error) if last.messages.is_empty() => {
+                    let mut metadata = headers;
+                    metadata.append(&mut last.trailers);
+                    Response::Failed { metadata, error }
+                }
+                result => {
+                    drop(body);
+                    Response::Started {
+                        headers,
+                        body: Body::new(None, Some(Last { result, ..last })),
+                    }
+                }
+            },
+        }
+    }
+
+    /// The whole call, its every poll charged to its CPU time.
+    async fn execute(
+        self,
+        requests: Requests,
+        parts: mpsc::Sender<Part>,
+        headers: oneshot::Sender<Vec<MetadataEntry>>,
+    ) -> Finished {
+        let meter = CpuMeter::default();
+        let io = CallIo::new(
+            requests,
+            parts,
+            headers,
+            self.plugin.limits().max_response_size,
+        );
+        meter.clone().meter(self.serve(io, meter)).await
+    }
+
+    async fn serve(mut self, mut io: CallIo, meter: CpuMeter) -> Finished {
+        let _slot = match self.plugin.admission().admit().await {
+            Ok(slot) => slot,
+            Err(error) => return Finished::failed(false, error),
+        };
+        let requests = if self.kind.one_request() {
+            match self.read_request(&mut io).await {
+                Ok(request) => request,
+                Err(error) => return Finished::failed(false, error),
+            }
+        } else {
+            Vec::new()
+        };
+        let mut sandbox = match self.enter(meter).await {
+            Ok(sandbox) => sandbox,
+            Err(error) => return Finished::failed(false, error),
+        };
+        let info = self.call_info();
+        sandbox.store.data_mut().io = Some(io);
+        let outcome = handle(&mut sandbox, &info, &requests).await;
+        let (committed, staged, sent) = sandbox
+            .store
+            .data_mut()
+            .io
+            .take()
+            .map_or((false, Vec::new(), 0), CallIo::into_output);
+        let finished = match outcome {
+            Ok(outcome) => self
+                .settle(outcome, committed, staged, sent)
+                .unwrap_or_else(|error| Finished::failed(committed, error)),
+            Err(trap) => Finished::failed(committed, classify(&sandbox.store, trap)),
+        };
+        self.leave(sandbox, &finished.last.result);
+        finished
+    }
+
+    /// The one request of a unary or server-streaming call, as a batch for the guest.
+    async fn read_request(&self, io: &mut CallIo) -> Result<Vec<u8>, CallError> {
+        match io.next_request().await {
+            Some(Ok(message)) => Ok(Packer::one(&message)),
+            None => Err(CallError::MissingRequest),
+            Some(Err(InputError::TooLarge(size))) => Err(CallError::Limit(Limit::RequestSize {
+                size,
+                limit: self.plugin.limits().max_request_size,
+            })),
+            Some(Err(InputError::Failed(status))) => Err(CallError::Request(status)),
+        }
+    }
+
+    /// The guest's outcome, checked against the contract.
+    fn settle(
+        &self,
+        outcome: Outcome,
+        committed: bool,
+        staged: Vec<MetadataEntry>,
+        sent: usize,
+    ) -> Result<Finished, CallError> {
+        let headers = outcome.headers.unwrap_or(staged);
+        if !committed {
+            metadata::validate(&headers).map_err(CallError::InvalidMetadata)?;
+        }
+        metadata::validate(&outcome.trailers).map_err(CallError::InvalidMetadata)?;
+        let messages = messages::split(outcome.messages)
+            .map_err(|malformed| CallError::Contract(malformed.to_string()))?;
+        let limit = self.plugin.limits().max_response_size;
+        if let Some(size) = messages.iter().map(Bytes::len).find(|&size| size > limit) {
+            return Err(CallError::Limit(Limit::ResponseSize { size, limit }));
+        }
+        let result = match outcome.status {
+            Some(status) if status.code != Code::Ok => Err(CallError::Guest(status)),
+            _ => Ok(()),
+        };
+        let answered = sent + messages.len();
+        if result.is_ok() && self.kind.one_response() && answered != 1 {
+            return Err(CallError::Contract(format!(
+                "a {} method answers one message, and the plugin sent {answered}",
+                self.kind.name()
+            )));
+        }
+        Ok(Finished {
+            committed,
+            headers,
+            last: Last {
+                messages,
+                trailers: outcome.trailers,
+                result,
+            },
+        })
+    }
+
+    /// A sandbox for the call: a warm one if the plugin keeps them and one is idle, else
+    /// a fresh one.
+    async fn enter(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
+        match self.plugin.warm().and_then(WarmPool::take) {
+            Some(mut sandbox) => {
+                let cpu_time = self.plugin.limits().cpu_time;
+                crate::sandbox::arm(&mut sandbox.store, self.deadline, cpu_time, meter);
+                Ok(sandbox)
+            }
+            None => self.instantiate(meter).await,
+        }
+    }
+
+    /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
+    /// With the sandbox pool full, idle warm instances (any plugin's) give way first.
+    async fn instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
+        match self.try_instantiate(meter.clone()).await {
+            Err(CallError::Limit(Limit::Sandboxes)) if self.plugin.evict_idle() > 0 => {
+                self.try_instantiate(meter).await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn try_instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
+        let pre = self.plugin.pre();
+        let state = CallState::new(
+            self.plugin.log_budget(),
+            *self.plugin.limits(),
+            self.plugin.guest_stack(),
+        );
+        let mut store = state.into_store(pre.engine(), self.deadline, meter);
+        match pre.instantiate_async(&mut store).await {
+            Ok(guest) => Ok(Sandbox::new(store, guest)),
+            Err(error) => Err(match classify(&store, error) {
+                CallError::Trap(error) => CallError::Instantiate(error),
+                other => other,
+            }),
+        }
+    }
+
+    /// Ends the call's use of `sandbox`: a warm plugin keeps it when the call ended with
+    /// an answer or a status of the guest's own; anything else drops it.
+    fn leave(&self, sandbox: Sandbox, result: &Result<(), CallError>) {
+        let clean = result
+            .as_ref()
+            .err()
+            .is_none_or(CallError::leaves_instance_clean);
+        if let (Some(pool), true) = (self.plugin.warm(), clean) {
+            pool.put(sandbox);
+        }
+    }
+
+    /// What the guest is told of the call; moves it out of the call, which needs it once.
+    fn call_info(&mut self) -> CallInfo {
+        let left = self.deadline.remaining();
+        CallInfo {
+            method: std::mem::take(&mut self.request.method),
+            timeout_nanos: Some(u64::try_from(left.as_nanos()).unwrap_or(u64::MAX)),
+            metadata: std::mem::take(&mut self.request.metadata),
+            peer: self.request.peer.take(),
+        }
+    }
+}
+
+/// Calls the guest's `handle` with the call's input and output in its table for as
+/// long as it runs.
+async fn handle(
+    sandbox: &mut Sandbox,
+    info: &CallInfo,
+    requests: &Vec<u8>,
+) -> wasmtime::Result<Outcome> {
+    let table = sandbox.store.data_mut().table();
+    let input = table.push(Input)?;
+    let output = table.push(Output)?;
+    let (input_rep, output_rep) = (input.rep(), output.rep());
+    let outcome = sandbox
+        .guest
+        .plugrpc_plugin_handler()
+        .call_handle(
+            &mut sandbox.store,
+            info,
+            requests,
+            Resource::new_borrow(input_rep),
+            Resource::new_borrow(output_rep),
+        )
+        .await;
+    // The next call of a warm instance starts without them.
+    let table = sandbox.store.data_mut().table();
+    table.delete(input)?;
+    table.delete(output)?;
+    outcome
+}
+
+/// Runs the rest of a call whose response started, then sends its end to the body;
+/// stops the guest (drops the call) if the client leaves or the deadline passes.
+async fn finish(
+    call: Pin<Box<dyn Future<Output = Finished> + Send>>,
+    parts: mpsc::Sender<Part>,
+    deadline: Deadline,
+) {
+    let last = tokio::select! {
+        finished = deadline.bound(call) => finished.map_or_else(
+            || Last::failed(CallError::DeadlineExceeded),
+            |finished| finished.last,
+        ),
+        () = parts.closed() => return,
+    };
+    // Never full: every batch in it holds buffer, and a place is left for the end.
+    let _ = parts.try_send(Part::End(last));
+}
+
+/// A response body: the messages the guest sends, then the end.
+pub struct Body {
+    parts: Option<mpsc::Receiver<Part>>,
+    batch: Option<Batch>,
+    /// The end, once known; taken when the parts run out.
+    last: Option<Last>,
+    tail: std::vec::IntoIter<Bytes>,
+    end: Option<BodyPart>,
+    ended: bool,
+}
+
+impl Body {
+    fn new(parts: Option<mpsc::Receiver<Part>>, last: Option<Last>) -> Self {
+        Self {
+            parts,
+            batch: None,
+            last,
+            tail: Vec::new().into_iter(),
+            end: None,
+            ended: false,
+        }
+    }
+}
+
+impl Stream for Body {
+    type Item = BodyPart;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BodyPart>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(message) = this.batch.as_mut().and_then(|b| b.messages.next()) {
+                return Poll::Ready(Some(BodyPart::Message(message)));
+            }
+            this.batch = None;
+            let Some(parts) = this.parts.as_mut() else {
+                break;
+            };
+            match ready!(parts.poll_recv(cx)) {
+                Some(Part::Messages(batch)) => this.batch = Some(batch),
+                Some(Part::End(last)) => {
+                    this.last = Some(last);
+                    this.parts = None;
+                }
+                None => this.parts = None,
+            }
+        }
+        if this.ended {
+            return Poll::Ready(None);
+        }
+        if this.end.is_none() {
+            // The finishing task always sends the end; without it the runtime is going away.
+            let last = this
+                .last
+                .take()
+                .unwrap_or_else(|| Last::failed(CallError::Cancelled));
+            this.tail = last.messages.into_iter();
+            this.end = Some(BodyPart::End {
+                trailers: last.trailers,
+                result: last.result,
+            });
+        }
+        if let Some(message) = this.tail.next() {
+            return Poll::Ready(Some(BodyPart::Message(message)));
+        }
+        this.ended = true;
+        Poll::Ready(this.end.take())
+    }
+}

@@ -1,0 +1,420 @@
+//! The call capability: one call's input and output, as the guest's `input` and `output`
+//! resources. The guest pulls batches of request messages and pushes batches of
+//! responses while flow control, deadlines and cancellation stay with the host.
+//!
+//! Response headers go out once: at `send-headers`, at the first `send`, or when a `read`
+//! would wait and none went out yet (a client may wait for headers before it sends). A
+//! call that ends before that answers everything at once ("trailers-only" on an error).
+//! No config section: its bounds are the plugin's message sizes.
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::{FutureExt as _, Stream, StreamExt as _};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
+
+use crate::bindings::{CallHost, HostInput, HostOutput, MetadataEntry, Status, add_call_to_linker};
+use crate::errors::Interrupt;
+use crate::messages::{self, Packer};
+use crate::metadata;
+use crate::state::CallState;
+
+/// Response bytes one call may have on their way to the client. Large enough that a
+/// guest sending many small messages fills a whole write before it waits, small enough
+/// to bound a slow reader's cost.
+const RESPONSE_BUFFER: usize = 256 << 10;
+
+/// What each message counts against [`RESPONSE_BUFFER`] at least, so that empty
+/// messages are bounded too.
+const MIN_MESSAGE_COST: usize = 64;
+
+/// Batches that fit in [`RESPONSE_BUFFER`] at their smallest, plus the end: a send
+/// always waits on the buffer before it could wait on the channel.
+const RESPONSE_PARTS: usize = RESPONSE_BUFFER / MIN_MESSAGE_COST + 1;
+
+/// Most request messages one `read` hands the guest, whatever it asks for.
+const MAX_READ_MESSAGES: u32 = 1024;
+
+/// Request bytes past which a `read` stops adding messages that are already waiting.
+const READ_BATCH_BYTES: usize = 256 << 10;
+
+/// Why a request message could not be read; the front door sorts its transport's
+/// errors into these.
+#[derive(Debug)]
+pub enum InputError {
+    /// A message over the plugin's `max_request_size`, of this many bytes.
+    TooLarge(usize),
+    /// The request stream failed (malformed framing, a reset, ...), as this status.
+    Failed(Status),
+}
+
+/// The request messages of a call, as its front door decodes them.
+pub type Requests = Pin<Box<dyn Stream<Item = Result<Bytes, InputError>> + Send>>;
+
+/// The guest's handle on the call's input; the input itself is the call's [`CallIo`].
+#[allow(unreachable_pub)] // `pub` because bindgen names it in public traits
+pub struct Input;
+
+/// The guest's handle on the call's output; the output itself is the call's [`CallIo`].
+#[allow(unreachable_pub)] // `pub` because bindgen names it in public traits
+pub struct Output;
+
+/// What the output sends towards the front door after the headers.
+pub(crate) enum Part {
+    /// Messages from one `send`, holding their share of the buffer until taken.
+    Messages(Batch),
+    /// The call's end, sent by the task that finishes a call whose headers went out.
+    End(crate::call::Last),
+}
+
+/// Messages of one `send`; their share of the response buffer is given back when the
+/// batch is dropped.
+pub(crate) struct Batch {
+    pub(crate) messages: std::vec::IntoIter<Bytes>,
+    _buffered: OwnedSemaphorePermit,
+}
+
+/// The channel from a call's output to its response body.
+pub(crate) fn response_channel() -> (mpsc::Sender<Part>, mpsc::Receiver<Part>) {
+    mpsc::channel(RESPONSE_PARTS)
+}
+
+/// One call's input and output, held in its Store while the guest runs.
+pub(crate) struct CallIo {
+    input: InputState,
+    output: OutputState,
+}
+
+impl CallIo {
+    pub(crate) fn new(
+        input: Requests,
+        parts: mpsc::Sender<Part>,
+        headers: oneshot::Sender<Vec<MetadataEntry>>,
+        max_response_size: usize,
+    ) -> Self {
+        Self {
+            input: InputState {
+                requests: input,
+                failed: None,
+                ended: false,
+            },
+            output: OutputState {
+                parts,
+                headers: Some(headers),
+                staged: Vec::new(),
+                buffer: Arc::new(Semaphore::new(RESPONSE_BUFFER)),
+                sent: 0,
+                max_response_size,
+            },
+        }
+    }
+
+    /// The next request message, waiting for it; for calls whose request is read
+    /// before the guest starts.
+    pub(crate) async fn next_request(&mut self) -> Option<Result<Bytes, InputError>> {
+        self.input.next().await
+    }
+
+    /// Whether headers went out, the headers staged if not, and how many messages left.
+    pub(crate) fn into_output(self) -> (bool, Vec<MetadataEntry>, usize) {
+        let output = self.output;
+        (output.headers.is_none(), output.staged, output.sent)
+    }
+}
+
+/// The request side: the door's stream, with an error seen while batching kept for the
+/// next read.
+struct InputState {
+    requests: Requests,
+    failed: Option<InputError>,
+    ended: bool,
+}
+
+impl InputState {
+    /// The next item if one is ready now; `None` if it would wait.
+    fn next_now(&mut self) -> Option<Option<Result<Bytes, InputError>>> {
+        if let Some(error) = self.failed.take() {
+            return Some(Some(Err(error)));
+        }
+        if self.ended {
+            return Some(None);
+        }
+        let next = self.requests.next().now_or_never()?;
+        self.ended = next.is_none();
+        Some(next)
+    }
+
+    async fn next(&mut self) -> Option<Result<Bytes, InputError>> {
+        if let Some(next) = self.next_now() {
+            return next;
+        }
+        let next = self.requests.next().await;
+        self.ended = next.is_none();
+        next
+    }
+}
+
+/// The response side: headers until they go, then batches into the channel.
+struct OutputState {
+    parts: mpsc::Sender<Part>,
+    /// Where headers go when they go; `None` once sent.
+    headers: Option<oneshot::Sender<Vec<MetadataEntry>>>,
+    staged: Vec<MetadataEntry>,
+    buffer: Arc<Semaphore>,
+    sent: usize,
+    max_response_size: usize,
+}
+
+impl OutputState {
+    /// Sends the staged headers unless they went already; false if they had.
+    fn commit_headers(&mut self) -> bool {
+        match self.headers.take() {
+            Some(tx) => {
+                // The receiver is gone only when the call was abandoned; the next send says so.
+                let _ = tx.send(std::mem::take(&mut self.staged));
+                true
+            }
+            None => false,
+        }
+    }
+
+    async fn send(&mut self, batch: Vec<u8>) -> wasmtime::Result<()> {
+        let messages = messages::split(batch).map_err(Interrupt::from)?;
+        if let Some(size) = messages
+            .iter()
+            .map(Bytes::len)
+            .find(|&size| size > self.max_response_size)
+        {
+            return Err(Interrupt::ResponseTooLarge(size).into());
+        }
+        self.commit_headers();
+        if messages.is_empty() {
+            return Ok(());
+        }
+        // Waits while the client is slow; a batch larger than the buffer takes all of it.
+        let cost: usize = messages.iter().map(|m| m.len().max(MIN_MESSAGE_COST)).sum();
+        let cost = u32::try_from(cost.min(RESPONSE_BUFFER)).unwrap_or(u32::MAX);
+        let buffered = self
+            .buffer
+            .clone()
+            .acquire_many_owned(cost)
+            .await
+            .map_err(|_| Interrupt::Cancelled)?;
+        self.sent += messages.len();
+        let batch = Batch {
+            messages: messages.into_iter(),
+            _buffered: buffered,
+        };
+        // The response body dropped the receiver: the client left. Stop the guest.
+        self.parts
+            .send(Part::Messages(batch))
+            .await
+            .map_err(|_| Interrupt::Cancelled.into())
+    }
+}
+
+/// Adds the `call` interface (and the types it uses) to the linker.
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    crate::bindings::add_types_to_linker::<CallState, Io>(linker, CallState::io_view)?;
+    add_call_to_linker::<CallState, Io>(linker, CallState::io_view)
+}
+
+/// The [`HasData`] of the call capability.
+struct Io;
+
+impl HasData for Io {
+    type Data<'a> = IoView<'a>;
+}
+
+/// What the call capability's host functions see of a call.
+pub(crate) struct IoView<'a> {
+    pub(crate) table: &'a mut ResourceTable,
+    pub(crate) io: Option<&'a mut CallIo>,
+}
+
+impl IoView<'_> {
+    /// The call's I/O, after checking the guest's handle is one of this call's.
+    fn io<T: 'static>(&mut self, handle: &Resource<T>) -> wasmtime::Result<&mut CallIo> {
+        self.table.get(handle)?;
+        self.io
+            .as_deref_mut()
+            .ok_or_else(|| wasmtime::Error::msg("no call is in progress"))
+    }
+}
+
+impl HostInput for IoView<'_> {
+    async fn read(
+        &mut self,
+        input: Resource<Input>,
+        max: u32,
+    ) -> wasmtime::Result<Result<Vec<u8>, Status>> {
+        let io = self.io(&input)?;
+        let max = usize::try_from(max.clamp(1, MAX_READ_MESSAGES)).unwrap_or(1);
+        let mut batch = Packer::default();
+        while batch.count() < max && batch.len() < READ_BATCH_BYTES {
+            let next = match io.input.next_now() {
+                Some(next) => next,
+                None if batch.count() > 0 => break,
+                None => {
+                    io.output.commit_headers();
+                    io.input.next().await
+                }
+            };
+            match next {
+                Some(Ok(message)) => batch.push(&message),
+                None => break,
+                Some(Err(error)) if batch.count() > 0 => {
+                    io.input.failed = Some(error);
+                    break;
+                }
+                Some(Err(InputError::TooLarge(size))) => {
+                    return Err(Interrupt::RequestTooLarge(size).into());
+                }
+                Some(Err(InputError::Failed(status))) => return Ok(Err(status)),
+            }
+        }
+        Ok(Ok(batch.finish()))
+    }
+
+    async fn drop(&mut self, input: Resource<Input>) -> wasmtime::Result<()> {
+        self.table.delete(input)?;
+        Ok(())
+    }
+}
+
+impl HostOutput for IoView<'_> {
+    fn stage_headers(
+        &mut self,
+        output: Resource<Output>,
+        headers: Vec<MetadataEntry>,
+    ) -> wasmtime::Result<Result<(), Status>> {
+        // Headers gRPC cannot carry are the plugin's bug, not the caller's: stop the call.
+        metadata::validate(&headers).map_err(Interrupt::from)?;
+        let output = &mut self.io(&output)?.output;
+        if output.headers.is_none() {
+            return Ok(Err(headers_already_sent()));
+        }
+        output.staged = headers;
+        Ok(Ok(()))
+    }
+
+    async fn send_headers(
+        &mut self,
+        output: Resource<Output>,
+    ) -> wasmtime::Result<Result<(), Status>> {
+        let output = &mut self.io(&output)?.output;
+        Ok(if output.commit_headers() {
+            Ok(())
+        } else {
+            Err(headers_already_sent())
+        })
+    }
+
+    async fn send(
+        &mut self,
+        output: Resource<Output>,
+        batch: Vec<u8>,
+    ) -> wasmtime::Result<Result<(), Status>> {
+        self.io(&output)?.output.send(batch).await?;
+        Ok(Ok(()))
+    }
+
+    fn headers_sent(&mut self, output: Resource<Output>) -> wasmtime::Result<bool> {
+        Ok(self.io(&output)?.output.headers.is_none())
+    }
+
+    async fn drop(&mut self, output: Resource<Output>) -> wasmtime::Result<()> {
+        self.table.delete(output)?;
+        Ok(())
+    }
+}
+
+impl CallHost for IoView<'_> {}
+
+impl crate::bindings::TypesHost for IoView<'_> {}
+
+/// Told to a guest that stages or sends headers after they went out.
+fn headers_already_sent() -> Status {
+    Status {
+        code: crate::bindings::Code::FailedPrecondition,
+        message: "response headers were already sent".into(),
+        details: Vec::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    /// A call's output, and the body's end of its channel.
+    fn output() -> (OutputState, mpsc::Receiver<Part>) {
+        let (tx, rx) = response_channel();
+        let (headers, _) = oneshot::channel();
+        let io = CallIo::new(Box::pin(futures::stream::empty()), tx, headers, 4 << 20);
+        (io.output, rx)
+    }
+
+    async fn send(output: &mut OutputState, sizes: &[usize]) {
+        let mut batch = Packer::default();
+        for &size in sizes {
+            batch.push(&vec![0; size]);
+        }
+        output.send(batch.finish()).await.unwrap();
+    }
+
+    /// Whether a send of `size` bytes waits for the reader.
+    async fn waits(output: &mut OutputState, size: usize) -> bool {
+        let sizes = [size];
+        let sent = send(output, &sizes);
+        tokio::time::timeout(Duration::from_millis(50), sent)
+            .await
+            .is_err()
+    }
+
+    #[tokio::test]
+    async fn a_slow_reader_holds_the_guest_once_the_buffer_is_full() {
+        let (mut output, mut rx) = output();
+        for _ in 0..RESPONSE_BUFFER / 4096 {
+            send(&mut output, &[4096]).await;
+        }
+        assert!(waits(&mut output, 4096).await);
+        // The body takes one batch: its share is given back and the guest goes on.
+        drop(rx.recv().await);
+        assert!(!waits(&mut output, 4096).await);
+    }
+
+    #[tokio::test]
+    async fn empty_messages_count_against_the_buffer_too() {
+        let (mut output, _rx) = output();
+        send(&mut output, &vec![0; RESPONSE_BUFFER / MIN_MESSAGE_COST]).await;
+        assert!(waits(&mut output, 0).await);
+    }
+
+    #[tokio::test]
+    async fn a_batch_larger_than_the_buffer_goes_out_alone() {
+        let (mut output, mut rx) = output();
+        send(&mut output, &[2 * RESPONSE_BUFFER]).await;
+        assert!(waits(&mut output, 1).await);
+        let Some(Part::Messages(mut batch)) = rx.recv().await else {
+            panic!("a batch")
+        };
+        assert_eq!(batch.messages.next().unwrap().len(), 2 * RESPONSE_BUFFER);
+        drop(batch);
+        assert!(!waits(&mut output, 1).await);
+    }
+
+    #[tokio::test]
+    async fn an_oversized_message_stops_the_call() {
+        let (mut output, _rx) = output();
+        let batch = Packer::one(&vec![0; (4 << 20) + 1]);
+        let error = output.send(batch).await.unwrap_err();
+        assert!(matches!(
+            error.downcast_ref::<Interrupt>(),
+            Some(Interrupt::ResponseTooLarge(_))
+        ));
+    }
+}

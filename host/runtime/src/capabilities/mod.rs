@@ -1,0 +1,22 @@
+//! What plugins may import, one module per capability: its linker setup, its per-call
+//! state (a field of the Store's `CallState`) and its own config section when it has one.
+//! Adding a capability touches its module and the list below.
+//!
+//! - WASI 0.2 itself, with nothing granted: no files, sockets, environment or arguments
+//!   (stdout and stderr belong to `logging`).
+//! - [`io`]: the call's input and output (`plugrpc:plugin/call`).
+//! - [`logging`]: `wasi:logging`, stdout and stderr into the host log.
+
+pub(crate) mod io;
+pub(crate) mod logging;
+
+use wasmtime::component::Linker;
+
+use crate::state::CallState;
+
+/// Adds every capability to the linker all plugins are linked with.
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    wasmtime_wasi::p2::add_to_linker_async(linker)?;
+    io::add_to_linker(linker)?;
+    logging::add_to_linker(linker)
+}

@@ -1,0 +1,213 @@
+//! Why a call produced no answer of the guest's own, sorted for the front door, which
+//! turns each into the status its client sees. Nothing here decides that status.
+
+use std::fmt;
+use std::time::Duration;
+
+use wasmtime::{Store, Trap};
+
+use crate::bindings::Status;
+use crate::limits::{duration, size};
+use crate::messages::MalformedBatch;
+use crate::metadata::InvalidMetadata;
+use crate::state::CallState;
+
+/// Why a call did not end with OK.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The guest answered with this status.
+    #[error("guest returned status {:?}: {}", .0.code, .0.message)]
+    Guest(Status),
+    /// The call's deadline passed.
+    #[error("deadline exceeded")]
+    DeadlineExceeded,
+    /// The client went away.
+    #[error("client cancelled the call")]
+    Cancelled,
+    /// A plugin limit stopped the call.
+    #[error("{0}")]
+    Limit(Limit),
+    /// The request stream failed before the guest could read it.
+    #[error("the request failed: {:?}: {}", .0.code, .0.message)]
+    Request(Status),
+    /// A unary or server-streaming call's client half-closed without a request.
+    #[error("the client sent no request message")]
+    MissingRequest,
+    /// No instance could be made.
+    #[error("instantiating the plugin failed: {0:#}")]
+    Instantiate(wasmtime::Error),
+    /// The guest sent headers or trailers gRPC cannot carry.
+    #[error("{0}")]
+    InvalidMetadata(InvalidMetadata),
+    /// The guest broke the contract (a malformed batch, a wrong number of replies).
+    #[error("{0}")]
+    Contract(String),
+    /// The guest trapped or panicked.
+    #[error("the plugin trapped: {0:?}")]
+    Trap(wasmtime::Error),
+}
+
+impl CallError {
+    /// Whether a warm instance that ended its call this way may serve another.
+    pub(crate) fn leaves_instance_clean(&self) -> bool {
+        matches!(self, CallError::Guest(_))
+    }
+}
+
+/// A plugin limit a call ran into; each names the config key that sets it.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// `memory`: linear memory.
+    Memory {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// `cpu_time`: time spent running.
+    CpuTime {
+        /// The budget.
+        limit: Duration,
+    },
+    /// `host.guest_stack`: the wasm stack.
+    Stack {
+        /// The stack size, in bytes.
+        limit: usize,
+    },
+    /// `max_concurrent_calls` and `max_queued_calls`.
+    Concurrency {
+        /// Calls running.
+        running: usize,
+        /// Calls waiting.
+        queued: usize,
+    },
+    /// `max_request_size`.
+    RequestSize {
+        /// The message's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `max_response_size`.
+    ResponseSize {
+        /// The message's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// `host.sandboxes`: every sandbox of the host is taken.
+    Sandboxes,
+}
+
+impl Limit {
+    /// The config key that sets this limit, for logs and metrics.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Limit::Memory { .. } => "memory",
+            Limit::CpuTime { .. } => "cpu_time",
+            Limit::Stack { .. } => "host.guest_stack",
+            Limit::Concurrency { .. } => "max_concurrent_calls",
+            Limit::RequestSize { .. } => "max_request_size",
+            Limit::ResponseSize { .. } => "max_response_size",
+            Limit::Sandboxes => "host.sandboxes",
+        }
+    }
+}
+
+impl fmt::Display for Limit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Limit::Memory { limit } => {
+                write!(f, "memory limit of {} reached (memory)", size(limit))
+            }
+            Limit::CpuTime { limit } => {
+                write!(
+                    f,
+                    "CPU time limit of {} reached (cpu_time)",
+                    duration(limit)
+                )
+            }
+            Limit::Stack { limit } => {
+                write!(
+                    f,
+                    "guest stack of {} overflowed (host.guest_stack)",
+                    size(limit)
+                )
+            }
+            Limit::Concurrency { running, queued } => write!(
+                f,
+                "{running} calls running and {queued} waiting already (max_concurrent_calls, max_queued_calls)"
+            ),
+            Limit::RequestSize { size: got, limit } => write!(
+                f,
+                "request message of {} is over max_request_size ({})",
+                size(got),
+                size(limit)
+            ),
+            Limit::ResponseSize { size: got, limit } => write!(
+                f,
+                "response message of {} is over max_response_size ({})",
+                size(got),
+                size(limit)
+            ),
+            Limit::Sandboxes => write!(f, "every sandbox of the host is in use"),
+        }
+    }
+}
+
+/// Why the host stopped a guest: raised as a trap from host code, recognised on the way out.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Interrupt {
+    #[error("deadline exceeded")]
+    Deadline,
+    #[error("client cancelled the call")]
+    Cancelled,
+    #[error("CPU time budget spent")]
+    CpuTime,
+    #[error("request message of {0} bytes is over the limit")]
+    RequestTooLarge(usize),
+    #[error("response message of {0} bytes is over the limit")]
+    ResponseTooLarge(usize),
+    #[error(transparent)]
+    InvalidMetadata(#[from] InvalidMetadata),
+    #[error(transparent)]
+    Malformed(#[from] MalformedBatch),
+}
+
+/// Why a guest stopped: a host interrupt, a limit it ran into, or a trap of its own.
+pub(crate) fn classify(store: &Store<CallState>, error: wasmtime::Error) -> CallError {
+    let state = store.data();
+    let limits = &state.limits;
+    if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
+        return match interrupt {
+            Interrupt::InvalidMetadata(invalid) => CallError::InvalidMetadata(invalid.clone()),
+            Interrupt::Malformed(malformed) => CallError::Contract(malformed.to_string()),
+            Interrupt::Deadline => CallError::DeadlineExceeded,
+            Interrupt::Cancelled => CallError::Cancelled,
+            Interrupt::CpuTime => CallError::Limit(Limit::CpuTime {
+                limit: limits.cpu_time,
+            }),
+            Interrupt::RequestTooLarge(size) => CallError::Limit(Limit::RequestSize {
+                size: *size,
+                limit: limits.max_request_size,
+            }),
+            Interrupt::ResponseTooLarge(size) => CallError::Limit(Limit::ResponseSize {
+                size: *size,
+                limit: limits.max_response_size,
+            }),
+        };
+    }
+    if error.is::<wasmtime::PoolConcurrencyLimitError>() {
+        return CallError::Limit(Limit::Sandboxes);
+    }
+    // A guest whose allocation was refused usually aborts: that is the memory limit.
+    if state.memory.refused {
+        return CallError::Limit(Limit::Memory {
+            limit: limits.memory,
+        });
+    }
+    if error.downcast_ref::<Trap>() == Some(&Trap::StackOverflow) {
+        return CallError::Limit(Limit::Stack {
+            limit: state.guest_stack,
+        });
+    }
+    CallError::Trap(error)
+}

@@ -1,0 +1,4 @@
+//! Front doors: each turns one wire protocol into calls of the runtime's call core and
+//! writes their responses back. Today: gRPC over HTTP/2.
+
+pub(crate) mod grpc;
