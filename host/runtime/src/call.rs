@@ -22,18 +22,14 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Resource;
 
 use crate::bindings::{CallInfo, Code, MetadataEntry, Outcome};
-use crate::capabilities::io::{
-    Batch, CallIo, Input, InputError, Output, Part, Requests, response_channel,
-};
-use crate::deadline::Deadline;
+use crate::capabilities::io::{Batch, CallIo, Input, InputError, Output, Part, Requests, Started};
 use crate::errors::{CallError, Limit, classify};
 use crate::messages::{self, Packer};
 use crate::metadata;
 use crate::method::MethodKind;
 use crate::plugin::Plugin;
-use crate::sandbox::CpuMeter;
-use crate::state::CallState;
-use crate::warm::{Sandbox, WarmPool};
+use crate::sandbox::{CallState, CpuMeter, Deadline, Sandbox};
+use crate::warm::WarmPool;
 
 /// What a front door knows of a call before it starts.
 #[derive(Debug, Default)]
@@ -128,7 +124,7 @@ impl Finished {
 
 /// How [`Call::run`]'s first phase ended.
 enum Head {
-    Started(Vec<MetadataEntry>),
+    Started(Started),
     Finished(Finished),
 }
 
@@ -154,19 +150,20 @@ impl Call {
     /// running then goes on in its own task, feeding the body.
     pub async fn run(self, requests: Requests) -> Response {
         let deadline = self.deadline;
-        let (parts, body) = response_channel();
-        let watch = parts.clone();
-        let (headers_tx, headers_rx) = oneshot::channel();
+        let (start, started) = oneshot::channel();
+        let io = CallIo::new(requests, start, self.plugin.limits().max_response_size);
+        // Every poll of the call, guest and host work alike, is charged to its CPU time.
+        let meter = CpuMeter::default();
         let mut call: Pin<Box<dyn Future<Output = Finished> + Send>> =
-            Box::pin(self.execute(requests, parts, headers_tx));
-        let mut headers_rx = Some(headers_rx);
+            Box::pin(meter.clone().meter(self.serve(io, meter)));
+        let mut started = Some(started);
         let head = deadline.bound(poll_fn(|cx| {
-            if let Some(rx) = headers_rx.as_mut()
+            if let Some(rx) = started.as_mut()
                 && let Poll::Ready(sent) = Pin::new(rx).poll(cx)
             {
-                headers_rx = None;
-                if let Ok(headers) = sent {
-                    return Poll::Ready(Head::Started(headers));
+                started = None;
+                if let Ok(response) = sent {
+                    return Poll::Ready(Head::Started(response));
                 }
             }
             call.as_mut().poll(cx).map(Head::Finished)
@@ -177,21 +174,24 @@ impl Call {
                 metadata: Vec::new(),
                 error: CallError::DeadlineExceeded,
             },
-            Some(Head::Started(headers)) => {
-                tokio::spawn(finish(call, watch, deadline));
+            Some(Head::Started(response)) => {
+                tokio::spawn(finish(call, response.watch, deadline));
                 Response::Started {
-                    headers,
-                    body: Body::new(Some(body), None),
+                    headers: response.headers,
+                    body: Body::new(Some(response.parts), None),
                 }
             }
             Some(Head::Finished(finished)) if finished.committed => {
-                drop(watch);
-                let headers = headers_rx
-                    .and_then(|mut rx| rx.try_recv().ok())
-                    .unwrap_or_default();
-                Response::Started {
-                    headers,
-                    body: Body::new(Some(body), Some(finished.last)),
+                // It started and ended in one go: what it sent waits in the channel.
+                match started.and_then(|mut rx| rx.try_recv().ok()) {
+                    Some(response) => Response::Started {
+                        headers: response.headers,
+                        body: Body::new(Some(response.parts), Some(finished.last)),
+                    },
+                    None => Response::Started {
+                        headers: Vec::new(),
+                        body: Body::new(None, Some(finished.last)),
+                    },
                 }
             }
             Some(Head::Finished(Finished {
@@ -202,32 +202,12 @@ impl Call {
                     metadata.append(&mut last.trailers);
                     Response::Failed { metadata, error }
                 }
-                result => {
-                    drop(body);
-                    Response::Started {
-                        headers,
-                        body: Body::new(None, Some(Last { result, ..last })),
-                    }
-                }
+                result => Response::Started {
+                    headers,
+                    body: Body::new(None, Some(Last { result, ..last })),
+                },
             },
         }
-    }
-
-    /// The whole call, its every poll charged to its CPU time.
-    async fn execute(
-        self,
-        requests: Requests,
-        parts: mpsc::Sender<Part>,
-        headers: oneshot::Sender<Vec<MetadataEntry>>,
-    ) -> Finished {
-        let meter = CpuMeter::default();
-        let io = CallIo::new(
-            requests,
-            parts,
-            headers,
-            self.plugin.limits().max_response_size,
-        );
-        meter.clone().meter(self.serve(io, meter)).await
     }
 
     async fn serve(mut self, mut io: CallIo, meter: CpuMeter) -> Finished {
@@ -243,7 +223,7 @@ impl Call {
         } else {
             Vec::new()
         };
-        let mut sandbox = match self.enter(meter).await {
+        let mut sandbox = match self.sandbox(meter).await {
             Ok(sandbox) => sandbox,
             Err(error) => return Finished::failed(false, error),
         };
@@ -320,31 +300,25 @@ impl Call {
         })
     }
 
-    /// A sandbox for the call: a warm one if the plugin keeps them and one is idle, else
-    /// a fresh one.
-    async fn enter(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
-        match self.plugin.warm().and_then(WarmPool::take) {
-            Some(mut sandbox) => {
-                let cpu_time = self.plugin.limits().cpu_time;
-                crate::sandbox::arm(&mut sandbox.store, self.deadline, cpu_time, meter);
-                Ok(sandbox)
-            }
-            None => self.instantiate(meter).await,
+    /// A sandbox for the call, its bounds armed: a warm one if the plugin keeps them and
+    /// one is idle, else a fresh one. With the host's pool full, idle warm instances (any
+    /// plugin's) give way first.
+    async fn sandbox(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
+        if let Some(mut sandbox) = self.plugin.warm().and_then(WarmPool::take) {
+            let cpu_time = self.plugin.limits().cpu_time;
+            crate::sandbox::arm(&mut sandbox.store, self.deadline, cpu_time, meter);
+            return Ok(sandbox);
         }
-    }
-
-    /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
-    /// With the sandbox pool full, idle warm instances (any plugin's) give way first.
-    async fn instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
-        match self.try_instantiate(meter.clone()).await {
+        match self.instantiate(meter.clone()).await {
             Err(CallError::Limit(Limit::Sandboxes)) if self.plugin.evict_idle() > 0 => {
-                self.try_instantiate(meter).await
+                self.instantiate(meter).await
             }
             outcome => outcome,
         }
     }
 
-    async fn try_instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
+    /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
+    async fn instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
         let pre = self.plugin.pre();
         let state = CallState::new(
             self.plugin.log_budget(),

@@ -11,7 +11,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Cache, CacheConfig, Config, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::capabilities;
-use crate::state::CallState;
+use crate::sandbox::CallState;
 use crate::warm::IdleBudget;
 
 /// How often the epoch advances: the granularity of deadlines and of guest yields.

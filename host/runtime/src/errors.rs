@@ -10,7 +10,7 @@ use crate::bindings::Status;
 use crate::limits::{duration, size};
 use crate::messages::MalformedBatch;
 use crate::metadata::InvalidMetadata;
-use crate::state::CallState;
+use crate::sandbox::CallState;
 
 /// Why a call did not end with OK.
 #[derive(Debug, thiserror::Error)]

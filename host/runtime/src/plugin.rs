@@ -12,11 +12,9 @@ use wasmtime::component::Component;
 use crate::admission::Admission;
 use crate::bindings::{Manifest, PluginPre};
 use crate::capabilities::logging::LogBudget;
-use crate::deadline::Deadline;
 use crate::engine::Engine;
 use crate::limits::{DEFAULT_LIMITS, Limits};
-use crate::sandbox::CpuMeter;
-use crate::state::CallState;
+use crate::sandbox::{CallState, CpuMeter, Deadline};
 use crate::warm::{IdleBudget, WarmPool};
 
 /// The contract this host serves, as plugins' export names carry it.

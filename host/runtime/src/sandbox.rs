@@ -1,5 +1,7 @@
-//! The bounds armed on every call's Store: wall-clock deadline and fair yielding (epoch
-//! callback), CPU time (how long the call's future is actually being polled), and
+//! A call's sandbox: the Store it runs in, what that Store owns (`CallState`: a WASI
+//! context that grants nothing, the resource table, each capability's per-call state),
+//! and the bounds armed on it: the call's [`Deadline`] and fair yielding (epoch
+//! callback), CPU time (how long the call's future is actually being polled) and
 //! linear memory (limiter).
 
 use std::future::Future;
@@ -9,11 +11,155 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use pin_project_lite::pin_project;
+use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store, UpdateDeadline};
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::deadline::Deadline;
+use crate::bindings::Plugin as PluginWorld;
+use crate::capabilities::io::{CallIo, IoView};
+use crate::capabilities::logging::{self, LogBudget};
 use crate::errors::Interrupt;
-use crate::state::CallState;
+use crate::limits::Limits;
+use crate::warm::MAX_IDLE_MEMORY;
+
+/// Host resources (streams, pollables, ...) one call may hold at once.
+const MAX_RESOURCES: usize = 4096;
+
+/// The data of a call's Store.
+pub(crate) struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) memory: MemoryLimiter,
+    /// The logging capability: the plugin's log budget.
+    pub(crate) log: Arc<LogBudget>,
+    /// The call capability: this call's input and output; `None` between calls.
+    pub(crate) io: Option<CallIo>,
+    pub(crate) limits: Limits,
+    pub(crate) guest_stack: usize,
+}
+
+impl CallState {
+    pub(crate) fn new(log: Arc<LogBudget>, limits: Limits, guest_stack: usize) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        Self {
+            wasi: logging::wasi_ctx(&log),
+            table,
+            memory: MemoryLimiter::new(limits.memory),
+            log,
+            io: None,
+            limits,
+            guest_stack,
+        }
+    }
+
+    /// A fresh Store for this state, with every bound armed.
+    /// `meter` must time every poll of the futures that run this Store.
+    pub(crate) fn into_store(
+        self,
+        engine: &wasmtime::Engine,
+        deadline: Deadline,
+        meter: CpuMeter,
+    ) -> Store<Self> {
+        let cpu_time = self.limits.cpu_time;
+        let mut store = Store::new(engine, self);
+        store.limiter(|state| &mut state.memory);
+        arm(&mut store, deadline, cpu_time, meter);
+        store
+    }
+
+    /// The call's resource table.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
+    }
+
+    /// What the call capability's host functions see.
+    pub(crate) fn io_view(&mut self) -> IoView<'_> {
+        IoView {
+            table: &mut self.table,
+            io: self.io.as_mut(),
+        }
+    }
+
+    /// Whether the instance is fit to serve another call: no refused allocation, and
+    /// not grown past what an idle instance may hold. Resources the guest itself keeps
+    /// (its stdout handle, say) stay; a guest that leaks them runs into the table's cap.
+    pub(crate) fn reusable(&self) -> bool {
+        self.io.is_none() && !self.memory.refused && self.memory.size <= MAX_IDLE_MEMORY
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A plugin instance in its own Store: where a call runs.
+pub(crate) struct Sandbox {
+    pub(crate) store: Store<CallState>,
+    pub(crate) guest: PluginWorld,
+    /// Calls it has served (a warm instance serves many).
+    pub(crate) calls: u32,
+}
+
+impl Sandbox {
+    pub(crate) fn new(store: Store<CallState>, guest: PluginWorld) -> Self {
+        Self {
+            store,
+            guest,
+            calls: 0,
+        }
+    }
+}
+
+/// How far ahead a deadline can be at most; config validation keeps `max_deadline`
+/// within it, so this only guards a config built in code.
+const FARTHEST: Duration = Duration::from_secs(365 * 24 * 3600);
+
+/// When a call must be over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Deadline(Instant);
+
+impl Deadline {
+    /// The deadline of a call starting now whose client asked for `requested`: the
+    /// plugin's `deadline` when it asked for none, never past its `max_deadline`.
+    pub fn for_call(requested: Option<Duration>, limits: &Limits) -> Self {
+        let wanted = requested
+            .map_or(limits.deadline, |d| d.min(limits.max_deadline))
+            .min(FARTHEST);
+        Self(Instant::now() + wanted)
+    }
+
+    /// A deadline at `at`.
+    pub fn at(at: Instant) -> Self {
+        Self(at)
+    }
+
+    /// The moment itself.
+    pub fn instant(self) -> Instant {
+        self.0
+    }
+
+    /// Time left (zero once it has passed).
+    pub fn remaining(self) -> Duration {
+        self.0.saturating_duration_since(Instant::now())
+    }
+
+    /// Whether it has passed.
+    pub fn passed(self) -> bool {
+        Instant::now() >= self.0
+    }
+
+    /// `work`'s output, or `None` if the deadline passes first (`work` is then dropped,
+    /// which stops a guest inside it).
+    pub async fn bound<F: Future>(self, work: F) -> Option<F::Output> {
+        tokio::time::timeout_at(self.0.into(), work).await.ok()
+    }
+}
 
 /// Table elements one instance may grow to; far above what compiled Rust needs.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -158,6 +304,7 @@ impl ResourceLimiter for MemoryLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::DEFAULT_LIMITS;
 
     #[tokio::test]
     async fn waiting_is_free_and_polling_is_charged() {
@@ -178,5 +325,29 @@ mod tests {
             "blocking cost {:?}",
             meter.used()
         );
+    }
+
+    #[test]
+    fn client_deadlines_are_capped_and_defaulted() {
+        let limits = Limits {
+            deadline: Duration::from_secs(1),
+            max_deadline: Duration::from_secs(10),
+            ..DEFAULT_LIMITS
+        };
+        let left = |requested| Deadline::for_call(requested, &limits).remaining();
+        assert!(left(None) <= Duration::from_secs(1) && left(None) > Duration::from_millis(900));
+        let asked = left(Some(Duration::from_secs(3)));
+        assert!(asked <= Duration::from_secs(3) && asked > Duration::from_millis(2900));
+        let capped = left(Some(Duration::from_secs(300)));
+        assert!(capped <= Duration::from_secs(10) && capped > Duration::from_millis(9900));
+    }
+
+    #[tokio::test]
+    async fn work_past_the_deadline_is_dropped() {
+        let deadline = Deadline::at(Instant::now() + Duration::from_millis(20));
+        assert_eq!(deadline.bound(async { 7 }).await, Some(7));
+        let never = deadline.bound(std::future::pending::<()>()).await;
+        assert_eq!(never, None);
+        assert!(deadline.passed());
     }
 }

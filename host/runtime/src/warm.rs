@@ -5,10 +5,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use wasmtime::Store;
-
-use crate::bindings::Plugin as PluginWorld;
-use crate::state::CallState;
+use crate::sandbox::Sandbox;
 
 /// Calls one instance serves before it is replaced: bounds what a slow leak can grow to.
 pub(crate) const MAX_CALLS_PER_INSTANCE: u32 = 10_000;
@@ -20,23 +17,6 @@ pub(crate) const MAX_IDLE_MEMORY: usize = 8 << 20;
 /// Idle instances across the host, at most; and at most a quarter of its sandboxes, so
 /// that idle ones never take the pool from calls.
 pub(crate) const MAX_IDLE_INSTANCES: usize = 250;
-
-/// A plugin instance in its own Store: where a call runs.
-pub(crate) struct Sandbox {
-    pub(crate) store: Store<CallState>,
-    pub(crate) guest: PluginWorld,
-    calls: u32,
-}
-
-impl Sandbox {
-    pub(crate) fn new(store: Store<CallState>, guest: PluginWorld) -> Self {
-        Self {
-            store,
-            guest,
-            calls: 0,
-        }
-    }
-}
 
 /// The host-wide count of idle instances, and every pool holding them, so that a call
 /// finding the sandbox pool full can have them freed; cheap to clone.

@@ -19,7 +19,7 @@ use crate::bindings::{CallHost, HostInput, HostOutput, MetadataEntry, Status, ad
 use crate::errors::Interrupt;
 use crate::messages::{self, Packer};
 use crate::metadata;
-use crate::state::CallState;
+use crate::sandbox::CallState;
 
 /// Response bytes one call may have on their way to the client. Large enough that a
 /// guest sending many small messages fills a whole write before it waits, small enough
@@ -76,9 +76,15 @@ pub(crate) struct Batch {
     _buffered: OwnedSemaphorePermit,
 }
 
-/// The channel from a call's output to its response body.
-pub(crate) fn response_channel() -> (mpsc::Sender<Part>, mpsc::Receiver<Part>) {
-    mpsc::channel(RESPONSE_PARTS)
+/// A response that started while its call runs on: made when headers go out, so a call
+/// that answers all at once (every unary call) never makes its channel.
+pub(crate) struct Started {
+    /// The response headers.
+    pub(crate) headers: Vec<MetadataEntry>,
+    /// What the guest sends from now on, for the response body.
+    pub(crate) parts: mpsc::Receiver<Part>,
+    /// For whoever finishes the call: where its end goes, and how it sees the body gone.
+    pub(crate) watch: mpsc::Sender<Part>,
 }
 
 /// One call's input and output, held in its Store while the guest runs.
@@ -90,8 +96,7 @@ pub(crate) struct CallIo {
 impl CallIo {
     pub(crate) fn new(
         input: Requests,
-        parts: mpsc::Sender<Part>,
-        headers: oneshot::Sender<Vec<MetadataEntry>>,
+        start: oneshot::Sender<Started>,
         max_response_size: usize,
     ) -> Self {
         Self {
@@ -101,8 +106,8 @@ impl CallIo {
                 ended: false,
             },
             output: OutputState {
-                parts,
-                headers: Some(headers),
+                parts: None,
+                start: Some(start),
                 staged: Vec::new(),
                 buffer: Arc::new(Semaphore::new(RESPONSE_BUFFER)),
                 sent: 0,
@@ -120,7 +125,7 @@ impl CallIo {
     /// Whether headers went out, the headers staged if not, and how many messages left.
     pub(crate) fn into_output(self) -> (bool, Vec<MetadataEntry>, usize) {
         let output = self.output;
-        (output.headers.is_none(), output.staged, output.sent)
+        (output.start.is_none(), output.staged, output.sent)
     }
 }
 
@@ -158,9 +163,10 @@ impl InputState {
 
 /// The response side: headers until they go, then batches into the channel.
 struct OutputState {
-    parts: mpsc::Sender<Part>,
-    /// Where headers go when they go; `None` once sent.
-    headers: Option<oneshot::Sender<Vec<MetadataEntry>>>,
+    /// Where batches go once the response started.
+    parts: Option<mpsc::Sender<Part>>,
+    /// Where the response's start is announced; `None` once headers went out.
+    start: Option<oneshot::Sender<Started>>,
     staged: Vec<MetadataEntry>,
     buffer: Arc<Semaphore>,
     sent: usize,
@@ -170,14 +176,18 @@ struct OutputState {
 impl OutputState {
     /// Sends the staged headers unless they went already; false if they had.
     fn commit_headers(&mut self) -> bool {
-        match self.headers.take() {
-            Some(tx) => {
-                // The receiver is gone only when the call was abandoned; the next send says so.
-                let _ = tx.send(std::mem::take(&mut self.staged));
-                true
-            }
-            None => false,
-        }
+        let Some(start) = self.start.take() else {
+            return false;
+        };
+        let (watch, parts) = mpsc::channel(RESPONSE_PARTS);
+        self.parts = Some(watch.clone());
+        // The receiver is gone only when the call was abandoned; the next send says so.
+        let _ = start.send(Started {
+            headers: std::mem::take(&mut self.staged),
+            parts,
+            watch,
+        });
+        true
     }
 
     async fn send(&mut self, batch: Vec<u8>) -> wasmtime::Result<()> {
@@ -207,8 +217,9 @@ impl OutputState {
             messages: messages.into_iter(),
             _buffered: buffered,
         };
-        // The response body dropped the receiver: the client left. Stop the guest.
-        self.parts
+        // No channel, or the response body dropped its end: the client left. Stop the guest.
+        let parts = self.parts.as_ref().ok_or(Interrupt::Cancelled)?;
+        parts
             .send(Part::Messages(batch))
             .await
             .map_err(|_| Interrupt::Cancelled.into())
@@ -293,7 +304,7 @@ impl HostOutput for IoView<'_> {
         // Headers gRPC cannot carry are the plugin's bug, not the caller's: stop the call.
         metadata::validate(&headers).map_err(Interrupt::from)?;
         let output = &mut self.io(&output)?.output;
-        if output.headers.is_none() {
+        if output.start.is_none() {
             return Ok(Err(headers_already_sent()));
         }
         output.staged = headers;
@@ -322,7 +333,7 @@ impl HostOutput for IoView<'_> {
     }
 
     fn headers_sent(&mut self, output: Resource<Output>) -> wasmtime::Result<bool> {
-        Ok(self.io(&output)?.output.headers.is_none())
+        Ok(self.io(&output)?.output.start.is_none())
     }
 
     async fn drop(&mut self, output: Resource<Output>) -> wasmtime::Result<()> {
@@ -350,12 +361,14 @@ mod tests {
 
     use super::*;
 
-    /// A call's output, and the body's end of its channel.
+    /// A call's output whose response started, and the body's end of its channel.
     fn output() -> (OutputState, mpsc::Receiver<Part>) {
-        let (tx, rx) = response_channel();
-        let (headers, _) = oneshot::channel();
-        let io = CallIo::new(Box::pin(futures::stream::empty()), tx, headers, 4 << 20);
-        (io.output, rx)
+        let (start, mut started) = oneshot::channel();
+        let io = CallIo::new(Box::pin(futures::stream::empty()), start, 4 << 20);
+        let mut output = io.output;
+        assert!(output.commit_headers());
+        let started = started.try_recv().ok().unwrap();
+        (output, started.parts)
     }
 
     async fn send(output: &mut OutputState, sizes: &[usize]) {

@@ -15,7 +15,7 @@ use wasmtime_wasi::WasiCtx;
 use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 use crate::bindings::{Level, LoggingHost, add_logging_to_linker};
-use crate::state::CallState;
+use crate::sandbox::CallState;
 
 /// Lines a plugin may log per second, on average.
 const LINES_PER_SECOND: f64 = 50.0;

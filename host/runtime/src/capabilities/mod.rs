@@ -12,7 +12,7 @@ pub(crate) mod logging;
 
 use wasmtime::component::Linker;
 
-use crate::state::CallState;
+use crate::sandbox::CallState;
 
 /// Adds every capability to the linker all plugins are linked with.
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {

@@ -4,26 +4,25 @@
 //! All four call shapes take the same path: tonic's bidi form, since the core reads a
 //! unary request itself and a streaming body carries trailers on success.
 
-mod codec;
-mod timeout;
-
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
 use futures::stream::{Stream, StreamExt};
+use http::HeaderMap;
 use plugrpc_runtime::{BodyPart, Call, CallRequest, InputError, Requests, Response};
+use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::Grpc;
 use tonic::{Status, Streaming};
 
 use crate::metadata;
 use crate::registry::{Registry, Route};
 use crate::status::{self, For};
-use codec::RawCodec;
 
 /// Response messages as tonic encodes them, ending with an `Ok`-coded status when
 /// trailers are due.
@@ -72,7 +71,7 @@ where
     let Some(route) = registry.lookup(&path) else {
         return status::no_route(&path).into_http();
     };
-    let timeout = match timeout::from_headers(request.headers()) {
+    let timeout = match timeout_from_headers(request.headers()) {
         Ok(timeout) => timeout,
         Err(error) => return status::malformed_timeout(&error).into_http(),
     };
@@ -91,7 +90,7 @@ where
 async fn call(
     route: Route,
     path: Arc<str>,
-    timeout: Option<std::time::Duration>,
+    timeout: Option<Duration>,
     request: tonic::Request<Streaming<Bytes>>,
 ) -> Result<tonic::Response<Messages>, Status> {
     let peer = request.remote_addr().as_ref().map(SocketAddr::to_string);
@@ -155,6 +154,82 @@ fn oversized_message(status: &Status) -> Option<usize> {
     found.split_once(' ')?.0.parse().ok()
 }
 
+/// The header that carries the client's deadline.
+const GRPC_TIMEOUT: &str = "grpc-timeout";
+
+/// A `grpc-timeout` value that does not follow the spec.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed grpc-timeout header {0:?}: expected 1 to 8 digits and one of H M S m u n")]
+struct MalformedTimeout(String);
+
+/// The client's timeout, if it sent one.
+fn timeout_from_headers(headers: &HeaderMap) -> Result<Option<Duration>, MalformedTimeout> {
+    let Some(value) = headers.get(GRPC_TIMEOUT) else {
+        return Ok(None);
+    };
+    let text = value.to_str().unwrap_or_default();
+    parse_timeout(text)
+        .map(Some)
+        .ok_or_else(|| MalformedTimeout(String::from_utf8_lossy(value.as_bytes()).into_owned()))
+}
+
+fn parse_timeout(text: &str) -> Option<Duration> {
+    let unit_at = text.len().checked_sub(1)?;
+    let (digits, unit) = text.split_at(unit_at);
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let amount: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(amount * 3600),
+        "M" => Duration::from_secs(amount * 60),
+        "S" => Duration::from_secs(amount),
+        "m" => Duration::from_millis(amount),
+        "u" => Duration::from_micros(amount),
+        "n" => Duration::from_nanos(amount),
+        _ => return None,
+    })
+}
+
+/// Passes message bytes through unchanged in both directions: the host never decodes a
+/// plugin's messages, the guest does.
+#[derive(Clone, Copy, Debug, Default)]
+struct RawCodec;
+
+impl Codec for RawCodec {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = RawCodec;
+    type Decoder = RawCodec;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RawCodec
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        RawCodec
+    }
+}
+
+impl Encoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawCodec {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -177,5 +252,39 @@ mod tests {
             input_error(Status::internal("length too large: found 1 bytes")),
             InputError::Failed(_)
         ));
+    }
+
+    #[test]
+    fn every_unit_parses() {
+        assert_eq!(parse_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(parse_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(parse_timeout("5S"), Some(Duration::from_secs(5)));
+        assert_eq!(parse_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(parse_timeout("1n"), Some(Duration::from_nanos(1)));
+        assert_eq!(parse_timeout("0m"), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn malformed_values_are_refused() {
+        for bad in ["", "S", "5", "5s", "123456789S", "-1S", "1.5S", "5 S", "٣S"] {
+            assert_eq!(parse_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn absent_header_is_no_timeout_and_bad_header_is_named() {
+        let mut headers = HeaderMap::new();
+        assert!(timeout_from_headers(&headers).unwrap().is_none());
+        headers.insert(GRPC_TIMEOUT, "soon".parse().unwrap());
+        assert!(
+            timeout_from_headers(&headers)
+                .unwrap_err()
+                .to_string()
+                .contains("\"soon\"")
+        );
     }
 }
