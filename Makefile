@@ -12,11 +12,11 @@ PYTHON := $(VENV)/bin/python
 run: plugins
 	cargo run --release -p plugrpc -- serve --plugins $(PLUGINS_DIR)
 
-## Build the example plugins into target/plugins/.
+## Build the example plugins into target/plugins/ (profile `plugin`: release with LTO).
 plugins: wasm-target
-	cargo build --release --target $(WASM_TARGET) $(addprefix -p ,$(EXAMPLE_PLUGINS))
+	cargo build --profile plugin --target $(WASM_TARGET) $(addprefix -p ,$(EXAMPLE_PLUGINS))
 	mkdir -p $(PLUGINS_DIR)
-	cp $(foreach p,$(EXAMPLE_PLUGINS),target/$(WASM_TARGET)/release/$(p).wasm) $(PLUGINS_DIR)/
+	cp $(foreach p,$(EXAMPLE_PLUGINS),target/$(WASM_TARGET)/plugin/$(p).wasm) $(PLUGINS_DIR)/
 
 ## Run the whole test suite (Rust and the Python client against a live host).
 test: wasm-target $(VENV)/.installed

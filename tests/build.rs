@@ -52,7 +52,7 @@ fn build_plugins(root: &Path, plugins: &[String]) -> PathBuf {
     let mut command = Command::new(cargo);
     command
         .current_dir(root)
-        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .args(["build", "--profile", "plugin", "--target", "wasm32-wasip2"])
         .arg("--target-dir")
         .arg(&target_dir)
         .args(plugins.iter().flat_map(|p| ["-p", p]))
@@ -80,7 +80,7 @@ fn build_plugins(root: &Path, plugins: &[String]) -> PathBuf {
     ] {
         println!("cargo:rerun-if-changed={}", root.join(dir).display());
     }
-    let out = target_dir.join("wasm32-wasip2").join("release");
+    let out = target_dir.join("wasm32-wasip2").join("plugin");
     println!("cargo:rustc-env=PLUGRPC_TEST_PLUGINS={}", out.display());
     out
 }

@@ -15,7 +15,7 @@ use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
 use futures::stream::{Stream, StreamExt};
 use http::HeaderMap;
-use plugrpc_runtime::{BodyPart, Call, CallRequest, InputError, Requests, Response};
+use plugrpc_runtime::{Body, BodyPart, Call, CallRequest, InputError, Plugin, Requests, Response};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::server::Grpc;
 use tonic::{Status, Streaming};
@@ -115,24 +115,42 @@ async fn call(
         Response::Started { headers, body } => {
             let headers = metadata::from_guest(headers)
                 .map_err(|invalid| status::invalid_guest_metadata(&invalid, for_call))?;
-            let plugin = route.plugin.clone();
-            let messages = body.filter_map(move |part| {
-                let item = match part {
-                    BodyPart::Message(message) => Some(Ok(message)),
-                    BodyPart::End { trailers, result } => {
-                        let call = For {
-                            plugin: plugin.name(),
-                            method: &path,
-                        };
-                        status::end(result, trailers, call).map(Err)
-                    }
-                };
-                std::future::ready(item)
-            });
+            let messages = GrpcBody {
+                body,
+                plugin: route.plugin.clone(),
+                path,
+            };
             let mut response = tonic::Response::new(Box::pin(messages) as Messages);
             *response.metadata_mut() = headers;
             Ok(response)
         }
+    }
+}
+
+/// The core's response body as tonic encodes it: each message, then the end as a
+/// status when it is not a plain OK.
+struct GrpcBody {
+    body: Body,
+    plugin: Arc<Plugin>,
+    path: Arc<str>,
+}
+
+impl Stream for GrpcBody {
+    type Item = Result<Bytes, Status>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let part = std::task::ready!(Pin::new(&mut self.body).poll_next(cx));
+        Poll::Ready(match part {
+            None => None,
+            Some(BodyPart::Message(message)) => Some(Ok(message)),
+            Some(BodyPart::End { trailers, result }) => {
+                let call = For {
+                    plugin: self.plugin.name(),
+                    method: &self.path,
+                };
+                status::end(result, trailers, call).map(Err)
+            }
+        })
     }
 }
 
