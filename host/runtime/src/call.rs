@@ -22,9 +22,10 @@ use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Resource;
 
 use crate::bindings::{CallInfo, Code, MetadataEntry, Outcome};
-use crate::capabilities::io::{Batch, CallIo, Input, InputError, Output, Part, Requests, Started};
+use crate::capabilities::io::{
+    Batch, CallIo, Input, InputError, Output, Packer, Part, Requests, Started, split,
+};
 use crate::errors::{CallError, Limit, classify};
-use crate::messages::{self, Packer};
 use crate::metadata;
 use crate::method::MethodKind;
 use crate::plugin::Plugin;
@@ -272,7 +273,7 @@ impl Call {
             metadata::validate(&headers).map_err(CallError::InvalidMetadata)?;
         }
         metadata::validate(&outcome.trailers).map_err(CallError::InvalidMetadata)?;
-        let messages = messages::split(outcome.messages)
+        let messages = split(outcome.messages)
             .map_err(|malformed| CallError::Contract(malformed.to_string()))?;
         let limit = self.plugin.limits().max_response_size;
         if let Some(size) = messages.iter().map(Bytes::len).find(|&size| size > limit) {

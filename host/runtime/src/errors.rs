@@ -7,8 +7,8 @@ use std::time::Duration;
 use wasmtime::{Store, Trap};
 
 use crate::bindings::Status;
+use crate::capabilities::io::MalformedBatch;
 use crate::limits::{duration, size};
-use crate::messages::MalformedBatch;
 use crate::metadata::InvalidMetadata;
 use crate::sandbox::CallState;
 

@@ -15,7 +15,6 @@ mod capabilities;
 mod engine;
 mod errors;
 mod limits;
-mod messages;
 mod metadata;
 mod method;
 mod plugin;

@@ -11,13 +11,18 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use futures::{FutureExt as _, Stream, StreamExt as _};
+use std::future::{Future as _, poll_fn};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Buf;
+use futures::Stream;
+use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::bindings::{CallHost, HostInput, HostOutput, MetadataEntry, Status, add_call_to_linker};
 use crate::errors::Interrupt;
-use crate::messages::{self, Packer};
 use crate::metadata;
 use crate::sandbox::CallState;
 
@@ -39,6 +44,12 @@ const MAX_READ_MESSAGES: u32 = 1024;
 
 /// Request bytes past which a `read` stops adding messages that are already waiting.
 const READ_BATCH_BYTES: usize = 256 << 10;
+
+/// How long a read waits for a request message before the host sends the response
+/// headers on its own (a client may wait for them before it sends). A client's first
+/// message trails its headers by far less, so a call that reads it and fails still
+/// answers in one trailers-only frame; a client that does wait pays this once per call.
+const HEADERS_GRACE: Duration = Duration::from_millis(10);
 
 /// Why a request message could not be read; the front door sorts its transport's
 /// errors into these.
@@ -104,12 +115,12 @@ impl CallIo {
                 requests: input,
                 failed: None,
                 ended: false,
+                grace: None,
             },
             output: OutputState {
                 parts: None,
                 start: Some(start),
                 staged: Vec::new(),
-                buffer: Arc::new(Semaphore::new(RESPONSE_BUFFER)),
                 sent: 0,
                 max_response_size,
             },
@@ -119,7 +130,43 @@ impl CallIo {
     /// The next request message, waiting for it; for calls whose request is read
     /// before the guest starts.
     pub(crate) async fn next_request(&mut self) -> Option<Result<Bytes, InputError>> {
-        self.input.next().await
+        poll_fn(|cx| self.input.poll_next(cx)).await
+    }
+
+    /// Adds the request messages that are waiting (up to `max`) to `batch`; waits for
+    /// one when none is, sending the response headers first if they have not gone. An
+    /// error ends the batch, or is the answer when the batch is empty.
+    fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+        batch: &mut Packer,
+    ) -> Poll<Result<(), InputError>> {
+        while batch.count() < max && batch.len() < READ_BATCH_BYTES {
+            match self.input.poll_next(cx) {
+                Poll::Ready(Some(Ok(message))) => batch.push(&message),
+                Poll::Ready(None) => break,
+                Poll::Ready(Some(Err(error))) if batch.count() > 0 => {
+                    self.input.failed = Some(error);
+                    break;
+                }
+                Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
+                Poll::Pending if batch.count() > 0 => break,
+                Poll::Pending => {
+                    if self.output.start.is_some() {
+                        let grace = self
+                            .input
+                            .grace
+                            .get_or_insert_with(|| Box::pin(tokio::time::sleep(HEADERS_GRACE)));
+                        if grace.as_mut().poll(cx).is_ready() {
+                            self.output.commit_headers();
+                        }
+                    }
+                    return Poll::Pending;
+                }
+            }
+        }
+        Poll::Ready(Ok(()))
     }
 
     /// Whether headers went out, the headers staged if not, and how many messages left.
@@ -135,40 +182,37 @@ struct InputState {
     requests: Requests,
     failed: Option<InputError>,
     ended: bool,
+    /// Runs while a read waits with no response headers sent yet.
+    grace: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl InputState {
-    /// The next item if one is ready now; `None` if it would wait.
-    fn next_now(&mut self) -> Option<Option<Result<Bytes, InputError>>> {
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, InputError>>> {
         if let Some(error) = self.failed.take() {
-            return Some(Some(Err(error)));
+            return Poll::Ready(Some(Err(error)));
         }
         if self.ended {
-            return Some(None);
+            return Poll::Ready(None);
         }
-        let next = self.requests.next().now_or_never()?;
+        let next = ready!(self.requests.as_mut().poll_next(cx));
         self.ended = next.is_none();
-        Some(next)
+        Poll::Ready(next)
     }
+}
 
-    async fn next(&mut self) -> Option<Result<Bytes, InputError>> {
-        if let Some(next) = self.next_now() {
-            return next;
-        }
-        let next = self.requests.next().await;
-        self.ended = next.is_none();
-        next
-    }
+/// Where a started response's batches go, and the bytes they may hold on the way.
+struct Parts {
+    channel: mpsc::Sender<Part>,
+    buffer: Arc<Semaphore>,
 }
 
 /// The response side: headers until they go, then batches into the channel.
 struct OutputState {
     /// Where batches go once the response started.
-    parts: Option<mpsc::Sender<Part>>,
+    parts: Option<Parts>,
     /// Where the response's start is announced; `None` once headers went out.
     start: Option<oneshot::Sender<Started>>,
     staged: Vec<MetadataEntry>,
-    buffer: Arc<Semaphore>,
     sent: usize,
     max_response_size: usize,
 }
@@ -180,7 +224,10 @@ impl OutputState {
             return false;
         };
         let (watch, parts) = mpsc::channel(RESPONSE_PARTS);
-        self.parts = Some(watch.clone());
+        self.parts = Some(Parts {
+            channel: watch.clone(),
+            buffer: Arc::new(Semaphore::new(RESPONSE_BUFFER)),
+        });
         // The receiver is gone only when the call was abandoned; the next send says so.
         let _ = start.send(Started {
             headers: std::mem::take(&mut self.staged),
@@ -191,7 +238,7 @@ impl OutputState {
     }
 
     async fn send(&mut self, batch: Vec<u8>) -> wasmtime::Result<()> {
-        let messages = messages::split(batch).map_err(Interrupt::from)?;
+        let messages = split(batch).map_err(Interrupt::from)?;
         if let Some(size) = messages
             .iter()
             .map(Bytes::len)
@@ -203,10 +250,12 @@ impl OutputState {
         if messages.is_empty() {
             return Ok(());
         }
+        // Headers went out just above, so the channel exists.
+        let parts = self.parts.as_ref().ok_or(Interrupt::Cancelled)?;
         // Waits while the client is slow; a batch larger than the buffer takes all of it.
         let cost: usize = messages.iter().map(|m| m.len().max(MIN_MESSAGE_COST)).sum();
         let cost = u32::try_from(cost.min(RESPONSE_BUFFER)).unwrap_or(u32::MAX);
-        let buffered = self
+        let buffered = parts
             .buffer
             .clone()
             .acquire_many_owned(cost)
@@ -217,9 +266,9 @@ impl OutputState {
             messages: messages.into_iter(),
             _buffered: buffered,
         };
-        // No channel, or the response body dropped its end: the client left. Stop the guest.
-        let parts = self.parts.as_ref().ok_or(Interrupt::Cancelled)?;
+        // The response body dropped its end: the client left. Stop the guest.
         parts
+            .channel
             .send(Part::Messages(batch))
             .await
             .map_err(|_| Interrupt::Cancelled.into())
@@ -264,29 +313,12 @@ impl HostInput for IoView<'_> {
         let io = self.io(&input)?;
         let max = usize::try_from(max.clamp(1, MAX_READ_MESSAGES)).unwrap_or(1);
         let mut batch = Packer::default();
-        while batch.count() < max && batch.len() < READ_BATCH_BYTES {
-            let next = match io.input.next_now() {
-                Some(next) => next,
-                None if batch.count() > 0 => break,
-                None => {
-                    io.output.commit_headers();
-                    io.input.next().await
-                }
-            };
-            match next {
-                Some(Ok(message)) => batch.push(&message),
-                None => break,
-                Some(Err(error)) if batch.count() > 0 => {
-                    io.input.failed = Some(error);
-                    break;
-                }
-                Some(Err(InputError::TooLarge(size))) => {
-                    return Err(Interrupt::RequestTooLarge(size).into());
-                }
-                Some(Err(InputError::Failed(status))) => return Ok(Err(status)),
-            }
+        match poll_fn(|cx| io.poll_read(cx, max, &mut batch)).await {
+            Ok(()) => Ok(Ok(batch.finish())),
+            // Over max_request_size: the host's limit, not the guest's to handle.
+            Err(InputError::TooLarge(size)) => Err(Interrupt::RequestTooLarge(size).into()),
+            Err(InputError::Failed(status)) => Ok(Err(status)),
         }
-        Ok(Ok(batch.finish()))
     }
 
     async fn drop(&mut self, input: Resource<Input>) -> wasmtime::Result<()> {
@@ -352,6 +384,71 @@ fn headers_already_sent() -> Status {
         code: crate::bindings::Code::FailedPrecondition,
         message: "response headers were already sent".into(),
         details: Vec::new(),
+    }
+}
+
+// The batch format of `call.messages`: each message prefixed with its length as a
+// protobuf varint, all in one buffer (one allocation and one copy per batch, not per
+// message).
+
+/// A batch whose lengths do not add up: the plugin broke the contract.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("a message batch is malformed: {0}")]
+pub(crate) struct MalformedBatch(&'static str);
+
+/// The messages of a batch, each a slice of the one buffer.
+pub(crate) fn split(batch: Vec<u8>) -> Result<Vec<Bytes>, MalformedBatch> {
+    let mut rest = Bytes::from(batch);
+    let mut messages = Vec::new();
+    while rest.has_remaining() {
+        let len = decode_varint(&mut rest).map_err(|_| MalformedBatch("bad length prefix"))?;
+        let len = usize::try_from(len)
+            .ok()
+            .filter(|&len| len <= rest.len())
+            .ok_or(MalformedBatch("a length runs past the end"))?;
+        if len == rest.len() {
+            // The last message takes the rest as it is: no shared handle to make.
+            messages.push(rest);
+            break;
+        }
+        messages.push(rest.split_to(len));
+    }
+    Ok(messages)
+}
+
+/// Builds a batch for the guest.
+#[derive(Default)]
+pub(crate) struct Packer {
+    buffer: Vec<u8>,
+    count: usize,
+}
+
+impl Packer {
+    /// A batch holding `message` alone.
+    pub(crate) fn one(message: &[u8]) -> Vec<u8> {
+        let mut packer = Self::default();
+        packer.push(message);
+        packer.buffer
+    }
+
+    pub(crate) fn push(&mut self, message: &[u8]) {
+        self.buffer
+            .reserve(encoded_len_varint(message.len() as u64) + message.len());
+        encode_varint(message.len() as u64, &mut self.buffer);
+        self.buffer.extend_from_slice(message);
+        self.count += 1;
+    }
+
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.buffer.len()
+    }
+
+    pub(crate) fn finish(self) -> Vec<u8> {
+        self.buffer
     }
 }
 
@@ -429,5 +526,25 @@ mod tests {
             error.downcast_ref::<Interrupt>(),
             Some(Interrupt::ResponseTooLarge(_))
         ));
+    }
+
+    #[test]
+    fn packed_messages_split_back_in_order() {
+        let mut packer = Packer::default();
+        let big = vec![9u8; 300];
+        for message in [&b"a"[..], b"", &big] {
+            packer.push(message);
+        }
+        assert_eq!(packer.count(), 3);
+        let messages = split(packer.finish()).unwrap();
+        assert_eq!(messages, [&b"a"[..], b"", &big[..]]);
+        assert!(split(Vec::new()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn malformed_batches_are_refused() {
+        assert!(split(vec![5, 1, 2]).is_err(), "length past the end");
+        assert!(split(vec![0x80]).is_err(), "truncated varint");
+        assert!(split(vec![0xff; 11]).is_err(), "overlong varint");
     }
 }
