@@ -6,9 +6,10 @@
 //! Per call, in order, all under the call's [`Deadline`]: a slot from the plugin's
 //! admission; the request when the shape has exactly one; a sandbox (warm or fresh) with
 //! the deadline, CPU budget and memory cap armed; the guest's `handle`; its outcome
-//! checked against the contract. Until response headers go out the call runs inside
-//! [`Call::run`]'s future; once they do, it finishes in a task of its own, so a client
-//! that stops reading cannot hold a sandbox past the deadline.
+//! checked against the contract. A call with a streaming response runs in a task of its
+//! own from the start; a unary or client-streaming call runs inside [`Call::run`]'s future
+//! and moves to a task only if its headers go out before it ends. A call in a task stops
+//! when the deadline passes or the client leaves, however slowly the client reads.
 
 use std::future::{Future, poll_fn};
 use std::pin::Pin;
@@ -23,7 +24,7 @@ use wasmtime::component::Resource;
 
 use crate::bindings::{CallInfo, Code, MetadataEntry, Outcome};
 use crate::capabilities::io::{
-    Batch, CallIo, Input, InputError, Output, Packer, Part, Requests, Started, split,
+    Batch, CallIo, Input, InputError, Output, Packer, Requests, Started, split,
 };
 use crate::errors::{CallError, Limit, classify};
 use crate::metadata;
@@ -151,12 +152,20 @@ impl Call {
     /// running then goes on in its own task, feeding the body.
     pub async fn run(self, requests: Requests) -> Response {
         let deadline = self.deadline;
+        let streams_out = !self.kind.one_response();
         let (start, started) = oneshot::channel();
         let io = CallIo::new(requests, start, self.plugin.limits().max_response_size);
         // Every poll of the call, guest and host work alike, is charged to its CPU time.
         let meter = CpuMeter::default();
         let mut call: Pin<Box<dyn Future<Output = Finished> + Send>> =
             Box::pin(meter.clone().meter(self.serve(io, meter)));
+        if streams_out {
+            // A streaming response starts while the guest runs on: the call gets its own
+            // task from the start rather than moving to one mid-call.
+            let (done, finished) = oneshot::channel();
+            tokio::spawn(finish(call, done, deadline));
+            return respond(started, finished).await;
+        }
         let mut started = Some(started);
         let head = deadline.bound(poll_fn(|cx| {
             if let Some(rx) = started.as_mut()
@@ -169,45 +178,20 @@ impl Call {
             }
             call.as_mut().poll(cx).map(Head::Finished)
         }));
-        let head = head.await;
-        match head {
+        match head.await {
             None => Response::Failed {
                 metadata: Vec::new(),
                 error: CallError::DeadlineExceeded,
             },
             Some(Head::Started(response)) => {
-                tokio::spawn(finish(call, response.watch, deadline));
+                let (done, finished) = oneshot::channel();
+                tokio::spawn(finish(call, done, deadline));
                 Response::Started {
                     headers: response.headers,
-                    body: Body::new(Some(response.parts), None),
+                    body: Body::new(Some(response.batches), End::Coming(finished)),
                 }
             }
-            Some(Head::Finished(finished)) if finished.committed => {
-                // It started and ended in one go: what it sent waits in the channel.
-                match started.and_then(|mut rx| rx.try_recv().ok()) {
-                    Some(response) => Response::Started {
-                        headers: response.headers,
-                        body: Body::new(Some(response.parts), Some(finished.last)),
-                    },
-                    None => Response::Started {
-                        headers: Vec::new(),
-                        body: Body::new(None, Some(finished.last)),
-                    },
-                }
-            }
-            Some(Head::Finished(Finished {
-                headers, mut last, ..
-            })) => match last.result {
-                Err(error) if last.messages.is_empty() => {
-                    let mut metadata = headers;
-                    metadata.append(&mut last.trailers);
-                    Response::Failed { metadata, error }
-                }
-                result => Response::Started {
-                    headers,
-                    body: Body::new(None, Some(Last { result, ..last })),
-                },
-            },
+            Some(Head::Finished(finished)) => answer(finished, started),
         }
     }
 
@@ -360,6 +344,58 @@ impl Call {
     }
 }
 
+/// The response of a call running in its own task: it started, or it ended first.
+async fn respond(
+    mut started: oneshot::Receiver<Started>,
+    mut finished: oneshot::Receiver<Finished>,
+) -> Response {
+    tokio::select! {
+        biased;
+        Ok(response) = &mut started => Response::Started {
+            headers: response.headers,
+            body: Body::new(Some(response.batches), End::Coming(finished)),
+        },
+        ended = &mut finished => match ended {
+            Ok(ended) => answer(ended, Some(started)),
+            // The task is gone without an answer: the runtime is shutting down.
+            Err(_) => Response::Failed {
+                metadata: Vec::new(),
+                error: CallError::Cancelled,
+            },
+        },
+    }
+}
+
+/// The response of a call that ended before its response was taken: all at once,
+/// trailers-only on an error with nothing sent.
+fn answer(finished: Finished, started: Option<oneshot::Receiver<Started>>) -> Response {
+    if finished.committed {
+        // It started and ended in one go: what it sent waits in the channel.
+        let response = started.and_then(|mut rx| rx.try_recv().ok());
+        let (headers, batches) = response.map_or((Vec::new(), None), |response| {
+            (response.headers, Some(response.batches))
+        });
+        return Response::Started {
+            headers,
+            body: Body::new(batches, End::Known(finished.last)),
+        };
+    }
+    let Finished {
+        headers, mut last, ..
+    } = finished;
+    match last.result {
+        Err(error) if last.messages.is_empty() => {
+            let mut metadata = headers;
+            metadata.append(&mut last.trailers);
+            Response::Failed { metadata, error }
+        }
+        result => Response::Started {
+            headers,
+            body: Body::new(None, End::Known(Last { result, ..last })),
+        },
+    }
+}
+
 /// Calls the guest's `handle` with the call's input and output in its table for as
 /// long as it runs.
 async fn handle(
@@ -389,44 +425,50 @@ async fn handle(
     outcome
 }
 
-/// Runs the rest of a call whose response started, then sends its end to the body;
-/// stops the guest (drops the call) if the client leaves or the deadline passes.
+/// Runs a call in a task of its own and hands its end to `done`; stops the guest (drops
+/// the call) if the deadline passes or `done`'s receiver goes (the client left).
 async fn finish(
     call: Pin<Box<dyn Future<Output = Finished> + Send>>,
-    parts: mpsc::Sender<Part>,
+    mut done: oneshot::Sender<Finished>,
     deadline: Deadline,
 ) {
-    let last = tokio::select! {
-        finished = deadline.bound(call) => finished.map_or_else(
-            || Last::failed(CallError::DeadlineExceeded),
-            |finished| finished.last,
+    let finished = tokio::select! {
+        finished = deadline.bound(call) => finished.unwrap_or_else(
+            || Finished::failed(false, CallError::DeadlineExceeded),
         ),
-        () = parts.closed() => return,
+        () = done.closed() => return,
     };
-    // Never full: every batch in it holds buffer, and a place is left for the end.
-    let _ = parts.try_send(Part::End(last));
+    let _ = done.send(finished);
+}
+
+/// How a response body ends.
+enum End {
+    /// The call still runs; its end comes here.
+    Coming(oneshot::Receiver<Finished>),
+    /// The call ended so.
+    Known(Last),
+    /// The end was taken.
+    Taken,
 }
 
 /// A response body: the messages the guest sends, then the end.
 pub struct Body {
-    parts: Option<mpsc::Receiver<Part>>,
+    batches: Option<mpsc::Receiver<Batch>>,
     batch: Option<Batch>,
-    /// The end, once known; taken when the parts run out.
-    last: Option<Last>,
+    end: End,
+    /// The last messages, sent with the end.
     tail: std::vec::IntoIter<Bytes>,
-    end: Option<BodyPart>,
-    ended: bool,
+    last: Option<BodyPart>,
 }
 
 impl Body {
-    fn new(parts: Option<mpsc::Receiver<Part>>, last: Option<Last>) -> Self {
+    fn new(batches: Option<mpsc::Receiver<Batch>>, end: End) -> Self {
         Self {
-            parts,
+            batches,
             batch: None,
-            last,
+            end,
             tail: Vec::new().into_iter(),
-            end: None,
-            ended: false,
+            last: None,
         }
     }
 }
@@ -436,34 +478,38 @@ impl Stream for Body {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<BodyPart>> {
         let this = self.get_mut();
+        // What the guest sent while it ran, batch by batch.
         loop {
             if let Some(message) = this.batch.as_mut().and_then(|b| b.messages.next()) {
                 return Poll::Ready(Some(BodyPart::Message(message)));
             }
             this.batch = None;
-            let Some(parts) = this.parts.as_mut() else {
+            let Some(batches) = this.batches.as_mut() else {
                 break;
             };
-            match ready!(parts.poll_recv(cx)) {
-                Some(Part::Messages(batch)) => this.batch = Some(batch),
-                Some(Part::End(last)) => {
-                    this.last = Some(last);
-                    this.parts = None;
-                }
-                None => this.parts = None,
+            match ready!(batches.poll_recv(cx)) {
+                Some(batch) => this.batch = Some(batch),
+                // Closed when the call's output is dropped, at its end.
+                None => this.batches = None,
             }
         }
-        if this.ended {
-            return Poll::Ready(None);
-        }
-        if this.end.is_none() {
-            // The finishing task always sends the end; without it the runtime is going away.
-            let last = this
-                .last
-                .take()
-                .unwrap_or_else(|| Last::failed(CallError::Cancelled));
+        // Then how it ended: its last messages, trailers and result.
+        let last = match std::mem::replace(&mut this.end, End::Taken) {
+            End::Coming(mut finished) => match Pin::new(&mut finished).poll(cx) {
+                Poll::Pending => {
+                    this.end = End::Coming(finished);
+                    return Poll::Pending;
+                }
+                Poll::Ready(Ok(finished)) => Some(finished.last),
+                // The task is gone without an answer: the runtime is shutting down.
+                Poll::Ready(Err(_)) => Some(Last::failed(CallError::Cancelled)),
+            },
+            End::Known(last) => Some(last),
+            End::Taken => None,
+        };
+        if let Some(last) = last {
             this.tail = last.messages.into_iter();
-            this.end = Some(BodyPart::End {
+            this.last = Some(BodyPart::End {
                 trailers: last.trailers,
                 result: last.result,
             });
@@ -471,7 +517,6 @@ impl Stream for Body {
         if let Some(message) = this.tail.next() {
             return Poll::Ready(Some(BodyPart::Message(message)));
         }
-        this.ended = true;
-        Poll::Ready(this.end.take())
+        Poll::Ready(this.last.take())
     }
 }

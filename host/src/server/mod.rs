@@ -11,12 +11,14 @@ use plugrpc_runtime::{Engine, EngineError};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
-use tower_http::trace::TraceLayer;
 
 use crate::config::{HostConfig, Invalid};
 use crate::doors::grpc::GrpcDoor;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::watch::{self, FolderWatch};
+use span::RequestSpanLayer;
+
+mod span;
 
 /// Concurrent HTTP/2 streams one connection may open (tonic sets no cap of its own).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -139,17 +141,12 @@ impl Host {
 /// order is the point: a layer sees what the ones above it established, and a request
 /// that one refuses never costs the layers below it anything.
 ///
-/// 1. Trace: one span per request (method path, peer), opened first so that every later
-///    layer and the call itself log inside it.
-fn stack() -> tower::ServiceBuilder<
-    tower::layer::util::Stack<
-        TraceLayer<
-            tower_http::classify::SharedClassifier<tower_http::classify::GrpcErrorsAsFailures>,
-        >,
-        tower::layer::util::Identity,
-    >,
-> {
-    tower::ServiceBuilder::new().layer(TraceLayer::new_for_grpc())
+/// 1. Request span: opened first, so that every later layer and the call itself log
+///    inside it.
+fn stack()
+-> tower::ServiceBuilder<tower::layer::util::Stack<RequestSpanLayer, tower::layer::util::Identity>>
+{
+    tower::ServiceBuilder::new().layer(RequestSpanLayer)
 }
 
 /// Where a request goes once through the stack: built-in services by their service

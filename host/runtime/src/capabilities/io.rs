@@ -35,9 +35,9 @@ const RESPONSE_BUFFER: usize = 256 << 10;
 /// messages are bounded too.
 const MIN_MESSAGE_COST: usize = 64;
 
-/// Batches that fit in [`RESPONSE_BUFFER`] at their smallest, plus the end: a send
-/// always waits on the buffer before it could wait on the channel.
-const RESPONSE_PARTS: usize = RESPONSE_BUFFER / MIN_MESSAGE_COST + 1;
+/// Batches that fit in [`RESPONSE_BUFFER`] at their smallest: a send always waits on the
+/// buffer before it could wait on the channel.
+const RESPONSE_BATCHES: usize = RESPONSE_BUFFER / MIN_MESSAGE_COST;
 
 /// Most request messages one `read` hands the guest, whatever it asks for.
 const MAX_READ_MESSAGES: u32 = 1024;
@@ -72,14 +72,6 @@ pub struct Input;
 #[allow(unreachable_pub)] // `pub` because bindgen names it in public traits
 pub struct Output;
 
-/// What the output sends towards the front door after the headers.
-pub(crate) enum Part {
-    /// Messages from one `send`, holding their share of the buffer until taken.
-    Messages(Batch),
-    /// The call's end, sent by the task that finishes a call whose headers went out.
-    End(crate::call::Last),
-}
-
 /// Messages of one `send`; their share of the response buffer is given back when the
 /// batch is dropped.
 pub(crate) struct Batch {
@@ -93,9 +85,7 @@ pub(crate) struct Started {
     /// The response headers.
     pub(crate) headers: Vec<MetadataEntry>,
     /// What the guest sends from now on, for the response body.
-    pub(crate) parts: mpsc::Receiver<Part>,
-    /// For whoever finishes the call: where its end goes, and how it sees the body gone.
-    pub(crate) watch: mpsc::Sender<Part>,
+    pub(crate) batches: mpsc::Receiver<Batch>,
 }
 
 /// One call's input and output, held in its Store while the guest runs.
@@ -202,7 +192,7 @@ impl InputState {
 
 /// Where a started response's batches go, and the bytes they may hold on the way.
 struct Parts {
-    channel: mpsc::Sender<Part>,
+    channel: mpsc::Sender<Batch>,
     buffer: Arc<Semaphore>,
 }
 
@@ -223,16 +213,15 @@ impl OutputState {
         let Some(start) = self.start.take() else {
             return false;
         };
-        let (watch, parts) = mpsc::channel(RESPONSE_PARTS);
+        let (channel, batches) = mpsc::channel(RESPONSE_BATCHES);
         self.parts = Some(Parts {
-            channel: watch.clone(),
+            channel,
             buffer: Arc::new(Semaphore::new(RESPONSE_BUFFER)),
         });
         // The receiver is gone only when the call was abandoned; the next send says so.
         let _ = start.send(Started {
             headers: std::mem::take(&mut self.staged),
-            parts,
-            watch,
+            batches,
         });
         true
     }
@@ -269,7 +258,7 @@ impl OutputState {
         // The response body dropped its end: the client left. Stop the guest.
         parts
             .channel
-            .send(Part::Messages(batch))
+            .send(batch)
             .await
             .map_err(|_| Interrupt::Cancelled.into())
     }
@@ -459,13 +448,13 @@ mod tests {
     use super::*;
 
     /// A call's output whose response started, and the body's end of its channel.
-    fn output() -> (OutputState, mpsc::Receiver<Part>) {
+    fn output() -> (OutputState, mpsc::Receiver<Batch>) {
         let (start, mut started) = oneshot::channel();
         let io = CallIo::new(Box::pin(futures::stream::empty()), start, 4 << 20);
         let mut output = io.output;
         assert!(output.commit_headers());
         let started = started.try_recv().ok().unwrap();
-        (output, started.parts)
+        (output, started.batches)
     }
 
     async fn send(output: &mut OutputState, sizes: &[usize]) {
@@ -509,9 +498,7 @@ mod tests {
         let (mut output, mut rx) = output();
         send(&mut output, &[2 * RESPONSE_BUFFER]).await;
         assert!(waits(&mut output, 1).await);
-        let Some(Part::Messages(mut batch)) = rx.recv().await else {
-            panic!("a batch")
-        };
+        let mut batch = rx.recv().await.expect("a batch");
         assert_eq!(batch.messages.next().unwrap().len(), 2 * RESPONSE_BUFFER);
         drop(batch);
         assert!(!waits(&mut output, 1).await);
