@@ -9,7 +9,6 @@
 mod compat;
 mod config;
 mod doors;
-mod metadata;
 mod registry;
 mod server;
 mod status;

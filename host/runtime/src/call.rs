@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
+use prost_reflect::MethodDescriptor;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Resource;
 
@@ -28,10 +29,55 @@ use crate::capabilities::io::{
 };
 use crate::errors::{CallError, Limit, classify};
 use crate::metadata;
-use crate::method::MethodKind;
 use crate::plugin::Plugin;
 use crate::sandbox::{CallState, CpuMeter, Deadline, Sandbox};
 use crate::warm::WarmPool;
+
+/// How a method is called, as its descriptor declares it: the four gRPC shapes. The
+/// core runs them all one way; the shape says only how many messages go each way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MethodKind {
+    /// One request, one response.
+    Unary,
+    /// One request, a stream of responses.
+    ServerStreaming,
+    /// A stream of requests, one response.
+    ClientStreaming,
+    /// Streams both ways.
+    BidiStreaming,
+}
+
+impl MethodKind {
+    /// The kind `method` declares.
+    pub fn of(method: &MethodDescriptor) -> Self {
+        match (method.is_client_streaming(), method.is_server_streaming()) {
+            (false, false) => Self::Unary,
+            (false, true) => Self::ServerStreaming,
+            (true, false) => Self::ClientStreaming,
+            (true, true) => Self::BidiStreaming,
+        }
+    }
+
+    /// How an operator reads it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Unary => "unary",
+            Self::ServerStreaming => "server-streaming",
+            Self::ClientStreaming => "client-streaming",
+            Self::BidiStreaming => "bidi-streaming",
+        }
+    }
+
+    /// Whether the client sends exactly one request (read before the guest starts).
+    pub fn one_request(self) -> bool {
+        matches!(self, Self::Unary | Self::ServerStreaming)
+    }
+
+    /// Whether a successful call answers exactly one message.
+    pub fn one_response(self) -> bool {
+        matches!(self, Self::Unary | Self::ClientStreaming)
+    }
+}
 
 /// What a front door knows of a call before it starts.
 #[derive(Debug, Default)]
@@ -141,11 +187,6 @@ impl Call {
             request,
             deadline,
         }
-    }
-
-    /// When the call must be over.
-    pub fn deadline(&self) -> Deadline {
-        self.deadline
     }
 
     /// Runs the call until its response starts (or it ends), then answers; a call still
@@ -357,10 +398,9 @@ async fn respond(
         },
         ended = &mut finished => match ended {
             Ok(ended) => answer(ended, Some(started)),
-            // The task is gone without an answer: the runtime is shutting down.
             Err(_) => Response::Failed {
                 metadata: Vec::new(),
-                error: CallError::Cancelled,
+                error: lost_task(),
             },
         },
     }
@@ -441,6 +481,14 @@ async fn finish(
     let _ = done.send(finished);
 }
 
+/// Why a call whose task ended without an answer failed: a bug in host code (the task
+/// panicked) or the runtime shutting down.
+fn lost_task() -> CallError {
+    CallError::Trap(wasmtime::Error::msg(
+        "the call's task ended without an answer",
+    ))
+}
+
 /// How a response body ends.
 enum End {
     /// The call still runs; its end comes here.
@@ -501,8 +549,7 @@ impl Stream for Body {
                     return Poll::Pending;
                 }
                 Poll::Ready(Ok(finished)) => Some(finished.last),
-                // The task is gone without an answer: the runtime is shutting down.
-                Poll::Ready(Err(_)) => Some(Last::failed(CallError::Cancelled)),
+                Poll::Ready(Err(_)) => Some(Last::failed(lost_task())),
             },
             End::Known(last) => Some(last),
             End::Taken => None,

@@ -97,21 +97,6 @@ pub enum Limit {
     Sandboxes,
 }
 
-impl Limit {
-    /// The config key that sets this limit, for logs and metrics.
-    pub fn key(&self) -> &'static str {
-        match self {
-            Limit::Memory { .. } => "memory",
-            Limit::CpuTime { .. } => "cpu_time",
-            Limit::Stack { .. } => "host.guest_stack",
-            Limit::Concurrency { .. } => "max_concurrent_calls",
-            Limit::RequestSize { .. } => "max_request_size",
-            Limit::ResponseSize { .. } => "max_response_size",
-            Limit::Sandboxes => "host.sandboxes",
-        }
-    }
-}
-
 impl fmt::Display for Limit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {

@@ -16,18 +16,17 @@ mod engine;
 mod errors;
 mod limits;
 mod metadata;
-mod method;
 mod plugin;
 mod sandbox;
 mod warm;
 
 pub use bindings::{Code, MetadataEntry, Status};
-pub use call::{Body, BodyPart, Call, CallRequest, Response};
+pub use call::{Body, BodyPart, Call, CallRequest, MethodKind, Response};
 pub use capabilities::io::{InputError, Requests};
 pub use engine::{Engine, EngineConfig, EngineError};
 pub use errors::{CallError, Limit};
 pub use limits::{DEFAULT_LIMITS, Limits, duration, size};
 pub use metadata::InvalidMetadata;
-pub use method::MethodKind;
+
 pub use plugin::{CONTRACT, LoadError, Plugin, content_hash};
 pub use sandbox::Deadline;

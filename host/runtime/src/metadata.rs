@@ -1,5 +1,6 @@
-//! Metadata a guest sends must be what every gRPC transport can carry: keys of lowercase
-//! letters, digits, `-`, `_` and `.`; values of keys not ending in `-bin` printable ASCII.
+//! Metadata a guest sends must be what every gRPC transport can carry: keys of letters
+//! (lowercased when sent), digits, `-`, `_` and `.`; values of keys not ending in `-bin`
+//! printable ASCII.
 //! Checked here, before anything is sent, so a plugin's bad entry fails its own call.
 
 use crate::bindings::MetadataEntry;

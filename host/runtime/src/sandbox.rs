@@ -139,11 +139,6 @@ impl Deadline {
         Self(at)
     }
 
-    /// The moment itself.
-    pub fn instant(self) -> Instant {
-        self.0
-    }
-
     /// Time left (zero once it has passed).
     pub fn remaining(self) -> Duration {
         self.0.saturating_duration_since(Instant::now())

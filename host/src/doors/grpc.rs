@@ -15,12 +15,17 @@ use bytes::{Buf, BufMut, Bytes};
 use futures::future::BoxFuture;
 use futures::stream::{Stream, StreamExt};
 use http::HeaderMap;
-use plugrpc_runtime::{Body, BodyPart, Call, CallRequest, InputError, Plugin, Requests, Response};
+use plugrpc_runtime::{
+    Body, BodyPart, Call, CallRequest, InputError, MetadataEntry, Plugin, Requests, Response,
+};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{
+    AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef,
+    MetadataMap,
+};
 use tonic::server::Grpc;
 use tonic::{Status, Streaming};
 
-use crate::metadata;
 use crate::registry::{Registry, Route};
 use crate::status::{self, For};
 
@@ -94,7 +99,7 @@ async fn call(
     request: tonic::Request<Streaming<Bytes>>,
 ) -> Result<tonic::Response<Messages>, Status> {
     let peer = request.remote_addr().as_ref().map(SocketAddr::to_string);
-    let metadata = metadata::to_guest(request.metadata());
+    let metadata = metadata_to_guest(request.metadata());
     let requests: Requests = Box::pin(request.into_inner().map(|item| item.map_err(input_error)));
     let call = Call::new(
         route.plugin.clone(),
@@ -111,9 +116,12 @@ async fn call(
         method: &path,
     };
     match call.run(requests).await {
-        Response::Failed { metadata, error } => Err(status::failed(error, metadata, for_call)),
+        Response::Failed { metadata, error } => Err(match metadata_from_guest(metadata) {
+            Ok(metadata) => status::failed(error, metadata, for_call),
+            Err(invalid) => status::invalid_guest_metadata(&invalid, for_call),
+        }),
         Response::Started { headers, body } => {
-            let headers = metadata::from_guest(headers)
+            let headers = metadata_from_guest(headers)
                 .map_err(|invalid| status::invalid_guest_metadata(&invalid, for_call))?;
             let messages = GrpcBody {
                 body,
@@ -148,7 +156,10 @@ impl Stream for GrpcBody {
                     plugin: self.plugin.name(),
                     method: &self.path,
                 };
-                status::end(result, trailers, call).map(Err)
+                match metadata_from_guest(trailers) {
+                    Ok(trailers) => status::end(result, trailers, call).map(Err),
+                    Err(invalid) => Some(Err(status::invalid_guest_metadata(&invalid, call))),
+                }
             }
         })
     }
@@ -248,6 +259,69 @@ impl Decoder for RawCodec {
     }
 }
 
+// gRPC metadata between tonic's maps and the core's entry lists: binary `-bin` values
+// cross as raw bytes, framing headers never reach the guest.
+
+/// Headers that belong to HTTP/2 and gRPC framing, not to the application.
+const FRAMING_HEADERS: &[&str] = &[
+    "te",
+    "content-type",
+    "grpc-timeout",
+    "grpc-encoding",
+    "grpc-accept-encoding",
+];
+
+/// An entry the guest sent that cannot be sent as gRPC metadata.
+#[derive(Clone, Debug, thiserror::Error)]
+#[error("metadata entry {key:?} is invalid: {reason}")]
+struct InvalidMetadata {
+    key: String,
+    reason: &'static str,
+}
+
+/// Request metadata as the guest sees it.
+fn metadata_to_guest(map: &MetadataMap) -> Vec<MetadataEntry> {
+    map.iter()
+        .filter_map(|entry| match entry {
+            KeyAndValueRef::Ascii(key, value) => {
+                Some((key.as_str(), value.as_encoded_bytes().to_vec()))
+            }
+            // A value that is not valid base64 was never real binary metadata: drop it.
+            KeyAndValueRef::Binary(key, value) => {
+                value.to_bytes().ok().map(|v| (key.as_str(), v.to_vec()))
+            }
+        })
+        .filter(|(key, _)| !FRAMING_HEADERS.contains(key))
+        .map(|(key, value)| MetadataEntry {
+            key: key.to_owned(),
+            value,
+        })
+        .collect()
+}
+
+/// Guest headers or trailers as a tonic map; tonic strips reserved keys when sending.
+fn metadata_from_guest(entries: Vec<MetadataEntry>) -> Result<MetadataMap, InvalidMetadata> {
+    let mut map = MetadataMap::with_capacity(entries.len());
+    for MetadataEntry { key, value } in entries {
+        let invalid = |reason| InvalidMetadata {
+            key: key.clone(),
+            reason,
+        };
+        if key.ends_with("-bin") {
+            let name = BinaryMetadataKey::from_bytes(key.as_bytes())
+                .map_err(|_| invalid("not a valid header name"))?;
+            map.append_bin(name, BinaryMetadataValue::from_bytes(&value));
+        } else {
+            let name = AsciiMetadataKey::from_bytes(key.as_bytes())
+                .map_err(|_| invalid("not a valid header name"))?;
+            let value = AsciiMetadataValue::try_from(value.as_slice())
+                .map_err(|_| invalid("value is not printable ASCII (use a -bin key for bytes)"))?;
+            map.append(name, value);
+        }
+    }
+    Ok(map)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,5 +378,40 @@ mod tests {
                 .to_string()
                 .contains("\"soon\"")
         );
+    }
+
+    fn entry(key: &str, value: &[u8]) -> MetadataEntry {
+        MetadataEntry {
+            key: key.to_owned(),
+            value: value.to_vec(),
+        }
+    }
+
+    #[test]
+    fn binary_values_cross_as_raw_bytes_both_ways() {
+        let sent = vec![entry("trace-bin", &[0, 159, 255]), entry("x-id", b"42")];
+        let map = metadata_from_guest(sent.clone()).unwrap();
+        assert_eq!(
+            map.get_bin("trace-bin").unwrap().as_encoded_bytes(),
+            b"AJ//"
+        );
+        let mut back = metadata_to_guest(&map);
+        back.sort_by(|a, b| a.key.cmp(&b.key));
+        assert_eq!(back, sent);
+    }
+
+    #[test]
+    fn framing_headers_do_not_reach_the_guest() {
+        let mut map = MetadataMap::new();
+        map.insert("grpc-timeout", "5S".parse().unwrap());
+        map.insert("te", "trailers".parse().unwrap());
+        map.insert("x-user", "ada".parse().unwrap());
+        assert_eq!(metadata_to_guest(&map), vec![entry("x-user", b"ada")]);
+    }
+
+    #[test]
+    fn guest_metadata_tonic_cannot_carry_is_named() {
+        let error = metadata_from_guest(vec![entry("bad key", b"v")]).unwrap_err();
+        assert!(error.to_string().contains("\"bad key\""), "{error}");
     }
 }

@@ -5,20 +5,21 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use plugrpc_runtime::{Engine, EngineError};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
+use tower::layer::util::{Identity, Stack};
+use tracing::Instrument as _;
+use tracing::instrument::Instrumented;
 
 use crate::config::{HostConfig, Invalid};
 use crate::doors::grpc::GrpcDoor;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::watch::{self, FolderWatch};
-use span::RequestSpanLayer;
-
-mod span;
 
 /// Concurrent HTTP/2 streams one connection may open (tonic sets no cap of its own).
 const MAX_CONCURRENT_STREAMS: u32 = 1024;
@@ -143,11 +144,12 @@ impl Host {
 ///
 /// 1. Request span: opened first, so that every later layer and the call itself log
 ///    inside it.
-fn stack()
--> tower::ServiceBuilder<tower::layer::util::Stack<RequestSpanLayer, tower::layer::util::Identity>>
-{
+fn stack() -> tower::ServiceBuilder<Layers> {
     tower::ServiceBuilder::new().layer(RequestSpanLayer)
 }
+
+/// The type [`stack`] builds, innermost last.
+type Layers = Stack<RequestSpanLayer, Identity>;
 
 /// Where a request goes once through the stack: built-in services by their service
 /// name first (none yet), then every other path to the gRPC door, which serves what
@@ -157,4 +159,43 @@ fn router(registry: Arc<Registry>) -> Routes {
         .into_axum_router()
         .fallback_service(GrpcDoor::new(registry));
     Routes::from(router)
+}
+
+/// The request span layer: one tracing span per request, named by its path, so every
+/// later layer and the call itself log inside it. Ours rather than tower-http's
+/// `TraceLayer`, which cost 4% of a warm unary call's CPU here (classifying every
+/// response, timing every body frame) and logs every failed call at ERROR, which
+/// `status` already logs once.
+#[derive(Clone, Copy, Debug, Default)]
+struct RequestSpanLayer;
+
+impl<S> tower::Layer<S> for RequestSpanLayer {
+    type Service = RequestSpan<S>;
+
+    fn layer(&self, inner: S) -> RequestSpan<S> {
+        RequestSpan(inner)
+    }
+}
+
+/// Runs each request inside a `request` span carrying its path; at a level the log
+/// does not record, the span costs one check.
+#[derive(Clone, Debug)]
+struct RequestSpan<S>(S);
+
+impl<S, B> tower::Service<http::Request<B>> for RequestSpan<S>
+where
+    S: tower::Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let span = tracing::debug_span!("request", path = request.uri().path());
+        self.0.call(request).instrument(span)
+    }
 }

@@ -3,8 +3,9 @@
 //! responses while flow control, deadlines and cancellation stay with the host.
 //!
 //! Response headers go out once: at `send-headers`, at the first `send`, or when a `read`
-//! would wait and none went out yet (a client may wait for headers before it sends). A
-//! call that ends before that answers everything at once ("trailers-only" on an error).
+//! has waited [`HEADERS_GRACE`] and none went out yet (a client may wait for headers
+//! before it sends). A call that ends before that answers everything at once
+//! ("trailers-only" on an error).
 //! No config section: its bounds are the plugin's message sizes.
 
 use std::pin::Pin;
@@ -41,6 +42,11 @@ const RESPONSE_BATCHES: usize = RESPONSE_BUFFER / MIN_MESSAGE_COST;
 
 /// Most request messages one `read` hands the guest, whatever it asks for.
 const MAX_READ_MESSAGES: u32 = 1024;
+
+/// Messages one batch from the guest may hold: bounds what splitting it costs the host
+/// (an empty message is one byte to the guest and a 32-byte handle here). Far above what
+/// the SDK's 64 KiB batches hold of any real message.
+const MAX_BATCH_MESSAGES: usize = 1 << 16;
 
 /// Request bytes past which a `read` stops adding messages that are already waiting.
 const READ_BATCH_BYTES: usize = 256 << 10;
@@ -127,6 +133,20 @@ impl CallIo {
     /// one when none is, sending the response headers first if they have not gone. An
     /// error ends the batch, or is the answer when the batch is empty.
     fn poll_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        max: usize,
+        batch: &mut Packer,
+    ) -> Poll<Result<(), InputError>> {
+        let read = self.read_into(cx, max, batch);
+        if batch.count() > 0 {
+            // The next read that waits gets the whole grace again.
+            self.input.grace = None;
+        }
+        read
+    }
+
+    fn read_into(
         &mut self,
         cx: &mut Context<'_>,
         max: usize,
@@ -336,12 +356,9 @@ impl HostOutput for IoView<'_> {
         &mut self,
         output: Resource<Output>,
     ) -> wasmtime::Result<Result<(), Status>> {
-        let output = &mut self.io(&output)?.output;
-        Ok(if output.commit_headers() {
-            Ok(())
-        } else {
-            Err(headers_already_sent())
-        })
+        // Headers that went out already are what was asked for: nothing to do.
+        self.io(&output)?.output.commit_headers();
+        Ok(Ok(()))
     }
 
     async fn send(
@@ -367,7 +384,7 @@ impl CallHost for IoView<'_> {}
 
 impl crate::bindings::TypesHost for IoView<'_> {}
 
-/// Told to a guest that stages or sends headers after they went out.
+/// Told to a guest that stages headers after they went out.
 fn headers_already_sent() -> Status {
     Status {
         code: crate::bindings::Code::FailedPrecondition,
@@ -390,6 +407,9 @@ pub(crate) fn split(batch: Vec<u8>) -> Result<Vec<Bytes>, MalformedBatch> {
     let mut rest = Bytes::from(batch);
     let mut messages = Vec::new();
     while rest.has_remaining() {
+        if messages.len() == MAX_BATCH_MESSAGES {
+            return Err(MalformedBatch("more than 65536 messages in one batch"));
+        }
         let len = decode_varint(&mut rest).map_err(|_| MalformedBatch("bad length prefix"))?;
         let len = usize::try_from(len)
             .ok()
@@ -533,5 +553,60 @@ mod tests {
         assert!(split(vec![5, 1, 2]).is_err(), "length past the end");
         assert!(split(vec![0x80]).is_err(), "truncated varint");
         assert!(split(vec![0xff; 11]).is_err(), "overlong varint");
+    }
+
+    /// A call's I/O whose request messages are whatever is sent on the returned sender.
+    fn fed() -> (
+        CallIo,
+        tokio::sync::mpsc::UnboundedSender<Result<Bytes, InputError>>,
+    ) {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let requests: Requests = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|message| (message, rx))
+        }));
+        let (start, _) = oneshot::channel();
+        (CallIo::new(requests, start, 4 << 20), tx)
+    }
+
+    /// Sends one message after `delay`, from a task of its own.
+    fn send_after(
+        tx: &tokio::sync::mpsc::UnboundedSender<Result<Bytes, InputError>>,
+        delay: Duration,
+    ) {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(delay).await;
+            tx.send(Ok(Bytes::from_static(b"m"))).unwrap();
+        });
+    }
+
+    async fn read(io: &mut CallIo) -> usize {
+        let mut batch = Packer::default();
+        poll_fn(|cx| io.poll_read(cx, 64, &mut batch))
+            .await
+            .unwrap();
+        batch.count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn headers_go_out_only_after_one_read_waited_the_whole_grace() {
+        let (mut io, tx) = fed();
+        for _ in 0..3 {
+            send_after(&tx, HEADERS_GRACE / 2);
+            assert_eq!(read(&mut io).await, 1);
+        }
+        assert!(io.output.start.is_some(), "no read waited the whole grace");
+        send_after(&tx, HEADERS_GRACE * 3);
+        assert_eq!(read(&mut io).await, 1);
+        assert!(io.output.start.is_none(), "a read that waited sent them");
+    }
+
+    #[test]
+    fn a_batch_of_too_many_messages_is_refused() {
+        assert_eq!(
+            split(vec![0; MAX_BATCH_MESSAGES]).unwrap().len(),
+            MAX_BATCH_MESSAGES
+        );
+        assert!(split(vec![0; MAX_BATCH_MESSAGES + 1]).is_err());
     }
 }
