@@ -77,8 +77,9 @@ impl Plugin {
     }
 }
 
-/// Declares a `pub(crate)` [`Plugin`] constant; for `foreach_plugin!(declare_plugin)` in
-/// a test binary, where an unused one is dead code.
+/// Declares a `pub(crate)` [`Plugin`] constant, for `foreach_plugin!(declare_plugin)` in
+/// the benchmarks (the end-to-end tests declare theirs with a macro of their own, so that
+/// an unused one is reported as dead code).
 #[macro_export]
 macro_rules! declare_plugin {
     ($constant:ident, $name:literal, $wasm:literal) => {
