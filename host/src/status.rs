@@ -33,6 +33,34 @@ pub(crate) struct For<'a> {
     pub(crate) method: &'a str,
 }
 
+/// A request that is not gRPC (its content-type is not `application/grpc...`): HTTP 415,
+/// as the gRPC spec asks, so that no other HTTP client (a browser's cross-site form post,
+/// say) takes the answer for a success, and nothing reaches a plugin.
+pub(crate) fn not_grpc(
+    content_type: Option<&http::HeaderValue>,
+) -> http::Response<tonic::body::Body> {
+    let shown = content_type.map_or_else(
+        || "no content-type".to_owned(),
+        |value| {
+            format!(
+                "content-type {:?}",
+                String::from_utf8_lossy(value.as_bytes())
+            )
+        },
+    );
+    let message = format!("{shown} is not gRPC: application/grpc expected");
+    let mut response = tonic::Status::invalid_argument(message.clone()).into_http();
+    *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    *response.body_mut() = tonic::body::Body::new(http_body_util::Full::new(bytes::Bytes::from(
+        message + "\n",
+    )));
+    response
+}
+
 /// No plugin serves the path.
 pub(crate) fn no_route(path: &str) -> tonic::Status {
     tonic::Status::unimplemented(format!("no plugin serves {path}"))

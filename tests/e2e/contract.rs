@@ -353,3 +353,48 @@ async fn a_handler_can_ask_whether_headers_went_out() {
     }
     assert_eq!(texts, ["before=false", "after=true"]);
 }
+
+/// A POST to the Echo method with `content_type` and `body`, over plain HTTP/2: the
+/// response's status and headers.
+async fn post_echo(
+    host: &TestHost,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> (http::StatusCode, http::HeaderMap) {
+    let mut request = http::Request::post(format!("{}probe.v1.Probe/Echo", host.origin()));
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let body = tonic::body::Body::new(http_body_util::Full::new(Bytes::from(body)));
+    let response = host
+        .plain_http2()
+        .request(request.body(body).unwrap())
+        .await
+        .expect("an HTTP/2 response");
+    (response.status(), response.headers().clone())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_request_that_is_not_grpc_is_refused_with_415() {
+    let (host, _client) = probe().await;
+    for content_type in [Some("text/plain"), Some("application/json"), None] {
+        let (status, headers) = post_echo(&host, content_type, b"hello".to_vec()).await;
+        assert_eq!(
+            status,
+            http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert_eq!(headers["grpc-status"], "3", "{content_type:?}");
+    }
+    // A codec suffix is gRPC all the same.
+    let message = encoded("plus", 0);
+    let mut framed = vec![0];
+    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+    framed.extend_from_slice(&message);
+    let (status, headers) = post_echo(&host, Some("application/grpc+proto"), framed).await;
+    assert_eq!(status, http::StatusCode::OK);
+    assert!(
+        headers.get("grpc-status").is_none(),
+        "not refused: {headers:?}"
+    );
+}

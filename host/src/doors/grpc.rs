@@ -72,6 +72,10 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
+    let content_type = request.headers().get(http::header::CONTENT_TYPE);
+    if !content_type.is_some_and(|value| is_grpc(value.as_bytes())) {
+        return status::not_grpc(content_type);
+    }
     let path = request.uri().path().to_owned();
     let Some(route) = registry.lookup(&path) else {
         return status::no_route(&path).into_http();
@@ -133,6 +137,14 @@ async fn call(
             Ok(response)
         }
     }
+}
+
+/// Whether a content-type is gRPC's: `application/grpc`, alone or with a `+codec` or
+/// parameters.
+fn is_grpc(content_type: &[u8]) -> bool {
+    content_type
+        .strip_prefix(b"application/grpc")
+        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
 }
 
 /// The core's response body as tonic encodes it: each message, then the end as a
@@ -325,6 +337,26 @@ fn metadata_from_guest(entries: Vec<MetadataEntry>) -> Result<MetadataMap, Inval
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_grpc_content_types_are_grpc() {
+        for yes in [
+            "application/grpc",
+            "application/grpc+proto",
+            "application/grpc;charset=x",
+        ] {
+            assert!(is_grpc(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "",
+            "text/plain",
+            "application/grpc-web",
+            "application/grpcx",
+            "application/json",
+        ] {
+            assert!(!is_grpc(no.as_bytes()), "{no}");
+        }
+    }
 
     #[test]
     fn tonics_oversized_message_error_is_recognised() {
