@@ -25,6 +25,14 @@ pub const DEFAULT_GUEST_STACK: usize = 512 << 10;
 /// running at once, host-wide (an open stream holds one for its whole life).
 pub const DEFAULT_SANDBOXES: usize = 1000;
 
+/// How long, after a shutdown signal, calls and connections in flight may take before
+/// the host closes what is left and exits: under Kubernetes' default 30 s termination
+/// grace, so the host finishes on its own terms.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+
+/// The longest shutdown grace a config may ask for.
+const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
+
 /// The most sandboxes a host may pool; each reserves (but does not use) about 4 GiB of
 /// address space, and a process has 128 TiB.
 pub const MAX_SANDBOXES: usize = 16_384;
@@ -52,6 +60,8 @@ pub struct HostConfig {
     pub cache_dir: Option<PathBuf>,
     /// Whether the plugins folder is watched and reloaded while serving.
     pub watch: bool,
+    /// How long calls and connections may take to finish after a shutdown signal.
+    pub shutdown_grace: Duration,
     /// Limits for every plugin without overrides.
     pub defaults: Limits,
     /// Per-plugin overrides, by plugin name.
@@ -86,6 +96,8 @@ struct ConfigFile {
     #[serde(default)]
     host: HostTable,
     #[serde(default)]
+    shutdown: ShutdownTable,
+    #[serde(default)]
     defaults: LimitOverrides,
     #[serde(default)]
     plugins: BTreeMap<String, LimitOverrides>,
@@ -100,6 +112,14 @@ struct HostTable {
     cache_dir: Option<PathBuf>,
     cache: Option<bool>,
     watch: Option<bool>,
+}
+
+/// `[shutdown]`: how the host stops.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShutdownTable {
+    #[serde(default, with = "humantime_serde")]
+    grace: Option<Duration>,
 }
 
 /// Why a config was refused: one line, naming the file, key and reason.
@@ -160,6 +180,7 @@ impl Default for HostConfig {
             sandboxes: DEFAULT_SANDBOXES,
             cache_dir: default_cache_dir(),
             watch: true,
+            shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             defaults: DEFAULT_LIMITS,
             plugins: BTreeMap::new(),
         }
@@ -212,6 +233,7 @@ impl HostConfig {
                 _ => file.host.cache_dir.or_else(default_cache_dir),
             },
             watch: file.host.watch.unwrap_or(true),
+            shutdown_grace: file.shutdown.grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             defaults,
             plugins: file.plugins,
         };
@@ -264,6 +286,16 @@ impl HostConfig {
             return Err(invalid(
                 "host.sandboxes",
                 format!("{} is outside 1 ..= {MAX_SANDBOXES}", self.sandboxes),
+            ));
+        }
+        if self.shutdown_grace > MAX_SHUTDOWN_GRACE {
+            return Err(invalid(
+                "shutdown.grace",
+                format!(
+                    "{} is longer than {}",
+                    duration(self.shutdown_grace),
+                    duration(MAX_SHUTDOWN_GRACE)
+                ),
             ));
         }
         validate_limits(&self.defaults, "defaults", self.sandboxes)?;
@@ -468,6 +500,7 @@ mod tests {
             Duration::from_secs(600)
         );
         assert_eq!(config.limits_for("greeter").memory, 16 << 20);
+        assert_eq!(config.shutdown_grace, Duration::from_secs(20));
     }
 
     #[test]
@@ -516,6 +549,14 @@ mod tests {
             ("listen = \"nowhere\"", "listen"),
             ("[defaults\nmemory = 1", "line 1:"),
             ("colour = \"blue\"", "unknown field `colour`"),
+            (
+                "[shutdown]\ngrace = \"2h\"",
+                "shutdown.grace: 2h is longer than 1h",
+            ),
+            (
+                "[shutdown]\ndrain = \"1s\"",
+                "shutdown.drain: unknown field",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(text).expect_err(text);

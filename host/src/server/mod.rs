@@ -64,6 +64,8 @@ pub struct Host {
     _watch: Option<FolderWatch>,
     /// Keeps the epoch ticker running: deadlines and yields stop without it.
     _engine: Engine,
+    /// How long calls and connections may take to finish after the shutdown signal.
+    shutdown_grace: Duration,
 }
 
 impl Host {
@@ -103,6 +105,7 @@ impl Host {
             report,
             _watch: watch,
             _engine: engine,
+            shutdown_grace: config.shutdown_grace,
         })
     }
 
@@ -116,11 +119,23 @@ impl Host {
         &self.report
     }
 
-    /// Serves until `shutdown` completes, then lets calls in flight finish.
+    /// Serves until `shutdown` completes, then stops accepting and lets calls and
+    /// connections in flight finish, for at most the shutdown grace: a connection that
+    /// stays open (an idle client, a stream with a long deadline) cannot keep the host
+    /// from exiting.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
         tracing::info!(addr = %self.local_addr, "serving gRPC");
         let (_watch, _engine) = (self._watch, self._engine);
-        tonic::transport::Server::builder()
+        let grace = self.shutdown_grace;
+        let signalled = Arc::new(tokio::sync::Notify::new());
+        let signal = {
+            let signalled = signalled.clone();
+            async move {
+                shutdown.await;
+                signalled.notify_one();
+            }
+        };
+        let server = tonic::transport::Server::builder()
             .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
             .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
             .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
@@ -131,9 +146,19 @@ impl Host {
                 // tonic applies tcp_nodelay only to listeners it binds itself; without it,
                 // Nagle's algorithm holds small stream writes back ~40 ms.
                 TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                shutdown,
-            )
-            .await?;
+                signal,
+            );
+        let expired = async {
+            signalled.notified().await;
+            tokio::time::sleep(grace).await;
+        };
+        tokio::select! {
+            served = server => served?,
+            () = expired => tracing::warn!(
+                "shutdown grace of {} passed: closing the connections still open",
+                plugrpc_runtime::duration(grace)
+            ),
+        }
         Ok(())
     }
 }
