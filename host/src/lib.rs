@@ -12,6 +12,7 @@ mod doors;
 mod registry;
 mod server;
 mod status;
+mod throttle;
 mod watch;
 
 pub use config::{

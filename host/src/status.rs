@@ -5,6 +5,8 @@ use plugrpc_runtime::{CallError, Code, Status as GuestStatus};
 use tonic::Code as WireCode;
 use tonic::metadata::MetadataMap;
 
+use crate::throttle;
+
 /// Guest codes in wire order, so a wire code indexes its guest twin.
 const GUEST_CODES: [Code; 17] = [
     Code::Ok,
@@ -113,7 +115,10 @@ fn of(error: CallError, call: For) -> tonic::Status {
             tonic::Status::cancelled("call cancelled")
         }
         CallError::Limit(limit) => {
-            tracing::warn!(plugin, method, "limit reached: {limit}");
+            if let Some(before) = throttle::allow(plugin, "limit") {
+                let before = throttle::left_out(before);
+                tracing::warn!(plugin, method, "limit reached: {limit}{before}");
+            }
             tonic::Status::resource_exhausted(format!("plugin {plugin}: {limit}"))
         }
         CallError::Request(status) => {
@@ -128,16 +133,29 @@ fn of(error: CallError, call: For) -> tonic::Status {
             tonic::Status::internal("the client half-closed without sending a request message")
         }
         CallError::Instantiate(error) => {
-            tracing::error!(plugin, method, "instantiating failed: {error:#}");
+            if let Some(before) = throttle::allow(plugin, "instantiate") {
+                let before = throttle::left_out(before);
+                tracing::error!(plugin, method, "instantiating failed: {error:#}{before}");
+            }
             tonic::Status::internal(format!("plugin {plugin} could not start"))
         }
         CallError::InvalidMetadata(error) => invalid_guest_metadata(&error, call),
         CallError::Contract(broken) => {
-            tracing::error!(plugin, method, "plugin broke the contract: {broken}");
+            if let Some(before) = throttle::allow(plugin, "contract") {
+                let before = throttle::left_out(before);
+                tracing::error!(
+                    plugin,
+                    method,
+                    "plugin broke the contract: {broken}{before}"
+                );
+            }
             tonic::Status::internal(format!("plugin {plugin} failed while serving {method}"))
         }
         CallError::Trap(error) => {
-            tracing::error!(plugin, method, "plugin trapped: {error:?}");
+            if let Some(before) = throttle::allow(plugin, "trap") {
+                let before = throttle::left_out(before);
+                tracing::error!(plugin, method, "plugin trapped: {error:?}{before}");
+            }
             tonic::Status::internal(format!("plugin {plugin} failed while serving {method}"))
         }
     }
@@ -146,7 +164,14 @@ fn of(error: CallError, call: For) -> tonic::Status {
 /// The status for a guest that sent headers or trailers gRPC cannot carry.
 pub(crate) fn invalid_guest_metadata(error: &impl std::fmt::Display, call: For) -> tonic::Status {
     let For { plugin, method } = call;
-    tracing::error!(plugin, method, "plugin sent invalid metadata: {error}");
+    if let Some(before) = throttle::allow(plugin, "metadata") {
+        let before = throttle::left_out(before);
+        tracing::error!(
+            plugin,
+            method,
+            "plugin sent invalid metadata: {error}{before}"
+        );
+    }
     tonic::Status::internal(format!("plugin {plugin} sent invalid metadata: {error}"))
 }
 

@@ -471,3 +471,33 @@ async fn guest_output_goes_to_the_log_tagged_and_rate_limited() {
             .is_empty()
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_trapping_on_every_call_does_not_flood_the_log() {
+    let log = LogCapture::install();
+    let (host, rogue) = host().await;
+    let started = Instant::now();
+    let callers: Vec<_> = (0..4)
+        .map(|_| {
+            let mut rogue = rogue.clone();
+            tokio::spawn(async move {
+                for _ in 0..50 {
+                    let failed = rogue.unreachable(Empty {}).await.unwrap_err();
+                    assert_eq!(failed.code(), Code::Internal);
+                }
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap();
+    }
+    let windows = started.elapsed().as_secs() + 2;
+    let logged = log.lines_with(&["plugin trapped"]).len();
+    // Five records a second at most, of 200 traps (a trap's record spans several lines,
+    // so records are counted by their first; other tests trap a few times too).
+    assert!(
+        (1..=5 * windows as usize + 10).contains(&logged),
+        "{logged} lines for 200 traps in {windows} windows"
+    );
+    assert_still_serving(&host).await;
+}
