@@ -20,6 +20,8 @@ use crate::config::HostConfig;
 pub(crate) struct Route {
     pub(crate) plugin: Arc<Plugin>,
     pub(crate) kind: MethodKind,
+    /// The path itself, made once at load for every call of it to share.
+    pub(crate) path: Arc<str>,
 }
 
 /// Every routable method path of every serving plugin.
@@ -328,13 +330,12 @@ impl RouteTable {
             for method in service.methods() {
                 let kind = MethodKind::of(&method);
                 let path = format!("/{}/{}", service.full_name(), method.name());
-                self.routes.insert(
-                    path,
-                    Route {
-                        plugin: plugin.clone(),
-                        kind,
-                    },
-                );
+                let route = Route {
+                    plugin: plugin.clone(),
+                    kind,
+                    path: Arc::from(path.as_str()),
+                };
+                self.routes.insert(path, route);
             }
         }
         Ok(())

@@ -387,10 +387,7 @@ async fn a_request_that_is_not_grpc_is_refused_with_415() {
         assert_eq!(headers["grpc-status"], "3", "{content_type:?}");
     }
     // A codec suffix is gRPC all the same.
-    let message = encoded("plus", 0);
-    let mut framed = vec![0];
-    framed.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-    framed.extend_from_slice(&message);
+    let framed = raw::frames(&[encoded("plus", 0)]);
     let (status, headers) = post_echo(&host, Some("application/grpc+proto"), framed).await;
     assert_eq!(status, http::StatusCode::OK);
     assert!(

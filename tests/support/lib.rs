@@ -272,6 +272,17 @@ pub mod raw {
         pub trailers: Option<http::HeaderMap>,
     }
 
+    /// `messages` in gRPC's framing: each behind an uncompressed flag and its length.
+    pub fn frames(messages: &[Vec<u8>]) -> Vec<u8> {
+        let mut body = Vec::new();
+        for message in messages {
+            body.push(0);
+            body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
+            body.extend_from_slice(message);
+        }
+        body
+    }
+
     /// Sends `messages` to `path` as one gRPC request with `metadata`, half-closing
     /// after them, and reads the whole response frame by frame.
     pub async fn wire_call(
@@ -282,12 +293,7 @@ pub mod raw {
         metadata: &[(&str, &str)],
     ) -> WireResponse {
         use http_body_util::BodyExt as _;
-        let mut body = Vec::new();
-        for message in messages {
-            body.push(0);
-            body.extend_from_slice(&u32::try_from(message.len()).unwrap().to_be_bytes());
-            body.extend_from_slice(message);
-        }
+        let body = frames(messages);
         let mut request = http::Request::post(format!("{origin}{}", path.trim_start_matches('/')))
             .header("content-type", "application/grpc")
             .header("te", "trailers");

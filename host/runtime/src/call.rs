@@ -23,11 +23,12 @@ use prost_reflect::MethodDescriptor;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Resource;
 
+use crate::admission::Slot;
 use crate::bindings::{CallInfo, Code, MetadataEntry, Outcome};
 use crate::capabilities::io::{
-    Batch, CallIo, Input, InputError, Output, Packer, Requests, Started, split,
+    Batch, CallIo, Input, InputError, Output, Packer, Requests, Started, messages_within,
 };
-use crate::errors::{CallError, Limit, classify};
+use crate::errors::{CallError, Limit, classify, interrupted};
 use crate::metadata;
 use crate::plugin::Plugin;
 use crate::sandbox::{CallState, CpuMeter, Deadline, Sandbox};
@@ -237,20 +238,8 @@ impl Call {
     }
 
     async fn serve(mut self, mut io: CallIo, meter: CpuMeter) -> Finished {
-        let _slot = match self.plugin.admission().admit().await {
-            Ok(slot) => slot,
-            Err(error) => return Finished::failed(false, error),
-        };
-        let requests = if self.kind.one_request() {
-            match self.read_request(&mut io).await {
-                Ok(request) => request,
-                Err(error) => return Finished::failed(false, error),
-            }
-        } else {
-            Vec::new()
-        };
-        let mut sandbox = match self.sandbox(meter).await {
-            Ok(sandbox) => sandbox,
+        let (_slot, requests, mut sandbox) = match self.prepare(&mut io, meter).await {
+            Ok(prepared) => prepared,
             Err(error) => return Finished::failed(false, error),
         };
         let info = self.call_info();
@@ -270,6 +259,22 @@ impl Call {
         };
         self.leave(sandbox, &finished.last.result);
         finished
+    }
+
+    /// What a call needs before the guest runs, in order: a slot, the request when the
+    /// shape has one, a sandbox.
+    async fn prepare(
+        &self,
+        io: &mut CallIo,
+        meter: CpuMeter,
+    ) -> Result<(Slot, Vec<u8>, Sandbox), CallError> {
+        let slot = self.plugin.admission().admit().await?;
+        let requests = if self.kind.one_request() {
+            self.read_request(io).await?
+        } else {
+            Vec::new()
+        };
+        Ok((slot, requests, self.sandbox(meter).await?))
     }
 
     /// The one request of a unary or server-streaming call, as a batch for the guest.
@@ -293,17 +298,15 @@ impl Call {
         staged: Vec<MetadataEntry>,
         sent: usize,
     ) -> Result<Finished, CallError> {
+        // Staged headers were checked when staged; these are new.
+        if let Some(headers) = outcome.headers.as_ref().filter(|_| !committed) {
+            metadata::validate(headers).map_err(CallError::InvalidMetadata)?;
+        }
         let headers = outcome.headers.unwrap_or(staged);
-        if !committed {
-            metadata::validate(&headers).map_err(CallError::InvalidMetadata)?;
-        }
         metadata::validate(&outcome.trailers).map_err(CallError::InvalidMetadata)?;
-        let messages = split(outcome.messages)
-            .map_err(|malformed| CallError::Contract(malformed.to_string()))?;
-        let limit = self.plugin.limits().max_response_size;
-        if let Some(size) = messages.iter().map(Bytes::len).find(|&size| size > limit) {
-            return Err(CallError::Limit(Limit::ResponseSize { size, limit }));
-        }
+        let limits = self.plugin.limits();
+        let messages = messages_within(outcome.messages, limits.max_response_size)
+            .map_err(|interrupt| interrupted(&interrupt, limits))?;
         let result = match outcome.status {
             Some(status) if status.code != Code::Ok => Err(CallError::Guest(status)),
             _ => Ok(()),

@@ -8,7 +8,7 @@ use wasmtime::{Store, Trap};
 
 use crate::bindings::Status;
 use crate::capabilities::io::MalformedBatch;
-use crate::limits::{duration, size};
+use crate::limits::{Limits, duration, size};
 use crate::metadata::InvalidMetadata;
 use crate::sandbox::CallState;
 
@@ -157,28 +157,33 @@ pub(crate) enum Interrupt {
     Malformed(#[from] MalformedBatch),
 }
 
+/// What the host stopping a call for `interrupt` means, under the plugin's `limits`.
+pub(crate) fn interrupted(interrupt: &Interrupt, limits: &Limits) -> CallError {
+    match interrupt {
+        Interrupt::InvalidMetadata(invalid) => CallError::InvalidMetadata(invalid.clone()),
+        Interrupt::Malformed(malformed) => CallError::Contract(malformed.to_string()),
+        Interrupt::Deadline => CallError::DeadlineExceeded,
+        Interrupt::Cancelled => CallError::Cancelled,
+        Interrupt::CpuTime => CallError::Limit(Limit::CpuTime {
+            limit: limits.cpu_time,
+        }),
+        Interrupt::RequestTooLarge(size) => CallError::Limit(Limit::RequestSize {
+            size: *size,
+            limit: limits.max_request_size,
+        }),
+        Interrupt::ResponseTooLarge(size) => CallError::Limit(Limit::ResponseSize {
+            size: *size,
+            limit: limits.max_response_size,
+        }),
+    }
+}
+
 /// Why a guest stopped: a host interrupt, a limit it ran into, or a trap of its own.
 pub(crate) fn classify(store: &Store<CallState>, error: wasmtime::Error) -> CallError {
     let state = store.data();
     let limits = &state.limits;
     if let Some(interrupt) = error.downcast_ref::<Interrupt>() {
-        return match interrupt {
-            Interrupt::InvalidMetadata(invalid) => CallError::InvalidMetadata(invalid.clone()),
-            Interrupt::Malformed(malformed) => CallError::Contract(malformed.to_string()),
-            Interrupt::Deadline => CallError::DeadlineExceeded,
-            Interrupt::Cancelled => CallError::Cancelled,
-            Interrupt::CpuTime => CallError::Limit(Limit::CpuTime {
-                limit: limits.cpu_time,
-            }),
-            Interrupt::RequestTooLarge(size) => CallError::Limit(Limit::RequestSize {
-                size: *size,
-                limit: limits.max_request_size,
-            }),
-            Interrupt::ResponseTooLarge(size) => CallError::Limit(Limit::ResponseSize {
-                size: *size,
-                limit: limits.max_response_size,
-            }),
-        };
+        return interrupted(interrupt, limits);
     }
     if error.is::<wasmtime::PoolConcurrencyLimitError>() {
         return CallError::Limit(Limit::Sandboxes);

@@ -16,7 +16,7 @@ use futures::future::BoxFuture;
 use futures::stream::{Stream, StreamExt};
 use http::HeaderMap;
 use plugrpc_runtime::{
-    Body, BodyPart, Call, CallRequest, InputError, MetadataEntry, Plugin, Requests, Response,
+    Body, BodyPart, Call, CallRequest, InputError, MetadataEntry, Requests, Response,
 };
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{
@@ -76,9 +76,9 @@ where
     if !content_type.is_some_and(|value| is_grpc(value.as_bytes())) {
         return status::not_grpc(content_type);
     }
-    let path = request.uri().path().to_owned();
-    let Some(route) = registry.lookup(&path) else {
-        return status::no_route(&path).into_http();
+    let path = request.uri().path();
+    let Some(route) = registry.lookup(path) else {
+        return status::no_route(path).into_http();
     };
     let timeout = match timeout_from_headers(request.headers()) {
         Ok(timeout) => timeout,
@@ -88,9 +88,8 @@ where
         .max_decoding_message_size(route.plugin.limits().max_request_size)
         // The core checks max_response_size before a message gets here.
         .max_encoding_message_size(usize::MAX);
-    let path: Arc<str> = Arc::from(path);
     let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
-        call(route.clone(), path.clone(), timeout, request)
+        call(route.clone(), timeout, request)
     });
     grpc.streaming(handler, request).await
 }
@@ -98,7 +97,6 @@ where
 /// One call through the core: the request as its input, its response as gRPC.
 async fn call(
     route: Route,
-    path: Arc<str>,
     timeout: Option<Duration>,
     request: tonic::Request<Streaming<Bytes>>,
 ) -> Result<tonic::Response<Messages>, Status> {
@@ -109,7 +107,7 @@ async fn call(
         route.plugin.clone(),
         route.kind,
         CallRequest {
-            method: path.to_string(),
+            method: route.path.to_string(),
             timeout,
             metadata,
             peer,
@@ -117,26 +115,27 @@ async fn call(
     );
     let for_call = For {
         plugin: route.plugin.name(),
-        method: &path,
+        method: &route.path,
     };
     match call.run(requests).await {
-        Response::Failed { metadata, error } => Err(match metadata_from_guest(metadata) {
-            Ok(metadata) => status::failed(error, metadata, for_call),
-            Err(invalid) => status::invalid_guest_metadata(&invalid, for_call),
-        }),
+        Response::Failed { metadata, error } => Err(guest_metadata(metadata, for_call)
+            .map_or_else(
+                |invalid| invalid,
+                |metadata| status::failed(error, metadata, for_call),
+            )),
         Response::Started { headers, body } => {
-            let headers = metadata_from_guest(headers)
-                .map_err(|invalid| status::invalid_guest_metadata(&invalid, for_call))?;
-            let messages = GrpcBody {
-                body,
-                plugin: route.plugin.clone(),
-                path,
-            };
+            let headers = guest_metadata(headers, for_call)?;
+            let messages = GrpcBody { body, route };
             let mut response = tonic::Response::new(Box::pin(messages) as Messages);
             *response.metadata_mut() = headers;
             Ok(response)
         }
     }
+}
+
+/// Guest metadata as tonic sends it; what it cannot carry is the plugin's fault, INTERNAL.
+fn guest_metadata(entries: Vec<MetadataEntry>, call: For) -> Result<MetadataMap, Status> {
+    metadata_from_guest(entries).map_err(|invalid| status::invalid_guest_metadata(&invalid, call))
 }
 
 /// Whether a content-type is gRPC's: `application/grpc`, alone or with a `+codec` or
@@ -151,8 +150,7 @@ fn is_grpc(content_type: &[u8]) -> bool {
 /// status when it is not a plain OK.
 struct GrpcBody {
     body: Body,
-    plugin: Arc<Plugin>,
-    path: Arc<str>,
+    route: Route,
 }
 
 impl Stream for GrpcBody {
@@ -165,12 +163,12 @@ impl Stream for GrpcBody {
             Some(BodyPart::Message(message)) => Some(Ok(message)),
             Some(BodyPart::End { trailers, result }) => {
                 let call = For {
-                    plugin: self.plugin.name(),
-                    method: &self.path,
+                    plugin: self.route.plugin.name(),
+                    method: &self.route.path,
                 };
-                match metadata_from_guest(trailers) {
+                match guest_metadata(trailers, call) {
                     Ok(trailers) => status::end(result, trailers, call).map(Err),
-                    Err(invalid) => Some(Err(status::invalid_guest_metadata(&invalid, call))),
+                    Err(invalid) => Some(Err(invalid)),
                 }
             }
         })
