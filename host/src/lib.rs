@@ -17,7 +17,7 @@ mod watch;
 
 pub use config::{
     ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES,
-    DEFAULT_SHUTDOWN_GRACE, HostConfig, Invalid, LimitOverrides, MAX_SANDBOXES,
+    DEFAULT_SHUTDOWN_GRACE, EdgeConfig, HostConfig, Invalid, LimitOverrides, MAX_SANDBOXES,
 };
 pub use plugrpc_runtime::{CONTRACT, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};

@@ -68,9 +68,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let host = Host::bind(&config)
         .await
         .context("plugrpc could not start")?;
-    host.serve(shutdown_signal())
-        .await
-        .context("plugrpc stopped serving")?;
+    host.serve(shutdown_signal()).await;
     tracing::info!("shut down");
     Ok(())
 }

@@ -1,6 +1,7 @@
-//! Per-call problems (a limit reached, a trap, a broken contract) are logged at most a
-//! few times a second per plugin and kind; the rest are counted, and the count rides on
-//! the next line logged for them. A client flooding a plugin past its limits, or a plugin
+//! Problems that a client or a plugin can repeat at will (a limit reached, a trap, a
+//! broken contract, a refused connection) are logged at most a few times a second per
+//! subject (a plugin, or the listener) and kind; the rest are counted, and the count
+//! rides on the next line logged for them. A client flooding the host, or a plugin
 //! trapping on every call, cannot flood the operator's log.
 
 use std::collections::HashMap;
@@ -21,7 +22,7 @@ struct Window {
     suppressed: u64,
 }
 
-/// Whether a line about `kind` for `plugin` may be logged now: `Some(n)` with the lines
+/// Whether a line about `kind` for `plugin` (or another subject) may be logged now: `Some(n)` with the lines
 /// left out before it, or `None` when this one is left out (and counted).
 pub(crate) fn allow(plugin: &str, kind: &'static str) -> Option<u64> {
     static WINDOWS: OnceLock<Mutex<HashMap<(String, &'static str), Window>>> = OnceLock::new();

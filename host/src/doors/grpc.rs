@@ -5,7 +5,6 @@
 //! unary request itself and a streaming body carries trailers on success.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
@@ -27,6 +26,7 @@ use tonic::server::Grpc;
 use tonic::{Status, Streaming};
 
 use crate::registry::{Registry, Route};
+use crate::server::Peer;
 use crate::status::{self, For};
 
 /// Response messages as tonic encodes them, ending with an `Ok`-coded status when
@@ -100,7 +100,10 @@ async fn call(
     timeout: Option<Duration>,
     request: tonic::Request<Streaming<Bytes>>,
 ) -> Result<tonic::Response<Messages>, Status> {
-    let peer = request.remote_addr().as_ref().map(SocketAddr::to_string);
+    let peer = request
+        .extensions()
+        .get::<Peer>()
+        .map(|peer| peer.addr.to_string());
     let metadata = metadata_to_guest(request.metadata());
     let requests: Requests = Box::pin(request.into_inner().map(|item| item.map_err(input_error)));
     let call = Call::new(

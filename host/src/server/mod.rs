@@ -1,6 +1,5 @@
-//! The listener, the HTTP/2 server with its limits set explicitly rather than left at
-//! tonic's permissive defaults, and the tower stack every request goes through, built in
-//! one function ([`stack`]) with the reason for each layer's place.
+//! The host: its listener, one task per connection, and the tower stack every request
+//! goes through, built in one function ([`stack`]) with the reason for each layer's place.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,24 +9,22 @@ use std::time::Duration;
 
 use plugrpc_runtime::{Engine, EngineError};
 use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 use tower::layer::util::{Identity, Stack};
 use tracing::Instrument as _;
 use tracing::instrument::Instrumented;
 
-use crate::config::{HostConfig, Invalid};
+use crate::config::{EdgeConfig, HostConfig, Invalid};
 use crate::doors::grpc::GrpcDoor;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::watch::{self, FolderWatch};
 
-/// Concurrent HTTP/2 streams one connection may open (tonic sets no cap of its own).
-const MAX_CONCURRENT_STREAMS: u32 = 1024;
-/// Reset-but-unaccepted streams one connection may pile up (rapid-reset defence).
-const MAX_PENDING_ACCEPT_RESETS: usize = 100;
-/// Idle connections are pinged this often, and dropped if the ping is not answered in time.
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
-const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) mod connection;
+mod listener;
+
+pub(crate) use connection::Peer;
 
 /// Why the host could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -49,9 +46,6 @@ pub enum HostError {
         /// Why the OS refused.
         source: std::io::Error,
     },
-    /// The server failed while serving.
-    #[error("serving gRPC: {0}")]
-    Serve(#[from] tonic::transport::Error),
 }
 
 /// A host with its plugins loaded and its port bound, ready to serve.
@@ -66,6 +60,7 @@ pub struct Host {
     _engine: Engine,
     /// How long calls and connections may take to finish after the shutdown signal.
     shutdown_grace: Duration,
+    edge: Arc<EdgeConfig>,
 }
 
 impl Host {
@@ -106,6 +101,7 @@ impl Host {
             _watch: watch,
             _engine: engine,
             shutdown_grace: config.shutdown_grace,
+            edge: Arc::new(config.edge.clone()),
         })
     }
 
@@ -123,43 +119,44 @@ impl Host {
     /// connections in flight finish, for at most the shutdown grace: a connection that
     /// stays open (an idle client, a stream with a long deadline) cannot keep the host
     /// from exiting.
-    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), HostError> {
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         tracing::info!(addr = %self.local_addr, "serving gRPC");
         let (_watch, _engine) = (self._watch, self._engine);
-        let grace = self.shutdown_grace;
-        let signalled = Arc::new(tokio::sync::Notify::new());
-        let signal = {
-            let signalled = signalled.clone();
-            async move {
-                shutdown.await;
-                signalled.notify_one();
+        let edge = self.edge;
+        let listener = listener::Listener::new(self.listener, &edge);
+        let http = Arc::new(connection::http(&edge));
+        let service = stack().service(router(self.registry).prepare());
+        let stopping = CancellationToken::new();
+        let mut connections = JoinSet::new();
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let peer = Peer { addr: accepted.peer };
+                    let (service, http, edge, stopping) =
+                        (service.clone(), http.clone(), edge.clone(), stopping.clone());
+                    connections.spawn(async move {
+                        let _place = accepted.place;
+                        connection::serve(accepted.stream, peer, service, &http, &edge, stopping).await;
+                    });
+                }
+                Some(_) = connections.join_next() => {}
+                () = &mut shutdown => break,
             }
-        };
-        let server = tonic::transport::Server::builder()
-            .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
-            .http2_max_pending_accept_reset_streams(Some(MAX_PENDING_ACCEPT_RESETS))
-            .http2_keepalive_interval(Some(KEEPALIVE_INTERVAL))
-            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
-            .layer(stack())
-            .add_routes(router(self.registry))
-            .serve_with_incoming_shutdown(
-                // tonic applies tcp_nodelay only to listeners it binds itself; without it,
-                // Nagle's algorithm holds small stream writes back ~40 ms.
-                TcpIncoming::from(self.listener).with_nodelay(Some(true)),
-                signal,
-            );
-        let expired = async {
-            signalled.notified().await;
-            tokio::time::sleep(grace).await;
-        };
-        tokio::select! {
-            served = server => served?,
-            () = expired => tracing::warn!(
-                "shutdown grace of {} passed: closing the connections still open",
-                plugrpc_runtime::duration(grace)
-            ),
         }
-        Ok(())
+        drop(listener);
+        stopping.cancel();
+        let drained = tokio::time::timeout(self.shutdown_grace, async {
+            while connections.join_next().await.is_some() {}
+        });
+        if drained.await.is_err() {
+            tracing::warn!(
+                "shutdown grace of {} passed: closing the {} connections still open",
+                plugrpc_runtime::duration(self.shutdown_grace),
+                connections.len()
+            );
+            connections.shutdown().await;
+        }
     }
 }
 

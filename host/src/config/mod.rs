@@ -11,6 +11,10 @@ use bytesize::ByteSize;
 use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, duration, size};
 use serde::Deserialize;
 
+mod edge;
+
+pub use edge::EdgeConfig;
+
 /// Where the host listens when told nothing: loopback only, the usual gRPC port.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
@@ -62,6 +66,8 @@ pub struct HostConfig {
     pub watch: bool,
     /// How long calls and connections may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// What one client may hold of the host.
+    pub edge: EdgeConfig,
     /// Limits for every plugin without overrides.
     pub defaults: Limits,
     /// Per-plugin overrides, by plugin name.
@@ -97,6 +103,8 @@ struct ConfigFile {
     host: HostTable,
     #[serde(default)]
     shutdown: ShutdownTable,
+    #[serde(default)]
+    edge: EdgeConfig,
     #[serde(default)]
     defaults: LimitOverrides,
     #[serde(default)]
@@ -181,6 +189,7 @@ impl Default for HostConfig {
             cache_dir: default_cache_dir(),
             watch: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            edge: EdgeConfig::default(),
             defaults: DEFAULT_LIMITS,
             plugins: BTreeMap::new(),
         }
@@ -234,6 +243,7 @@ impl HostConfig {
             },
             watch: file.host.watch.unwrap_or(true),
             shutdown_grace: file.shutdown.grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            edge: file.edge,
             defaults,
             plugins: file.plugins,
         };
@@ -298,6 +308,7 @@ impl HostConfig {
                 ),
             ));
         }
+        self.edge.validate()?;
         validate_limits(&self.defaults, "defaults", self.sandboxes)?;
         for name in self.plugins.keys() {
             validate_limits(
@@ -494,7 +505,7 @@ mod tests {
 
     #[test]
     fn the_documented_example_is_valid() {
-        let config = parse(include_str!("../../examples/plugrpc.toml")).unwrap();
+        let config = parse(include_str!("../../../examples/plugrpc.toml")).unwrap();
         assert_eq!(
             config.limits_for("users").deadline,
             Duration::from_secs(600)
@@ -557,6 +568,19 @@ mod tests {
                 "[shutdown]\ndrain = \"1s\"",
                 "shutdown.drain: unknown field",
             ),
+            (
+                "[edge]\nmax_connections = 0",
+                "edge.max_connections: must be at least 1",
+            ),
+            (
+                "[edge]\nidle_timeout = \"0s\"",
+                "edge.idle_timeout: 0s is outside 1ms ..= 7days",
+            ),
+            (
+                "[edge]\nrequest_buffer = \"1MiB\"",
+                "edge.request_buffer: 1.0 MiB is less than request_buffer_per_connection (32.0 MiB)",
+            ),
+            ("[edge]\nmax_streams = 5", "edge.max_streams: unknown field"),
         ];
         for (text, expected) in cases {
             let error = parse(text).expect_err(text);

@@ -1,0 +1,367 @@
+//! One client connection, from accept to close: HTTP/1.1 or HTTP/2 with the edge's
+//! limits, and the timers and counters that close a connection which sends no request,
+//! idles, grows too old, or cancels streams faster than `edge.max_resets_per_second`.
+//! Every request of the connection carries a [`Peer`] to the doors.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body::{Body as HttpBody, Frame, SizeHint};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::EdgeConfig;
+use crate::throttle;
+
+/// Streams reset before the server accepted them that one connection may pile up; h2's
+/// own default (the rapid-reset defence, CVE-2023-44487).
+const MAX_PENDING_ACCEPT_RESETS: usize = 20;
+/// Streams the server may reset for a client's protocol errors before closing the
+/// connection (the MadeYouReset defence, CVE-2025-8671); hyper's own default.
+const MAX_LOCAL_ERROR_RESETS: usize = 1024;
+/// Header bytes one request may carry: gRPC metadata is small, and each open stream may
+/// hold this much.
+const MAX_HEADER_LIST_SIZE: u32 = 64 << 10;
+/// Idle connections are pinged this often, and dropped if the ping is not answered in time.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long the streams of a connection closed for abuse may take to finish.
+const ABUSE_GRACE: Duration = Duration::from_secs(1);
+
+/// Who is on the other end of a request's connection.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Peer {
+    /// The client's address.
+    pub(crate) addr: SocketAddr,
+}
+
+/// The HTTP server settings every connection shares.
+pub(crate) fn http(edge: &EdgeConfig) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(edge.first_request_timeout)
+        .max_buf_size(MAX_HEADER_LIST_SIZE as usize * 2);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(edge.max_streams_per_connection)
+        .max_pending_accept_reset_streams(MAX_PENDING_ACCEPT_RESETS)
+        .max_local_error_reset_streams(MAX_LOCAL_ERROR_RESETS)
+        .max_header_list_size(MAX_HEADER_LIST_SIZE)
+        .keep_alive_interval(KEEPALIVE_INTERVAL)
+        .keep_alive_timeout(KEEPALIVE_TIMEOUT);
+    builder
+}
+
+/// Serves one connection until the client closes it, a timer closes it, or the host
+/// shuts down (then in-flight streams finish and the connection closes by itself).
+pub(crate) async fn serve<I, S, B>(
+    io: I,
+    peer: Peer,
+    service: S,
+    http: &auto::Builder<TokioExecutor>,
+    edge: &EdgeConfig,
+    shutdown: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    S: tower::Service<http::Request<hyper::body::Incoming>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let activity = Arc::new(Activity::new(edge.max_resets_per_second));
+    let service = Tracked {
+        inner: service,
+        activity: activity.clone(),
+        peer,
+    };
+    let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let opened = Instant::now();
+    // Once the connection is told to go away: when it is closed whatever it is doing.
+    let mut going_away: Option<Option<Instant>> = None;
+    loop {
+        let wake = match going_away {
+            Some(close_at) => close_at,
+            None => Some(activity.next_check(opened, edge)),
+        };
+        let timer = async {
+            match wake {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            served = connection.as_mut() => {
+                if let Err(error) = served {
+                    tracing::debug!(peer = %peer.addr, "connection ended: {error}");
+                }
+                return;
+            }
+            () = shutdown.cancelled(), if going_away.is_none() => {
+                // The host's shutdown grace bounds what is left.
+                connection.as_mut().graceful_shutdown();
+                going_away = Some(None);
+            }
+            () = activity.changed.notified(), if going_away.is_none() => {
+                if let Some(resets) = activity.abusive() {
+                    if let Some(before) = throttle::allow("listener", "resets") {
+                        tracing::warn!(
+                            "closing the connection from {}: it cancelled {resets} streams within a second (edge.max_resets_per_second = {}){}",
+                            peer.addr,
+                            edge.max_resets_per_second,
+                            throttle::left_out(before)
+                        );
+                    }
+                    connection.as_mut().graceful_shutdown();
+                    going_away = Some(Some(Instant::now() + ABUSE_GRACE));
+                }
+            }
+            () = timer => {
+                let now = Instant::now();
+                if going_away.is_some() {
+                    tracing::debug!(peer = %peer.addr, "closing a connection whose grace has passed");
+                    return;
+                }
+                if !activity.requested.load(Ordering::Acquire)
+                    && now >= opened + edge.first_request_timeout
+                {
+                    tracing::debug!(peer = %peer.addr, "closing a connection that sent no request within edge.first_request_timeout");
+                    return;
+                }
+                if now >= opened + edge.max_connection_age {
+                    tracing::debug!(peer = %peer.addr, "telling a connection older than edge.max_connection_age to go away");
+                    connection.as_mut().graceful_shutdown();
+                    going_away = Some(Some(now + edge.max_connection_age_grace));
+                } else if activity.idle_since().is_some_and(|since| now >= since + edge.idle_timeout) {
+                    tracing::debug!(peer = %peer.addr, "closing a connection idle for edge.idle_timeout");
+                    connection.as_mut().graceful_shutdown();
+                    going_away = Some(Some(now + ABUSE_GRACE));
+                }
+            }
+        }
+    }
+}
+
+/// What a connection's timers and reset counter read: streams open, when the last one
+/// ended, streams cancelled in the current second.
+struct Activity {
+    open: AtomicUsize,
+    requested: AtomicBool,
+    /// When the connection last had no stream open (set at open, too).
+    idle_since: Mutex<Option<Instant>>,
+    resets: Mutex<Resets>,
+    max_resets: u32,
+    /// Woken when the last open stream ends or the reset limit is passed.
+    changed: Notify,
+}
+
+/// Streams cancelled in the current one-second window.
+struct Resets {
+    window_start: Instant,
+    count: u32,
+    over: bool,
+}
+
+impl Activity {
+    fn new(max_resets: u32) -> Self {
+        let now = Instant::now();
+        Self {
+            open: AtomicUsize::new(0),
+            requested: AtomicBool::new(false),
+            idle_since: Mutex::new(Some(now)),
+            resets: Mutex::new(Resets {
+                window_start: now,
+                count: 0,
+                over: false,
+            }),
+            max_resets,
+            changed: Notify::new(),
+        }
+    }
+
+    /// When a timer may next have something to do.
+    fn next_check(&self, opened: Instant, edge: &EdgeConfig) -> Instant {
+        let mut at = opened + edge.max_connection_age;
+        if !self.requested.load(Ordering::Acquire) {
+            at = at.min(opened + edge.first_request_timeout);
+        }
+        if let Some(since) = self.idle_since() {
+            at = at.min(since + edge.idle_timeout);
+        }
+        at
+    }
+
+    fn idle_since(&self) -> Option<Instant> {
+        *self.idle_since.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn stream_opened(&self) {
+        self.requested.store(true, Ordering::Release);
+        if self.open.fetch_add(1, Ordering::AcqRel) == 0 {
+            *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        }
+    }
+
+    fn stream_closed(&self, finished: bool) {
+        if !finished {
+            self.count_reset();
+        }
+        if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+            self.changed.notify_one();
+        }
+    }
+
+    fn count_reset(&self) {
+        let mut resets = self.resets.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        if now.duration_since(resets.window_start) >= Duration::from_secs(1) {
+            resets.window_start = now;
+            resets.count = 0;
+        }
+        resets.count += 1;
+        if resets.count > self.max_resets && !resets.over {
+            resets.over = true;
+            self.changed.notify_one();
+        }
+    }
+
+    /// The resets counted, once the limit has been passed.
+    fn abusive(&self) -> Option<u32> {
+        let resets = self.resets.lock().unwrap_or_else(|e| e.into_inner());
+        resets.over.then_some(resets.count)
+    }
+}
+
+/// The connection's service: each request carries the [`Peer`] and is counted as an
+/// open stream until its response body ends or is abandoned.
+#[derive(Clone)]
+struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+    peer: Peer,
+}
+
+impl<S, B, ReqBody> tower::Service<http::Request<ReqBody>> for Tracked<S>
+where
+    S: tower::Service<http::Request<ReqBody>, Response = http::Response<B>>,
+    B: HttpBody,
+{
+    type Response = http::Response<TrackedBody<B>>;
+    type Error = S::Error;
+    type Future = TrackedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        request.extensions_mut().insert(self.peer);
+        self.activity.stream_opened();
+        TrackedFuture {
+            inner: self.inner.call(request),
+            stream: Some(OpenStream {
+                activity: self.activity.clone(),
+                finished: false,
+            }),
+        }
+    }
+}
+
+/// One stream counted as open; dropped unfinished, it counts as a reset.
+struct OpenStream {
+    activity: Arc<Activity>,
+    finished: bool,
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.activity.stream_closed(self.finished);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The inner service's future, carrying the open stream into the response body.
+    struct TrackedFuture<F> {
+        #[pin]
+        inner: F,
+        stream: Option<OpenStream>,
+    }
+}
+
+impl<F, B, E> Future for TrackedFuture<F>
+where
+    F: Future<Output = Result<http::Response<B>, E>>,
+    B: HttpBody,
+{
+    type Output = Result<http::Response<TrackedBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let response = ready!(this.inner.poll(cx))?;
+        let stream = this.stream.take();
+        Poll::Ready(Ok(response.map(|body| TrackedBody { body, stream })))
+    }
+}
+
+/// A response body that releases its stream when it ends or is dropped.
+struct TrackedBody<B: HttpBody> {
+    body: B,
+    stream: Option<OpenStream>,
+}
+
+impl<B: HttpBody + Unpin> HttpBody for TrackedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<B::Data>, B::Error>>> {
+        let frame = ready!(Pin::new(&mut self.body).poll_frame(cx));
+        let ended = match &frame {
+            None => true,
+            Some(Ok(frame)) => frame.is_trailers(),
+            Some(Err(_)) => false,
+        };
+        if ended && let Some(mut stream) = self.stream.take() {
+            stream.finished = true;
+        }
+        Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+impl<B: HttpBody> Drop for TrackedBody<B> {
+    fn drop(&mut self) {
+        // hyper drops a body that says it has ended without polling it again.
+        if let Some(stream) = self.stream.as_mut() {
+            stream.finished = self.body.is_end_stream();
+        }
+    }
+}

@@ -1,0 +1,194 @@
+//! Accepting connections within the edge's caps. A connection over the host-wide cap or
+//! its IP's cap is closed as soon as it is accepted (the client sees a reset, not a
+//! hang), and an accept that fails for want of file descriptors or memory backs off
+//! instead of spinning: the connections already open keep being served.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::config::EdgeConfig;
+use crate::throttle;
+
+/// The first pause after an accept fails for want of a resource; it doubles per failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(5);
+/// The longest pause between failed accepts.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// File descriptors kept back from connections: plugin files, the compile cache, the
+/// folder watch, logs.
+const RESERVED_FILES: u64 = 256;
+
+/// The listening socket and the places connections may take.
+pub(crate) struct Listener {
+    tcp: TcpListener,
+    open: Arc<Semaphore>,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    max_per_ip: usize,
+}
+
+/// An accepted connection, holding its places under both caps until dropped.
+pub(crate) struct Accepted {
+    /// The socket, with Nagle's algorithm off.
+    pub(crate) stream: TcpStream,
+    /// The client's address.
+    pub(crate) peer: SocketAddr,
+    /// Released when the connection ends.
+    pub(crate) place: Place,
+}
+
+/// One connection's place under the host-wide and per-IP caps.
+pub(crate) struct Place {
+    _permit: OwnedSemaphorePermit,
+    ip: IpAddr,
+    per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = per_ip.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                per_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+impl Listener {
+    /// Listens on `tcp` with the caps of `edge`, lowered to what the process's open-file
+    /// limit can hold.
+    pub(crate) fn new(tcp: TcpListener, edge: &EdgeConfig) -> Self {
+        let files = raise_open_files_limit();
+        let room = usize::try_from(files.saturating_sub(RESERVED_FILES)).unwrap_or(usize::MAX);
+        let max = if edge.max_connections > room {
+            tracing::warn!(
+                "edge.max_connections is {}, but the open-file limit ({files}) leaves room for {room}: capping connections at {room}",
+                edge.max_connections
+            );
+            room.max(1)
+        } else {
+            edge.max_connections
+        };
+        Self {
+            tcp,
+            open: Arc::new(Semaphore::new(max)),
+            per_ip: Arc::default(),
+            max_per_ip: edge.max_connections_per_ip,
+        }
+    }
+
+    /// The next connection within the caps; connections over them are closed here.
+    pub(crate) async fn accept(&self) -> Accepted {
+        let mut backoff = MIN_BACKOFF;
+        loop {
+            match self.tcp.accept().await {
+                Ok((stream, peer)) => {
+                    backoff = MIN_BACKOFF;
+                    if let Some(place) = self.place_for(peer.ip()) {
+                        // Small stream writes would otherwise wait ~40 ms for Nagle.
+                        if let Err(error) = stream.set_nodelay(true) {
+                            tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
+                        }
+                        return Accepted {
+                            stream,
+                            peer,
+                            place,
+                        };
+                    }
+                }
+                // The client gave up before it was accepted: nothing to wait for.
+                Err(error) if is_per_connection(&error) => {}
+                Err(error) => {
+                    if let Some(before) = throttle::allow("listener", "accept") {
+                        tracing::warn!(
+                            "cannot accept connections: {error}; retrying in {}{}",
+                            plugrpc_runtime::duration(backoff),
+                            throttle::left_out(before)
+                        );
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+
+    /// A place for a connection from `ip`, or `None` (logged) when a cap is reached.
+    fn place_for(&self, ip: IpAddr) -> Option<Place> {
+        let Ok(permit) = self.open.clone().try_acquire_owned() else {
+            if let Some(before) = throttle::allow("listener", "max_connections") {
+                tracing::warn!(
+                    "refused a connection from {ip}: the host has edge.max_connections open{}",
+                    throttle::left_out(before)
+                );
+            }
+            return None;
+        };
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let count = per_ip.entry(ip).or_default();
+        if *count >= self.max_per_ip {
+            drop(per_ip);
+            if let Some(before) = throttle::allow("listener", "max_connections_per_ip") {
+                tracing::warn!(
+                    "refused a connection from {ip}: it has edge.max_connections_per_ip ({}) open{}",
+                    self.max_per_ip,
+                    throttle::left_out(before)
+                );
+            }
+            return None;
+        }
+        *count += 1;
+        Some(Place {
+            _permit: permit,
+            ip,
+            per_ip: self.per_ip.clone(),
+        })
+    }
+}
+
+/// Whether an accept error concerns only the one connection being accepted.
+fn is_per_connection(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Raises the soft open-file limit to the hard one (many systems start processes at
+/// 1,024, far below what a server needs) and returns the limit now in force.
+fn raise_open_files_limit() -> u64 {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let (Some(current), hard) = (limit.current, limit.maximum) else {
+        return u64::MAX; // unlimited
+    };
+    let Some(hard) = hard else {
+        return current;
+    };
+    if current >= hard {
+        return current;
+    }
+    let raised = rustix::process::Rlimit {
+        current: Some(hard),
+        maximum: Some(hard),
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => {
+            tracing::debug!("raised the open-file limit from {current} to {hard}");
+            hard
+        }
+        Err(error) => {
+            tracing::warn!("cannot raise the open-file limit from {current} to {hard}: {error}");
+            current
+        }
+    }
+}
