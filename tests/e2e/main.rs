@@ -4,6 +4,7 @@
 #![deny(dead_code)]
 
 mod contract;
+mod edge;
 mod lifecycle;
 mod plugin_folder;
 mod python_client;

@@ -1,0 +1,232 @@
+//! The edge under attack, over real sockets: each test runs an attack from 127.0.0.2
+//! while a well-behaved client on 127.0.0.1 calls beside it, and asserts the attack is
+//! bounded (connections closed, refused or told to go away) and the client loses no call.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use plugrpc_tests::pb::user::GetUserRequest;
+use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
+use plugrpc_tests::{LogCapture, TestHost};
+use tokio::io::AsyncReadExt;
+use tokio::net::{TcpSocket, TcpStream};
+
+use crate::plugins::USERS;
+
+/// Where attacks come from: another loopback address, so per-IP caps tell them apart.
+const ATTACKER: &str = "127.0.0.2";
+/// Far longer than any timer the tests set: reaching it means the host did not act.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// A TCP connection to the host from the attacker's address.
+async fn connect_from_attacker(host: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(format!("{ATTACKER}:0").parse().unwrap())?;
+    socket.connect(host).await
+}
+
+/// `calls` GetUser calls from a well-behaved client; the failures, if any.
+async fn well_behaved_calls(host: &TestHost, calls: usize) -> Vec<tonic::Status> {
+    let mut client = UserServiceClient::new(host.channel().await);
+    let mut failures = Vec::new();
+    for id in 1..=calls {
+        if let Err(status) = client.get_user(GetUserRequest { id: id as i64 }).await {
+            failures.push(status);
+        }
+    }
+    failures
+}
+
+/// Waits until the host closes `stream` (EOF or reset); how long it took.
+async fn closed_by_host(mut stream: TcpStream) -> Duration {
+    let started = Instant::now();
+    let mut byte = [0u8; 1024];
+    tokio::time::timeout(PATIENCE, async {
+        loop {
+            match stream.read(&mut byte).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .expect("the host closes the connection");
+    started.elapsed()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn silent_connections_are_capped_per_ip_and_closed_when_they_send_no_request() {
+    let host = TestHost::with_config(
+        &[USERS],
+        "[edge]\nmax_connections_per_ip = 50\nfirst_request_timeout = \"1s\"\n",
+    )
+    .await;
+    let mut silent = Vec::new();
+    for _ in 0..300 {
+        silent.push(connect_from_attacker(host.addr()).await.unwrap());
+    }
+    // While they are open: the client from another address is served in full.
+    let failures = well_behaved_calls(&host, 50).await;
+    assert!(failures.is_empty(), "the good client failed: {failures:?}");
+
+    let waits = futures::future::join_all(silent.into_iter().map(closed_by_host)).await;
+    let refused = waits
+        .iter()
+        .filter(|w| **w < Duration::from_millis(500))
+        .count();
+    assert_eq!(
+        refused, 250,
+        "all but edge.max_connections_per_ip are closed on accept"
+    );
+    let timed_out = waits
+        .iter()
+        .filter(|w| **w >= Duration::from_millis(500))
+        .count();
+    assert_eq!(
+        timed_out, 50,
+        "the 50 let in are closed after first_request_timeout, none are left open"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_idle_for_idle_timeout_is_closed_and_an_old_one_told_to_go_away() {
+    let host = TestHost::with_config(&[USERS], "[edge]\nidle_timeout = \"300ms\"\n").await;
+    let (mut client, connection) = h2_connect(host.addr()).await;
+    let driver = tokio::spawn(connection);
+    call_get_user(&mut client, &host).await;
+    let closed = tokio::time::timeout(PATIENCE, driver).await;
+    assert!(closed.is_ok(), "the idle connection is closed by the host");
+
+    let host = TestHost::with_config(
+        &[USERS],
+        "[edge]\nmax_connection_age = \"300ms\"\nmax_connection_age_grace = \"300ms\"\n",
+    )
+    .await;
+    let (mut client, connection) = h2_connect(host.addr()).await;
+    let driver = tokio::spawn(connection);
+    // A stream held open past the age and its grace: the connection is closed anyway.
+    let (_response, _stream) = open_chat(&mut client, &host);
+    let started = Instant::now();
+    let closed = tokio::time::timeout(PATIENCE, driver).await;
+    assert!(closed.is_ok(), "the old connection is closed by the host");
+    assert!(
+        started.elapsed() >= Duration::from_millis(500),
+        "the stream had the grace: closed after {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_connection_may_open_100_streams() {
+    let host = TestHost::with_plugins(&[USERS]).await;
+    let (client, connection) = h2_connect(host.addr()).await;
+    tokio::spawn(connection);
+    let client = client.ready().await.unwrap();
+    // The server's SETTINGS arrive with the handshake.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(client.current_max_send_streams(), 100);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn streams_cancelled_just_after_acceptance_close_the_connection_and_spare_others() {
+    let log = LogCapture::install();
+    let host = TestHost::with_config(&[USERS], "[edge]\nmax_resets_per_second = 100\n").await;
+    let attacks = (0..4).map(|_| {
+        let addr = host.addr();
+        tokio::spawn(async move {
+            let tcp = connect_from_attacker(addr).await.unwrap();
+            let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+            let driver = tokio::spawn(connection);
+            let in_flight = std::sync::Arc::new(tokio::sync::Semaphore::new(50));
+            let mut sent = 0u32;
+            // Bounded: the host must close the connection long before 20,000 resets.
+            while sent < 20_000 && !driver.is_finished() {
+                let permit = in_flight.clone().acquire_owned().await.unwrap();
+                client = match client.ready().await {
+                    Ok(ready) => ready,
+                    Err(_) => break,
+                };
+                let Ok((response, mut stream)) = client.send_request(chat_request(addr), false)
+                else {
+                    break;
+                };
+                sent += 1;
+                tokio::spawn(async move {
+                    // Accepted: the plugin's headers came back. Now cancel it.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), response).await;
+                    stream.send_reset(h2::Reason::CANCEL);
+                    drop(permit);
+                });
+            }
+            let closed = tokio::time::timeout(PATIENCE, driver).await.is_ok();
+            (sent, closed)
+        })
+    });
+    let attacks = tokio::spawn(futures::future::join_all(attacks));
+    let failures = well_behaved_calls(&host, 200).await;
+    for attack in attacks.await.unwrap() {
+        let (sent, closed) = attack.unwrap();
+        assert!(closed, "the attacking connection was closed");
+        assert!(sent < 20_000, "the host stopped it early ({sent} resets)");
+    }
+    assert!(failures.is_empty(), "the good client failed: {failures:?}");
+    assert!(
+        !log.lines_with(&["streams within a second (edge.max_resets_per_second = 100)"])
+            .is_empty(),
+        "the close is logged with the key that caused it"
+    );
+}
+
+/// A raw HTTP/2 connection to the host.
+async fn h2_connect(
+    addr: SocketAddr,
+) -> (
+    h2::client::SendRequest<bytes::Bytes>,
+    h2::client::Connection<TcpStream>,
+) {
+    let tcp = TcpStream::connect(addr).await.unwrap();
+    h2::client::handshake(tcp).await.unwrap()
+}
+
+/// The headers of a Chat call, with no message yet.
+fn chat_request(addr: SocketAddr) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/user.v1.UserService/Chat"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// A Chat stream opened and left open.
+fn open_chat(
+    client: &mut h2::client::SendRequest<bytes::Bytes>,
+    host: &TestHost,
+) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
+    client
+        .send_request(chat_request(host.addr()), false)
+        .unwrap()
+}
+
+/// One GetUser call over a raw HTTP/2 connection; asserts it succeeds.
+async fn call_get_user(client: &mut h2::client::SendRequest<bytes::Bytes>, host: &TestHost) {
+    let request = http::Request::post(format!(
+        "http://{}/user.v1.UserService/GetUser",
+        host.addr()
+    ))
+    .header("content-type", "application/grpc")
+    .header("te", "trailers")
+    .body(())
+    .unwrap();
+    let (response, mut stream) = client.send_request(request, false).unwrap();
+    // GetUserRequest { id: 1 }: field 1, varint 1.
+    let message = plugrpc_tests::raw::frames(&[vec![0x08, 0x01]]);
+    stream.send_data(message.into(), true).unwrap();
+    let response = response.await.unwrap();
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "0");
+}
