@@ -146,7 +146,8 @@ async fn streams_cancelled_just_after_acceptance_close_the_connection_and_spare_
                     Ok(ready) => ready,
                     Err(_) => break,
                 };
-                let Ok((response, mut stream)) = client.send_request(chat_request(addr), false)
+                let Ok((response, mut stream)) =
+                    client.send_request(grpc_request(addr, "Chat"), false)
                 else {
                     break;
                 };
@@ -188,36 +189,21 @@ async fn h2_connect(
     h2::client::handshake(tcp).await.unwrap()
 }
 
-/// The headers of a Chat call, with no message yet.
-fn chat_request(addr: SocketAddr) -> http::Request<()> {
-    http::Request::post(format!("http://{addr}/user.v1.UserService/Chat"))
-        .header("content-type", "application/grpc")
-        .header("te", "trailers")
-        .body(())
-        .unwrap()
-}
-
 /// A Chat stream opened and left open.
 fn open_chat(
     client: &mut h2::client::SendRequest<bytes::Bytes>,
     host: &TestHost,
 ) -> (h2::client::ResponseFuture, h2::SendStream<bytes::Bytes>) {
     client
-        .send_request(chat_request(host.addr()), false)
+        .send_request(grpc_request(host.addr(), "Chat"), false)
         .unwrap()
 }
 
 /// One GetUser call over a raw HTTP/2 connection; asserts it succeeds.
 async fn call_get_user(client: &mut h2::client::SendRequest<bytes::Bytes>, host: &TestHost) {
-    let request = http::Request::post(format!(
-        "http://{}/user.v1.UserService/GetUser",
-        host.addr()
-    ))
-    .header("content-type", "application/grpc")
-    .header("te", "trailers")
-    .body(())
-    .unwrap();
-    let (response, mut stream) = client.send_request(request, false).unwrap();
+    let (response, mut stream) = client
+        .send_request(grpc_request(host.addr(), "GetUser"), false)
+        .unwrap();
     // GetUserRequest { id: 1 }: field 1, varint 1.
     let message = plugrpc_tests::raw::frames(&[vec![0x08, 0x01]]);
     stream.send_data(message.into(), true).unwrap();
@@ -229,4 +215,166 @@ async fn call_get_user(client: &mut h2::client::SendRequest<bytes::Bytes>, host:
     }
     let trailers = body.trailers().await.unwrap().expect("trailers");
     assert_eq!(trailers["grpc-status"], "0");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn large_messages_that_never_finish_are_bounded_by_the_request_buffers() {
+    let host = TestHost::with_config(
+        &[USERS],
+        "[edge]\nrequest_buffer_per_connection = \"8MiB\"\nrequest_buffer = \"16MiB\"\nmessage_timeout = \"2s\"\n",
+    )
+    .await;
+    let tcp = connect_from_attacker(host.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    // 40 GetUser calls, each sending all but the last byte of a 4 MiB message.
+    let size = (4 << 20) - 1;
+    let mut prefix = vec![0u8];
+    prefix.extend_from_slice(&(size as u32).to_be_bytes());
+    let mut calls = Vec::new();
+    for _ in 0..40 {
+        client = client.ready().await.unwrap();
+        let (response, mut stream) = client
+            .send_request(grpc_request(host.addr(), "GetUser"), false)
+            .unwrap();
+        stream.send_data(prefix.clone().into(), false).unwrap();
+        stream.send_data(vec![0u8; size - 1].into(), false).unwrap();
+        calls.push((response, stream));
+    }
+    let failures = well_behaved_calls(&host, 50).await;
+    assert!(failures.is_empty(), "the good client failed: {failures:?}");
+    let mut refused = 0;
+    for (response, _stream) in calls {
+        let (code, message) = tokio::time::timeout(PATIENCE, grpc_status(response))
+            .await
+            .expect("every unfinished call ends");
+        match code {
+            // RESOURCE_EXHAUSTED: over the connection's buffer.
+            8 => {
+                assert!(
+                    message.contains("edge.request_buffer_per_connection"),
+                    "{message}"
+                );
+                refused += 1;
+            }
+            // DEADLINE_EXCEEDED: its message did not finish in time.
+            4 => assert!(message.contains("edge.message_timeout"), "{message}"),
+            other => panic!("unexpected status {other}: {message}"),
+        }
+    }
+    assert!(refused > 0, "the connection's buffer was reached");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_message_that_trickles_in_is_ended_after_message_timeout() {
+    let host = TestHost::with_config(&[USERS], "[edge]\nmessage_timeout = \"500ms\"\n").await;
+    let (mut client, connection) = h2_connect(host.addr()).await;
+    tokio::spawn(connection);
+    let (response, mut stream) = client
+        .send_request(grpc_request(host.addr(), "GetUser"), false)
+        .unwrap();
+    // A 100-byte message, of which 10 bytes ever arrive.
+    let mut start = vec![0u8, 0, 0, 0, 100];
+    start.extend_from_slice(&[0u8; 10]);
+    stream.send_data(start.into(), false).unwrap();
+    let (code, message) = tokio::time::timeout(PATIENCE, grpc_status(response))
+        .await
+        .expect("the call ends");
+    assert_eq!(code, 4, "DEADLINE_EXCEEDED: {message}");
+    assert!(
+        message.contains("took longer than 500ms to arrive (edge.message_timeout)"),
+        "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn one_connection_of_idle_streams_takes_only_its_share_and_its_streams_end_when_idle() {
+    let host = TestHost::with_config(
+        &[USERS],
+        "[edge]\nstream_idle_timeout = \"1s\"\n[plugins.users]\nmax_concurrent_calls = 8\nmax_queued_calls = 8\n",
+    )
+    .await;
+    let tcp = connect_from_attacker(host.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let mut chats = Vec::new();
+    for _ in 0..60 {
+        client = client.ready().await.unwrap();
+        chats.push(
+            client
+                .send_request(grpc_request(host.addr(), "Chat"), false)
+                .unwrap(),
+        );
+    }
+    // Half the slots and half the queue are the attacker's at most: the rest serve others.
+    let failures = well_behaved_calls(&host, 30).await;
+    assert!(failures.is_empty(), "the good client failed: {failures:?}");
+    let (mut over_share, mut idle) = (0, 0);
+    for (response, _stream) in chats {
+        let (code, message) = tokio::time::timeout(PATIENCE, grpc_status(response))
+            .await
+            .expect("every idle stream ends");
+        match code {
+            8 if message.contains("(max_caller_share)") => over_share += 1,
+            1 if message.contains("(edge.stream_idle_timeout)") => idle += 1,
+            other => panic!("unexpected status {other}: {message}"),
+        }
+    }
+    assert_eq!(
+        idle, 8,
+        "4 running and 4 queued, then ended when idle: {over_share} refused"
+    );
+    assert_eq!(over_share, 52);
+}
+
+/// The headers of a call of a UserService method, with no message yet.
+fn grpc_request(addr: SocketAddr, method: &str) -> http::Request<()> {
+    http::Request::post(format!("http://{addr}/user.v1.UserService/{method}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(())
+        .unwrap()
+}
+
+/// The grpc-status and grpc-message a call ended with, from its headers or trailers.
+async fn grpc_status(response: h2::client::ResponseFuture) -> (i32, String) {
+    let response = response.await.expect("a response");
+    let status_of = |headers: &http::HeaderMap| {
+        let code = headers.get("grpc-status")?.to_str().ok()?.parse().ok()?;
+        let message = headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .unwrap_or_default();
+        Some((code, percent_decode(message)))
+    };
+    if let Some(status) = status_of(response.headers()) {
+        return status;
+    }
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let data = data.expect("body");
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    let trailers = body.trailers().await.expect("trailers").expect("trailers");
+    status_of(&trailers).expect("a grpc-status")
+}
+
+/// grpc-message is percent-encoded.
+fn percent_decode(text: &str) -> String {
+    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && let Some(hex) = text.get(i + 1..i + 3)
+            && let Ok(byte) = u8::from_str_radix(hex, 16)
+        {
+            out.push(byte);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }

@@ -26,6 +26,8 @@ memory = "16MiB"
 cpu_time = "1s"
 max_concurrent_calls = 2
 max_queued_calls = 2
+# One client fills the plugin here: the whole of it may be one caller's.
+max_caller_share = 100
 max_request_size = "64KiB"
 max_response_size = "64KiB"
 

@@ -177,7 +177,8 @@ async fn an_instance_is_replaced_after_ten_thousand_calls() {
 #[tokio::test]
 async fn idle_instances_give_their_sandboxes_to_calls_when_the_pool_runs_out() {
     // 8 sandboxes: at most 2 idle warm instances; the rogue plugin may run 8 calls.
-    let config = "[host]\nsandboxes = 8\n[plugins.misbehave]\ndeadline = \"1s\"\n";
+    let config =
+        "[host]\nsandboxes = 8\n[plugins.misbehave]\ndeadline = \"1s\"\nmax_caller_share = 100\n";
     let host = TestHost::with_config(&[WARM, MISBEHAVE], config).await;
     let mut greeter = GreeterClient::new(host.channel().await);
     let slow: Vec<_> = (0..2)

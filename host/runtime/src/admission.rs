@@ -1,9 +1,13 @@
 //! Per-plugin admission: a bounded number of a plugin's calls run, a bounded number wait
 //! for a slot, and the rest are refused at once, so one tenant's flood queues behind its
-//! own limit instead of everyone's.
+//! own limit instead of everyone's. Within a plugin, admission is fair between callers
+//! (a connection, or an identity once one is known): one caller may hold at most its
+//! share of the slots, and of the queue, so a client holding many idle streams leaves
+//! room for the others.
 
-use std::sync::Arc;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -15,42 +19,126 @@ pub(crate) struct Admission {
     max_concurrent: usize,
     queued: AtomicUsize,
     max_queued: usize,
+    /// Slots one caller may hold.
+    caller_slots: usize,
+    /// Queue places one caller may hold.
+    caller_queue: usize,
+    callers: Arc<Mutex<HashMap<String, Arc<CallerShare>>>>,
+}
+
+/// What one caller holds of a plugin: its own slots (at most its share) and places in
+/// the queue.
+struct CallerShare {
+    slots: Arc<Semaphore>,
+    queued: AtomicUsize,
+    /// Calls of this caller admitted or waiting: the entry goes when none are.
+    calls: AtomicUsize,
 }
 
 /// A running call's slot, given back when dropped.
-pub(crate) type Slot = OwnedSemaphorePermit;
+pub(crate) struct Slot {
+    _plugin: OwnedSemaphorePermit,
+    _caller: OwnedSemaphorePermit,
+    _call: CallerCall,
+}
 
 impl Admission {
-    pub(crate) fn new(max_concurrent: usize, max_queued: usize) -> Self {
+    pub(crate) fn new(max_concurrent: usize, max_queued: usize, caller_percent: u8) -> Self {
+        let share = |total: usize| (total * usize::from(caller_percent)).div_ceil(100).max(1);
         Self {
             slots: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
             queued: AtomicUsize::new(0),
             max_queued,
+            caller_slots: share(max_concurrent),
+            caller_queue: share(max_queued),
+            callers: Arc::default(),
         }
     }
 
-    /// A slot now, or after waiting in the queue; refused at once when the queue is full.
-    /// The wait is bounded by the caller's deadline.
-    pub(crate) async fn admit(&self) -> Result<Slot, CallError> {
-        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-            return Ok(slot);
+    /// A slot now, or after waiting in the queue; refused at once when the queue, or
+    /// the caller's share of it, is full. The wait is bounded by the call's deadline.
+    pub(crate) async fn admit(&self, caller: &str) -> Result<Slot, CallError> {
+        let call = self.call_of(caller);
+        let share = call.share.clone();
+        if let Ok(own) = share.slots.clone().try_acquire_owned()
+            && let Ok(slot) = self.slots.clone().try_acquire_owned()
+        {
+            return Ok(Slot {
+                _plugin: slot,
+                _caller: own,
+                _call: call,
+            });
         }
         if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
             self.queued.fetch_sub(1, Ordering::AcqRel);
-            return Err(CallError::Limit(Limit::Concurrency {
-                running: self.max_concurrent,
-                queued: self.max_queued,
-            }));
+            return Err(self.full());
         }
         let _in_queue = QueuePlace(&self.queued);
-        // The semaphore is never closed, so acquiring can only wait.
-        self.slots.clone().acquire_owned().await.map_err(|_| {
-            CallError::Limit(Limit::Concurrency {
-                running: self.max_concurrent,
-                queued: self.max_queued,
-            })
+        if share.queued.fetch_add(1, Ordering::AcqRel) >= self.caller_queue {
+            share.queued.fetch_sub(1, Ordering::AcqRel);
+            return Err(CallError::Limit(Limit::CallerShare {
+                running: self.caller_slots,
+                queued: self.caller_queue,
+            }));
+        }
+        let _caller_place = QueuePlace(&share.queued);
+        // The caller's own share first, so a caller over it waits without holding one of
+        // the plugin's slots. Neither semaphore is ever closed: acquiring can only wait.
+        let own = share.slots.clone().acquire_owned().await;
+        let slot = self.slots.clone().acquire_owned().await;
+        match (own, slot) {
+            (Ok(own), Ok(slot)) => Ok(Slot {
+                _plugin: slot,
+                _caller: own,
+                _call: call,
+            }),
+            _ => Err(self.full()),
+        }
+    }
+
+    fn full(&self) -> CallError {
+        CallError::Limit(Limit::Concurrency {
+            running: self.max_concurrent,
+            queued: self.max_queued,
         })
+    }
+
+    /// `caller`'s share, made on its first call.
+    fn call_of(&self, caller: &str) -> CallerCall {
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        let share = callers
+            .entry(caller.to_owned())
+            .or_insert_with(|| {
+                Arc::new(CallerShare {
+                    slots: Arc::new(Semaphore::new(self.caller_slots)),
+                    queued: AtomicUsize::new(0),
+                    calls: AtomicUsize::new(0),
+                })
+            })
+            .clone();
+        share.calls.fetch_add(1, Ordering::AcqRel);
+        CallerCall {
+            share,
+            caller: caller.to_owned(),
+            callers: self.callers.clone(),
+        }
+    }
+}
+
+/// One call of a caller, admitted or waiting; the caller's entry goes with its last call.
+struct CallerCall {
+    share: Arc<CallerShare>,
+    caller: String,
+    callers: Arc<Mutex<HashMap<String, Arc<CallerShare>>>>,
+}
+
+impl Drop for CallerCall {
+    fn drop(&mut self) {
+        let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
+        if self.share.calls.fetch_sub(1, Ordering::AcqRel) == 1 {
+            callers.remove(&self.caller);
+        }
     }
 }
 
@@ -69,20 +157,22 @@ mod tests {
 
     #[tokio::test]
     async fn runs_up_to_the_limit_queues_up_to_the_queue_and_refuses_the_rest() {
-        let admission = Arc::new(Admission::new(2, 1));
+        let admission = Arc::new(Admission::new(2, 1, 100));
         let running = [
-            admission.admit().await.unwrap(),
-            admission.admit().await.unwrap(),
+            admission.admit("a").await.unwrap(),
+            admission.admit("a").await.unwrap(),
         ];
         let waiting = tokio::spawn({
             let admission = admission.clone();
-            async move { admission.admit().await.map(drop) }
+            async move { admission.admit("a").await.map(drop) }
         });
         tokio::task::yield_now().await;
         while admission.queued.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        let refused = admission.admit().await.unwrap_err();
+        let Err(refused) = admission.admit("b").await else {
+            panic!("a full queue refuses");
+        };
         assert!(matches!(
             refused,
             CallError::Limit(Limit::Concurrency {
@@ -93,5 +183,44 @@ mod tests {
         drop(running);
         waiting.await.unwrap().unwrap();
         assert_eq!(admission.queued.load(Ordering::Acquire), 0);
+    }
+
+    #[tokio::test]
+    async fn one_caller_holds_at_most_its_share_and_the_others_get_the_rest() {
+        // Half of 4 slots and of 2 queue places.
+        let admission = Arc::new(Admission::new(4, 2, 50));
+        let greedy = [
+            admission.admit("greedy").await.unwrap(),
+            admission.admit("greedy").await.unwrap(),
+        ];
+        // Over its share of slots, the greedy caller waits, holding no plugin slot.
+        let waiting = tokio::spawn({
+            let admission = admission.clone();
+            async move { admission.admit("greedy").await.map(drop) }
+        });
+        while admission.queued.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
+        let Err(refused) = admission.admit("greedy").await else {
+            panic!("a caller over its share of the queue is refused");
+        };
+        assert!(matches!(
+            refused,
+            CallError::Limit(Limit::CallerShare {
+                running: 2,
+                queued: 1
+            })
+        ));
+        let others = [
+            admission.admit("polite").await.unwrap(),
+            admission.admit("other").await.unwrap(),
+        ];
+        drop(greedy);
+        waiting.await.unwrap().unwrap();
+        drop(others);
+        assert!(
+            admission.callers.lock().unwrap().is_empty(),
+            "callers with no call are forgotten"
+        );
     }
 }

@@ -91,6 +91,10 @@ pub struct CallRequest {
     pub metadata: Vec<MetadataEntry>,
     /// The client's address, `ip:port`.
     pub peer: Option<String>,
+    /// Who is calling, for fair admission: the caller's identity, else its connection.
+    pub caller: String,
+    /// A streaming call with no message either way for this long is ended.
+    pub idle_timeout: Option<Duration>,
 }
 
 /// One call bound for one plugin.
@@ -196,7 +200,12 @@ impl Call {
         let deadline = self.deadline;
         let streams_out = !self.kind.one_response();
         let (start, started) = oneshot::channel();
-        let io = CallIo::new(requests, start, self.plugin.limits().max_response_size);
+        let io = CallIo::new(
+            requests,
+            start,
+            self.plugin.limits().max_response_size,
+            self.request.idle_timeout,
+        );
         // Every poll of the call, guest and host work alike, is charged to its CPU time.
         let meter = CpuMeter::default();
         let mut call: Pin<Box<dyn Future<Output = Finished> + Send>> =
@@ -268,7 +277,7 @@ impl Call {
         io: &mut CallIo,
         meter: CpuMeter,
     ) -> Result<(Slot, Vec<u8>, Sandbox), CallError> {
-        let slot = self.plugin.admission().admit().await?;
+        let slot = self.plugin.admission().admit(&self.request.caller).await?;
         let requests = if self.kind.one_request() {
             self.read_request(io).await?
         } else {

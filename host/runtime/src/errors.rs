@@ -79,6 +79,13 @@ pub enum Limit {
         /// Calls waiting.
         queued: usize,
     },
+    /// `max_caller_share`: one caller's share of the slots and the queue.
+    CallerShare {
+        /// Calls one caller may run.
+        running: usize,
+        /// Calls one caller may have waiting.
+        queued: usize,
+    },
     /// `max_request_size`.
     RequestSize {
         /// The message's size.
@@ -120,6 +127,10 @@ impl fmt::Display for Limit {
             Limit::Concurrency { running, queued } => write!(
                 f,
                 "{running} calls running and {queued} waiting already (max_concurrent_calls, max_queued_calls)"
+            ),
+            Limit::CallerShare { running, queued } => write!(
+                f,
+                "this caller has {running} calls running and {queued} waiting already, its share of the plugin (max_caller_share)"
             ),
             Limit::RequestSize { size: got, limit } => write!(
                 f,

@@ -14,6 +14,7 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     cpu_time: Duration::from_secs(10),
     max_concurrent_calls: 64,
     max_queued_calls: 256,
+    max_caller_share: 50,
     max_request_size: 4 << 20,
     max_response_size: 4 << 20,
     allow_breaking_changes: false,
@@ -35,6 +36,9 @@ pub struct Limits {
     pub max_concurrent_calls: usize,
     /// Calls waiting for a free slot; one more is refused at once.
     pub max_queued_calls: usize,
+    /// The share, in percent, of the slots and of the queue one caller (a connection,
+    /// or an identity) may hold, so one client cannot take a plugin from the others.
+    pub max_caller_share: u8,
     /// Largest request message, in bytes.
     pub max_request_size: usize,
     /// Largest response message, in bytes.

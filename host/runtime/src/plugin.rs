@@ -129,7 +129,11 @@ impl Plugin {
             .then(|| WarmPool::new(limits.max_concurrent_calls, budget.clone()));
         Ok(Self {
             log_budget: LogBudget::new(manifest.name.as_str().into()),
-            admission: Admission::new(limits.max_concurrent_calls, limits.max_queued_calls),
+            admission: Admission::new(
+                limits.max_concurrent_calls,
+                limits.max_queued_calls,
+                limits.max_caller_share,
+            ),
             name: manifest.name,
             version: manifest.version,
             file: file.to_owned(),

@@ -87,6 +87,7 @@ pub struct LimitOverrides {
     cpu_time: Option<Duration>,
     max_concurrent_calls: Option<usize>,
     max_queued_calls: Option<usize>,
+    max_caller_share: Option<u8>,
     max_request_size: Option<ByteSize>,
     max_response_size: Option<ByteSize>,
     allow_breaking_changes: Option<bool>,
@@ -341,6 +342,9 @@ fn apply(limits: Limits, overrides: &LimitOverrides) -> Limits {
         max_queued_calls: overrides
             .max_queued_calls
             .unwrap_or(limits.max_queued_calls),
+        max_caller_share: overrides
+            .max_caller_share
+            .unwrap_or(limits.max_caller_share),
         max_request_size: overrides
             .max_request_size
             .map_or(limits.max_request_size, to_usize),
@@ -400,6 +404,15 @@ fn validate_limits(limits: &Limits, table: &str, sandboxes: usize) -> Result<(),
             format!(
                 "{} is outside 1 ..= {sandboxes} (the host's sandbox pool, host.sandboxes)",
                 limits.max_concurrent_calls
+            ),
+        );
+    }
+    if !(1..=100).contains(&limits.max_caller_share) {
+        return bad(
+            "max_caller_share",
+            format!(
+                "{}% is outside 1 ..= 100 (percent of the slots and queue one caller may hold)",
+                limits.max_caller_share
             ),
         );
     }
@@ -581,6 +594,10 @@ mod tests {
                 "edge.request_buffer: 1.0 MiB is less than request_buffer_per_connection (32.0 MiB)",
             ),
             ("[edge]\nmax_streams = 5", "edge.max_streams: unknown field"),
+            (
+                "[defaults]\nmax_caller_share = 0",
+                "defaults.max_caller_share: 0% is outside 1 ..= 100",
+            ),
         ];
         for (text, expected) in cases {
             let error = parse(text).expect_err(text);

@@ -25,6 +25,8 @@ use tonic::metadata::{
 use tonic::server::Grpc;
 use tonic::{Status, Streaming};
 
+use crate::config::EdgeConfig;
+use crate::doors::request_buffer::{Budget, Buffered};
 use crate::registry::{Registry, Route};
 use crate::server::Peer;
 use crate::status::{self, For};
@@ -37,17 +39,29 @@ type Messages = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
 #[derive(Clone)]
 pub(crate) struct GrpcDoor {
     registry: Arc<Registry>,
+    /// The host-wide budget for request messages still arriving.
+    buffer: Arc<Budget>,
+    message_timeout: Duration,
+    stream_idle_timeout: Duration,
 }
 
 impl GrpcDoor {
-    pub(crate) fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+    pub(crate) fn new(registry: Arc<Registry>, edge: &EdgeConfig) -> Self {
+        Self {
+            registry,
+            buffer: Arc::new(Budget::new(
+                edge.request_buffer_bytes(),
+                "edge.request_buffer",
+            )),
+            message_timeout: edge.message_timeout,
+            stream_idle_timeout: edge.stream_idle_timeout,
+        }
     }
 }
 
 impl<B> tower::Service<http::Request<B>> for GrpcDoor
 where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     type Response = http::Response<tonic::body::Body>;
@@ -59,51 +73,72 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let registry = self.registry.clone();
-        Box::pin(async move { Ok(serve(&registry, request).await) })
+        let door = self.clone();
+        Box::pin(async move { Ok(door.serve(request).await) })
     }
 }
 
-async fn serve<B>(
-    registry: &Registry,
-    request: http::Request<B>,
-) -> http::Response<tonic::body::Body>
-where
-    B: http_body::Body<Data = Bytes> + Send + 'static,
-    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
-{
-    let content_type = request.headers().get(http::header::CONTENT_TYPE);
-    if !content_type.is_some_and(|value| is_grpc(value.as_bytes())) {
-        return status::not_grpc(content_type);
+impl GrpcDoor {
+    async fn serve<B>(&self, request: http::Request<B>) -> http::Response<tonic::body::Body>
+    where
+        B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    {
+        let content_type = request.headers().get(http::header::CONTENT_TYPE);
+        if !content_type.is_some_and(|value| is_grpc(value.as_bytes())) {
+            return status::not_grpc(content_type);
+        }
+        let path = request.uri().path();
+        let Some(route) = self.registry.lookup(path) else {
+            return status::no_route(path).into_http();
+        };
+        let timeout = match timeout_from_headers(request.headers()) {
+            Ok(timeout) => timeout,
+            Err(error) => return status::malformed_timeout(&error).into_http(),
+        };
+        // Every connection has a peer; a request built in-process falls back to the
+        // host's budget alone.
+        let peer = request.extensions().get::<Peer>().cloned();
+        let connection_buffer = peer
+            .as_ref()
+            .map_or_else(|| self.buffer.clone(), |peer| peer.buffer.clone());
+        let request = request.map(|body| {
+            Buffered::new(
+                body,
+                connection_buffer,
+                self.buffer.clone(),
+                self.message_timeout,
+            )
+        });
+        let mut grpc = Grpc::new(RawCodec)
+            .max_decoding_message_size(route.plugin.limits().max_request_size)
+            // The core checks max_response_size before a message gets here.
+            .max_encoding_message_size(usize::MAX);
+        let caller = Caller {
+            peer,
+            idle_timeout: self.stream_idle_timeout,
+        };
+        let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
+            call(route.clone(), timeout, caller.clone(), request)
+        });
+        grpc.streaming(handler, request).await
     }
-    let path = request.uri().path();
-    let Some(route) = registry.lookup(path) else {
-        return status::no_route(path).into_http();
-    };
-    let timeout = match timeout_from_headers(request.headers()) {
-        Ok(timeout) => timeout,
-        Err(error) => return status::malformed_timeout(&error).into_http(),
-    };
-    let mut grpc = Grpc::new(RawCodec)
-        .max_decoding_message_size(route.plugin.limits().max_request_size)
-        // The core checks max_response_size before a message gets here.
-        .max_encoding_message_size(usize::MAX);
-    let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
-        call(route.clone(), timeout, request)
-    });
-    grpc.streaming(handler, request).await
+}
+
+/// Who calls, as the core needs it: the connection, and the stream idle timeout.
+#[derive(Clone)]
+struct Caller {
+    peer: Option<Peer>,
+    idle_timeout: Duration,
 }
 
 /// One call through the core: the request as its input, its response as gRPC.
 async fn call(
     route: Route,
     timeout: Option<Duration>,
+    caller: Caller,
     request: tonic::Request<Streaming<Bytes>>,
 ) -> Result<tonic::Response<Messages>, Status> {
-    let peer = request
-        .extensions()
-        .get::<Peer>()
-        .map(|peer| peer.addr.to_string());
     let metadata = metadata_to_guest(request.metadata());
     let requests: Requests = Box::pin(request.into_inner().map(|item| item.map_err(input_error)));
     let call = Call::new(
@@ -113,7 +148,11 @@ async fn call(
             method: route.path.to_string(),
             timeout,
             metadata,
-            peer,
+            peer: caller.peer.as_ref().map(|peer| peer.addr.to_string()),
+            caller: caller.peer.map_or_else(String::new, |peer| {
+                format!("connection {}", peer.connection)
+            }),
+            idle_timeout: (!route.kind.one_request()).then_some(caller.idle_timeout),
         },
     );
     let for_call = For {

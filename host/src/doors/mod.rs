@@ -2,3 +2,4 @@
 //! writes their responses back. Today: gRPC over HTTP/2.
 
 pub(crate) mod grpc;
+pub(crate) mod request_buffer;

@@ -23,6 +23,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
+use crate::doors::request_buffer::Budget;
 use crate::throttle;
 
 /// Streams reset before the server accepted them that one connection may pile up; h2's
@@ -41,10 +42,15 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 const ABUSE_GRACE: Duration = Duration::from_secs(1);
 
 /// Who is on the other end of a request's connection.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Peer {
     /// The client's address.
     pub(crate) addr: SocketAddr,
+    /// The connection's number, unique while the host runs: the caller for fair
+    /// admission when no identity is known.
+    pub(crate) connection: u64,
+    /// The connection's budget for request messages still arriving.
+    pub(crate) buffer: Arc<Budget>,
 }
 
 /// The HTTP server settings every connection shares.
@@ -90,6 +96,7 @@ pub(crate) async fn serve<I, S, B>(
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let activity = Arc::new(Activity::new(edge.max_resets_per_second));
+    let addr = peer.addr;
     let service = Tracked {
         inner: service,
         activity: activity.clone(),
@@ -114,7 +121,7 @@ pub(crate) async fn serve<I, S, B>(
         tokio::select! {
             served = connection.as_mut() => {
                 if let Err(error) = served {
-                    tracing::debug!(peer = %peer.addr, "connection ended: {error}");
+                    tracing::debug!(peer = %addr, "connection ended: {error}");
                 }
                 return;
             }
@@ -128,7 +135,7 @@ pub(crate) async fn serve<I, S, B>(
                     if let Some(before) = throttle::allow("listener", "resets") {
                         tracing::warn!(
                             "closing the connection from {}: it cancelled {resets} streams within a second (edge.max_resets_per_second = {}){}",
-                            peer.addr,
+                            addr,
                             edge.max_resets_per_second,
                             throttle::left_out(before)
                         );
@@ -140,21 +147,21 @@ pub(crate) async fn serve<I, S, B>(
             () = timer => {
                 let now = Instant::now();
                 if going_away.is_some() {
-                    tracing::debug!(peer = %peer.addr, "closing a connection whose grace has passed");
+                    tracing::debug!(peer = %addr, "closing a connection whose grace has passed");
                     return;
                 }
                 if !activity.requested.load(Ordering::Acquire)
                     && now >= opened + edge.first_request_timeout
                 {
-                    tracing::debug!(peer = %peer.addr, "closing a connection that sent no request within edge.first_request_timeout");
+                    tracing::debug!(peer = %addr, "closing a connection that sent no request within edge.first_request_timeout");
                     return;
                 }
                 if now >= opened + edge.max_connection_age {
-                    tracing::debug!(peer = %peer.addr, "telling a connection older than edge.max_connection_age to go away");
+                    tracing::debug!(peer = %addr, "telling a connection older than edge.max_connection_age to go away");
                     connection.as_mut().graceful_shutdown();
                     going_away = Some(Some(now + edge.max_connection_age_grace));
                 } else if activity.idle_since().is_some_and(|since| now >= since + edge.idle_timeout) {
-                    tracing::debug!(peer = %peer.addr, "closing a connection idle for edge.idle_timeout");
+                    tracing::debug!(peer = %addr, "closing a connection idle for edge.idle_timeout");
                     connection.as_mut().graceful_shutdown();
                     going_away = Some(Some(now + ABUSE_GRACE));
                 }
@@ -277,7 +284,7 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
-        request.extensions_mut().insert(self.peer);
+        request.extensions_mut().insert(self.peer.clone());
         self.activity.stream_opened();
         TrackedFuture {
             inner: self.inner.call(request),

@@ -18,6 +18,7 @@ use tracing::instrument::Instrumented;
 
 use crate::config::{EdgeConfig, HostConfig, Invalid};
 use crate::doors::grpc::GrpcDoor;
+use crate::doors::request_buffer::Budget;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::watch::{self, FolderWatch};
 
@@ -125,14 +126,23 @@ impl Host {
         let edge = self.edge;
         let listener = listener::Listener::new(self.listener, &edge);
         let http = Arc::new(connection::http(&edge));
-        let service = stack().service(router(self.registry).prepare());
+        let service = stack().service(router(self.registry, &edge).prepare());
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
+        let mut connection_count = 0u64;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let peer = Peer { addr: accepted.peer };
+                    connection_count += 1;
+                    let peer = Peer {
+                        addr: accepted.peer,
+                        connection: connection_count,
+                        buffer: Arc::new(Budget::new(
+                            edge.request_buffer_per_connection_bytes(),
+                            "edge.request_buffer_per_connection",
+                        )),
+                    };
                     let (service, http, edge, stopping) =
                         (service.clone(), http.clone(), edge.clone(), stopping.clone());
                     connections.spawn(async move {
@@ -176,10 +186,10 @@ type Layers = Stack<RequestSpanLayer, Identity>;
 /// Where a request goes once through the stack: built-in services by their service
 /// name first (none yet), then every other path to the gRPC door, which serves what
 /// the plugins declare.
-fn router(registry: Arc<Registry>) -> Routes {
+fn router(registry: Arc<Registry>, edge: &EdgeConfig) -> Routes {
     let router = Routes::default()
         .into_axum_router()
-        .fallback_service(GrpcDoor::new(registry));
+        .fallback_service(GrpcDoor::new(registry, edge));
     Routes::from(router)
 }
 

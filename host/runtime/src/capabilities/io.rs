@@ -20,10 +20,14 @@ use bytes::Buf;
 use futures::Stream;
 use prost::encoding::{decode_varint, encode_varint, encoded_len_varint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::bindings::{CallHost, HostInput, HostOutput, MetadataEntry, Status, add_call_to_linker};
+use crate::bindings::{
+    CallHost, Code, HostInput, HostOutput, MetadataEntry, Status, add_call_to_linker,
+};
 use crate::errors::Interrupt;
+use crate::limits::duration;
 use crate::metadata;
 use crate::sandbox::CallState;
 
@@ -105,6 +109,7 @@ impl CallIo {
         input: Requests,
         start: oneshot::Sender<Started>,
         max_response_size: usize,
+        idle_timeout: Option<Duration>,
     ) -> Self {
         Self {
             input: InputState {
@@ -112,6 +117,7 @@ impl CallIo {
                 failed: None,
                 ended: false,
                 grace: None,
+                idle: idle_timeout.map(Idle::new),
             },
             output: OutputState {
                 parts: None,
@@ -142,6 +148,7 @@ impl CallIo {
         if batch.count() > 0 {
             // The next read that waits gets the whole grace again.
             self.input.grace = None;
+            self.input.touch();
         }
         read
     }
@@ -163,6 +170,11 @@ impl CallIo {
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
                 Poll::Pending if batch.count() > 0 => break,
                 Poll::Pending => {
+                    if let Some(idle) = self.input.idle.as_mut()
+                        && let Poll::Ready(error) = idle.poll_expired(cx)
+                    {
+                        return Poll::Ready(Err(error));
+                    }
                     if self.output.start.is_some() {
                         let grace = self
                             .input
@@ -194,9 +206,57 @@ struct InputState {
     ended: bool,
     /// Runs while a read waits with no response headers sent yet.
     grace: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Ends a stream with no message either way for the host's stream idle timeout.
+    idle: Option<Idle>,
+}
+
+/// The stream idle timer: when a message last went either way, and a timer that, when
+/// it fires, checks whether one has since.
+struct Idle {
+    after: Duration,
+    last: Instant,
+    timer: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Idle {
+    fn new(after: Duration) -> Self {
+        let last = Instant::now();
+        Self {
+            after,
+            last,
+            timer: Box::pin(tokio::time::sleep_until(last + after)),
+        }
+    }
+
+    /// Ready with the error that ends the stream once it has been idle for `after`.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<InputError> {
+        loop {
+            ready!(self.timer.as_mut().poll(cx));
+            let due = self.last + self.after;
+            if Instant::now() >= due {
+                return Poll::Ready(InputError::Failed(Status {
+                    code: Code::Cancelled,
+                    message: format!(
+                        "no message either way for {} (edge.stream_idle_timeout)",
+                        duration(self.after)
+                    ),
+                    details: Vec::new(),
+                }));
+            }
+            // A message went since the timer was set: wait out the rest.
+            self.timer.as_mut().reset(due);
+        }
+    }
 }
 
 impl InputState {
+    /// A message went one way or the other: the stream is not idle.
+    fn touch(&mut self) {
+        if let Some(idle) = self.idle.as_mut() {
+            idle.last = Instant::now();
+        }
+    }
+
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, InputError>>> {
         if let Some(error) = self.failed.take() {
             return Poll::Ready(Some(Err(error)));
@@ -358,7 +418,9 @@ impl HostOutput for IoView<'_> {
         output: Resource<Output>,
         batch: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Status>> {
-        self.io(&output)?.output.send(batch).await?;
+        let io = self.io(&output)?;
+        io.output.send(batch).await?;
+        io.input.touch();
         Ok(Ok(()))
     }
 
@@ -471,7 +533,7 @@ mod tests {
     /// A call's output whose response started, and the body's end of its channel.
     fn output() -> (OutputState, mpsc::Receiver<Batch>) {
         let (start, mut started) = oneshot::channel();
-        let io = CallIo::new(Box::pin(futures::stream::empty()), start, 4 << 20);
+        let io = CallIo::new(Box::pin(futures::stream::empty()), start, 4 << 20, None);
         let mut output = io.output;
         output.commit_headers();
         let started = started.try_recv().ok().unwrap();
@@ -566,7 +628,7 @@ mod tests {
             rx.recv().await.map(|message| (message, rx))
         }));
         let (start, _) = oneshot::channel();
-        (CallIo::new(requests, start, 4 << 20), tx)
+        (CallIo::new(requests, start, 4 << 20, None), tx)
     }
 
     /// Sends one message after `delay`, from a task of its own.
