@@ -9,16 +9,20 @@
 mod compat;
 mod config;
 mod doors;
+mod identity;
 mod registry;
 mod server;
 mod status;
 mod throttle;
+mod tls;
 mod watch;
 
 pub use config::{
-    ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES,
-    DEFAULT_SHUTDOWN_GRACE, EdgeConfig, HostConfig, Invalid, LimitOverrides, MAX_SANDBOXES,
+    ClientAuth, ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR,
+    DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, EdgeConfig, HostConfig, Invalid, KeyHash,
+    LimitOverrides, MAX_SANDBOXES, TlsConfig,
 };
 pub use plugrpc_runtime::{CONTRACT, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};
 pub use server::{Host, HostError};
+pub use tls::TlsError;

@@ -68,6 +68,13 @@ pub(crate) fn no_route(path: &str) -> tonic::Status {
     tonic::Status::unimplemented(format!("no plugin serves {path}"))
 }
 
+/// The request's bearer key is none of `[api_keys]`; logged at debug only, since anyone
+/// can send one.
+pub(crate) fn unknown_api_key() -> tonic::Status {
+    tracing::debug!("refused a request whose bearer key is not in [api_keys]");
+    tonic::Status::unauthenticated("the bearer key is not one of the host's API keys")
+}
+
 /// The client's `grpc-timeout` header does not follow the spec.
 pub(crate) fn malformed_timeout(error: &impl std::fmt::Display) -> tonic::Status {
     tonic::Status::invalid_argument(error.to_string())

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::plugins::USERS;
-use plugrpc_tests::TestHost;
+use plugrpc_tests::{TestHost, make_certs};
 use tokio::process::Command;
 
 /// Longest the Python side may take before the test calls it hung.
@@ -18,7 +18,8 @@ fn python() -> PathBuf {
     )
 }
 
-async fn run(program: &Path, args: &[&str]) -> String {
+/// Runs `program`; whether it succeeded, and its stdout.
+async fn run_status(program: &Path, args: &[&str]) -> (bool, String) {
     let output = Command::new(program).args(args).kill_on_drop(true).output();
     let output = tokio::time::timeout(PATIENCE, output)
         .await
@@ -28,22 +29,31 @@ async fn run(program: &Path, args: &[&str]) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr),
     );
-    assert!(
-        output.status.success(),
-        "{program:?} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    stdout.into_owned()
+    if !output.status.success() {
+        eprintln!("{program:?} {args:?} failed\nstdout:\n{stdout}\nstderr:\n{stderr}");
+    }
+    (output.status.success(), stdout.into_owned())
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_grpcio_client_gets_answers_from_all_four_methods() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-    let python = python();
+/// Runs `program`, which must succeed; its stdout.
+async fn run(program: &Path, args: &[&str]) -> String {
+    let (success, stdout) = run_status(program, args).await;
+    assert!(success, "{program:?} {args:?} failed (its output is above)");
+    stdout
+}
+
+/// The repo's root.
+fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap()
+}
+
+/// The Python stubs of the users service, generated into a temporary folder.
+async fn stubs(python: &Path) -> tempfile::TempDir {
     let stubs = tempfile::tempdir().unwrap();
     let out = stubs.path().to_str().unwrap();
-    let proto_dir = root.join("proto");
+    let proto_dir = root().join("proto");
     run(
-        &python,
+        python,
         &[
             "-m",
             "grpc_tools.protoc",
@@ -55,31 +65,80 @@ async fn python_grpcio_client_gets_answers_from_all_four_methods() {
         ],
     )
     .await;
+    stubs
+}
 
+/// The example client against `host`, with `extra` arguments.
+async fn example_client(
+    python: &Path,
+    stubs: &Path,
+    host: &TestHost,
+    extra: &[&str],
+) -> (bool, String) {
+    let client = root().join("examples/clients/python/client.py");
+    let target = format!("localhost:{}", host.addr().port());
+    let mut args = vec![
+        client.to_str().unwrap(),
+        "--target",
+        &target,
+        "--stubs",
+        stubs.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    run_status(python, &args).await
+}
+
+/// What the example client prints when every call succeeds.
+const ALL_ANSWERED: [&str; 5] = [
+    "GetUser(7) -> id=7 name=user-7 email=user-7@example.com",
+    "GetUser(0) -> NOT_FOUND: no user with id 0",
+    "ListUsers(3) -> user-1, user-2, user-3",
+    "CreateUsers(3) -> count=3",
+    "Chat -> ada said: hello | ada said: how are you? | ada said: bye",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_client_gets_answers_from_all_four_methods() {
+    let python = python();
+    let stubs = stubs(&python).await;
     let host = TestHost::with_plugins(&[USERS]).await;
-    let client = root.join("examples/clients/python/client.py");
-    let target = host.addr().to_string();
-    let stdout = run(
-        &python,
-        &[
-            client.to_str().unwrap(),
-            "--target",
-            &target,
-            "--stubs",
-            out,
-        ],
-    )
-    .await;
+    let (success, stdout) = example_client(&python, stubs.path(), &host, &[]).await;
+    assert!(success);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ALL_ANSWERED);
+}
 
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(
-        lines,
-        [
-            "GetUser(7) -> id=7 name=user-7 email=user-7@example.com",
-            "GetUser(0) -> NOT_FOUND: no user with id 0",
-            "ListUsers(3) -> user-1, user-2, user-3",
-            "CreateUsers(3) -> count=3",
-            "Chat -> ada said: hello | ada said: how are you? | ada said: bye",
-        ]
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_client_over_tls_and_mtls() {
+    let python = python();
+    let stubs = stubs(&python).await;
+    let certs = make_certs();
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let tls = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        file("server.crt"),
+        file("server.key")
     );
+    let (ca, cert, key) = (file("ca.crt"), file("client.crt"), file("client.key"));
+
+    // TLS: the client trusts the test CA.
+    let host = TestHost::with_config(&[USERS], &tls).await;
+    let (success, stdout) = example_client(&python, stubs.path(), &host, &["--ca", &ca]).await;
+    assert!(success);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ALL_ANSWERED);
+
+    // mTLS: the client's certificate is required; an unrelated CA's is refused.
+    let mtls = format!("{tls}client_ca = {ca:?}\n");
+    let host = TestHost::with_config(&[USERS], &mtls).await;
+    let with_cert = ["--ca", &ca, "--cert", &cert, "--key", &key];
+    let (success, stdout) = example_client(&python, stubs.path(), &host, &with_cert).await;
+    assert!(success);
+    assert_eq!(stdout.lines().collect::<Vec<_>>(), ALL_ANSWERED);
+    let (other_cert, other_key) = (file("other-client.crt"), file("other-client.key"));
+    let stranger = ["--ca", &ca, "--cert", &other_cert, "--key", &other_key];
+    let (success, stdout) = example_client(&python, stubs.path(), &host, &stranger).await;
+    assert!(!success, "a certificate from another CA is refused");
+    assert!(stdout.starts_with("GetUser(7) -> UNAVAILABLE"), "{stdout}");
+    let (success, stdout) = example_client(&python, stubs.path(), &host, &[]).await;
+    assert!(!success, "plaintext to the TLS port is refused");
+    assert!(stdout.starts_with("GetUser(7) -> UNAVAILABLE"), "{stdout}");
 }

@@ -162,6 +162,19 @@ impl TestHost {
             .expect("connects")
     }
 
+    /// A fresh HTTP/2 connection to the host over TLS, as `tls` says (its CA, and a
+    /// client certificate for mTLS).
+    pub async fn tls_channel(
+        &self,
+        tls: tonic::transport::ClientTlsConfig,
+    ) -> Result<Channel, tonic::transport::Error> {
+        Channel::from_shared(format!("https://localhost:{}", self.addr.port()))
+            .unwrap()
+            .tls_config(tls.domain_name("localhost"))?
+            .connect()
+            .await
+    }
+
     /// An HTTP/2 client with no client-side deadline timer, so a test sees the status the
     /// server sends when a deadline passes (tonic's channel answers CANCELLED itself).
     /// Use with a generated client's `with_origin(client, host.origin())`.
@@ -211,6 +224,26 @@ impl Drop for TestHost {
             let _ = shutdown.send(());
         }
     }
+}
+
+/// Throwaway certificates, made by the repo's own `examples/tls/make-certs.sh`: `ca`,
+/// `server` (localhost, 127.0.0.1), `client` (URI SAN `spiffe://example.org/client`),
+/// and `other-ca` with `other-client`, which a host trusting `ca` must refuse.
+pub fn make_certs() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tls/make-certs.sh");
+    let output = std::process::Command::new("bash")
+        .arg(&script)
+        .arg(dir.path())
+        .output()
+        .expect("bash runs (the script needs the openssl command)");
+    assert!(
+        output.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    dir
 }
 
 /// Copies a built plugin to `dest`.

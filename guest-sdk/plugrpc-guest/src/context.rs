@@ -59,6 +59,13 @@ impl<'a> Context<'a> {
         self.peer.as_deref()
     }
 
+    /// Who is calling, as the host established it: the client certificate's identity
+    /// (URI SAN such as a SPIFFE ID, else DNS SAN, else CN) or `key:<name>` for an API
+    /// key; `None` for an anonymous caller. Asked of the host on each use.
+    pub fn caller(&self) -> Option<String> {
+        crate::bindings::plugrpc::plugin::caller::identity()
+    }
+
     /// Adds a response header. Headers go out with the first response messages that leave
     /// (see [`Sink`](crate::Sink) for when), at a read that waits for the client, at
     /// [`send_headers`](Self::send_headers), or with the call's end; one set after that is

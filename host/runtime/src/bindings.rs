@@ -8,6 +8,7 @@ wasmtime::component::bindgen!({
         "wasi:logging/logging.log": trappable,
         "plugrpc:plugin/call.[method]output.stage-headers": trappable,
         "plugrpc:plugin/call.[method]output.headers-sent": trappable,
+        "plugrpc:plugin/caller.identity": trappable,
         default: async | trappable,
     },
     exports: { default: async },
@@ -20,6 +21,9 @@ wasmtime::component::bindgen!({
 
 pub(crate) use self::plugrpc::plugin::call::{
     Host as CallHost, HostInput, HostOutput, Outcome, add_to_linker as add_call_to_linker,
+};
+pub(crate) use self::plugrpc::plugin::caller::{
+    Host as CallerHost, add_to_linker as add_caller_to_linker,
 };
 pub(crate) use self::plugrpc::plugin::types::{
     CallInfo, Host as TypesHost, Manifest, add_to_linker as add_types_to_linker,

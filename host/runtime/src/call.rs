@@ -93,6 +93,8 @@ pub struct CallRequest {
     pub peer: Option<String>,
     /// Who is calling, for fair admission: the caller's identity, else its connection.
     pub caller: String,
+    /// Who the caller proved to be (client certificate, API key), as the plugin sees it.
+    pub identity: Option<String>,
     /// A streaming call with no message either way for this long is ended.
     pub idle_timeout: Option<Duration>,
 }
@@ -252,7 +254,10 @@ impl Call {
             Err(error) => return Finished::failed(false, error),
         };
         let info = self.call_info();
-        sandbox.store.data_mut().io = Some(io);
+        let state = sandbox.store.data_mut();
+        state.io = Some(io);
+        // A warm instance's last caller must not show through.
+        state.identity = self.request.identity.take();
         let outcome = handle(&mut sandbox, &info, &requests).await;
         let (committed, staged, sent) = sandbox
             .store

@@ -34,6 +34,8 @@ pub(crate) struct CallState {
     pub(crate) log: Arc<LogBudget>,
     /// The call capability: this call's input and output; `None` between calls.
     pub(crate) io: Option<CallIo>,
+    /// The caller capability: who makes this call, if known; reset for every call.
+    pub(crate) identity: Option<String>,
     pub(crate) limits: Limits,
     pub(crate) guest_stack: usize,
 }
@@ -48,6 +50,7 @@ impl CallState {
             memory: MemoryLimiter::new(limits.memory),
             log,
             io: None,
+            identity: None,
             limits,
             guest_stack,
         }

@@ -12,8 +12,10 @@ use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, duration, size};
 use serde::Deserialize;
 
 mod edge;
+mod tls;
 
 pub use edge::EdgeConfig;
+pub use tls::{ClientAuth, KeyHash, TlsConfig};
 
 /// Where the host listens when told nothing: loopback only, the usual gRPC port.
 pub const DEFAULT_LISTEN: SocketAddr =
@@ -68,6 +70,10 @@ pub struct HostConfig {
     pub shutdown_grace: Duration,
     /// What one client may hold of the host.
     pub edge: EdgeConfig,
+    /// TLS on the listener; plaintext when `None`.
+    pub tls: Option<TlsConfig>,
+    /// API keys by name, as hashes: a request bearing one is the caller `key:<name>`.
+    pub api_keys: BTreeMap<String, KeyHash>,
     /// Limits for every plugin without overrides.
     pub defaults: Limits,
     /// Per-plugin overrides, by plugin name.
@@ -106,6 +112,9 @@ struct ConfigFile {
     shutdown: ShutdownTable,
     #[serde(default)]
     edge: EdgeConfig,
+    tls: Option<TlsConfig>,
+    #[serde(default)]
+    api_keys: BTreeMap<String, KeyHash>,
     #[serde(default)]
     defaults: LimitOverrides,
     #[serde(default)]
@@ -191,6 +200,8 @@ impl Default for HostConfig {
             watch: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             edge: EdgeConfig::default(),
+            tls: None,
+            api_keys: BTreeMap::new(),
             defaults: DEFAULT_LIMITS,
             plugins: BTreeMap::new(),
         }
@@ -245,6 +256,8 @@ impl HostConfig {
             watch: file.host.watch.unwrap_or(true),
             shutdown_grace: file.shutdown.grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             edge: file.edge,
+            tls: file.tls,
+            api_keys: file.api_keys,
             defaults,
             plugins: file.plugins,
         };
@@ -310,6 +323,10 @@ impl HostConfig {
             ));
         }
         self.edge.validate()?;
+        if let Some(tls) = &self.tls {
+            tls.validate()?;
+        }
+        tls::validate_key_names(self.api_keys.keys())?;
         validate_limits(&self.defaults, "defaults", self.sandboxes)?;
         for name in self.plugins.keys() {
             validate_limits(
@@ -528,6 +545,14 @@ mod tests {
     }
 
     #[test]
+    fn the_tls_example_is_valid() {
+        let config = parse(include_str!("../../../examples/tls/plugrpc.toml")).unwrap();
+        let tls = config.tls.expect("a [tls] table");
+        assert_eq!(tls.client_auth(), Some(ClientAuth::Required));
+        assert_eq!(config.api_keys.len(), 1);
+    }
+
+    #[test]
     fn bad_configs_are_one_line_naming_the_key() {
         let cases = [
             (
@@ -594,6 +619,23 @@ mod tests {
                 "edge.request_buffer: 1.0 MiB is less than request_buffer_per_connection (32.0 MiB)",
             ),
             ("[edge]\nmax_streams = 5", "edge.max_streams: unknown field"),
+            ("[tls]\ncert = \"a.pem\"", "tls: missing field `key`"),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nclient_auth = \"optional\"",
+                "tls.client_auth: needs tls.client_ca",
+            ),
+            (
+                "[tls]\ncert = \"a\"\nkey = \"b\"\nclient_ca = \"c\"\nclient_auth = \"sometimes\"",
+                "tls.client_auth: unknown variant `sometimes`",
+            ),
+            (
+                "[api_keys]\nci = \"hunter2\"",
+                "api_keys.ci: not a SHA-256 hash (64 hex digits)",
+            ),
+            (
+                "[api_keys]\n\"a b\" = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"",
+                "api_keys.a b: a key's name is letters",
+            ),
             (
                 "[defaults]\nmax_caller_share = 0",
                 "defaults.max_caller_share: 0% is outside 1 ..= 100",

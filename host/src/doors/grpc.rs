@@ -27,6 +27,7 @@ use tonic::{Status, Streaming};
 
 use crate::config::EdgeConfig;
 use crate::doors::request_buffer::{Budget, Buffered};
+use crate::identity::CallerIdentity;
 use crate::registry::{Registry, Route};
 use crate::server::Peer;
 use crate::status::{self, For};
@@ -115,6 +116,10 @@ impl GrpcDoor {
             // The core checks max_response_size before a message gets here.
             .max_encoding_message_size(usize::MAX);
         let caller = Caller {
+            identity: request
+                .extensions()
+                .get::<CallerIdentity>()
+                .map(|identity| identity.0.clone()),
             peer,
             idle_timeout: self.stream_idle_timeout,
         };
@@ -125,9 +130,11 @@ impl GrpcDoor {
     }
 }
 
-/// Who calls, as the core needs it: the connection, and the stream idle timeout.
+/// Who calls, as the core needs it: the identity, the connection, and the stream idle
+/// timeout.
 #[derive(Clone)]
 struct Caller {
+    identity: Option<Arc<str>>,
     peer: Option<Peer>,
     idle_timeout: Duration,
 }
@@ -149,9 +156,12 @@ async fn call(
             timeout,
             metadata,
             peer: caller.peer.as_ref().map(|peer| peer.addr.to_string()),
-            caller: caller.peer.map_or_else(String::new, |peer| {
-                format!("connection {}", peer.connection)
-            }),
+            caller: match (&caller.identity, &caller.peer) {
+                (Some(identity), _) => identity.to_string(),
+                (None, Some(peer)) => format!("connection {}", peer.connection),
+                (None, None) => String::new(),
+            },
+            identity: caller.identity.as_deref().map(str::to_owned),
             idle_timeout: (!route.kind.one_request()).then_some(caller.idle_timeout),
         },
     );

@@ -18,12 +18,15 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
 use crate::doors::request_buffer::Budget;
+use crate::identity;
 use crate::throttle;
 
 /// Streams reset before the server accepted them that one connection may pile up; h2's
@@ -51,6 +54,8 @@ pub(crate) struct Peer {
     pub(crate) connection: u64,
     /// The connection's budget for request messages still arriving.
     pub(crate) buffer: Arc<Budget>,
+    /// Who the client certificate says the client is, over TLS with client auth.
+    pub(crate) identity: Option<Arc<str>>,
 }
 
 /// The HTTP server settings every connection shares.
@@ -73,9 +78,63 @@ pub(crate) fn http(edge: &EdgeConfig) -> auto::Builder<TokioExecutor> {
     builder
 }
 
+/// Serves one accepted connection: over TLS when `tls` is set (the handshake bounded by
+/// `edge.handshake_timeout`, the client certificate's identity put on the peer), else
+/// as it is.
+#[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
+pub(crate) async fn open<S, B>(
+    stream: TcpStream,
+    tls: Option<TlsAcceptor>,
+    mut peer: Peer,
+    service: S,
+    http: &auto::Builder<TokioExecutor>,
+    edge: &EdgeConfig,
+    shutdown: CancellationToken,
+) where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let Some(acceptor) = tls else {
+        return serve(stream, peer, service, http, edge, shutdown).await;
+    };
+    let stream = match tokio::time::timeout(edge.handshake_timeout, acceptor.accept(stream)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => {
+            if let Some(before) = throttle::allow("listener", "handshake") {
+                tracing::info!(
+                    "TLS handshake from {} failed: {error}{}",
+                    peer.addr,
+                    throttle::left_out(before)
+                );
+            }
+            return;
+        }
+        Err(_) => {
+            tracing::debug!(peer = %peer.addr, "TLS handshake took longer than edge.handshake_timeout");
+            return;
+        }
+    };
+    peer.identity = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| identity::from_certificate(leaf))
+        .map(Arc::from);
+    serve(stream, peer, service, http, edge, shutdown).await;
+}
+
 /// Serves one connection until the client closes it, a timer closes it, or the host
 /// shuts down (then in-flight streams finish and the connection closes by itself).
-pub(crate) async fn serve<I, S, B>(
+async fn serve<I, S, B>(
     io: I,
     peer: Peer,
     service: S,

@@ -19,7 +19,9 @@ use tracing::instrument::Instrumented;
 use crate::config::{EdgeConfig, HostConfig, Invalid};
 use crate::doors::grpc::GrpcDoor;
 use crate::doors::request_buffer::Budget;
+use crate::identity::{ApiKeys, IdentityLayer};
 use crate::registry::{LoadReport, Registry, RegistryError};
+use crate::tls::{Tls, TlsError};
 use crate::watch::{self, FolderWatch};
 
 pub(crate) mod connection;
@@ -39,6 +41,9 @@ pub enum HostError {
     /// The plugins folder could not be read.
     #[error(transparent)]
     Plugins(#[from] RegistryError),
+    /// The TLS files could not be loaded.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -62,12 +67,17 @@ pub struct Host {
     /// How long calls and connections may take to finish after the shutdown signal.
     shutdown_grace: Duration,
     edge: Arc<EdgeConfig>,
+    /// TLS on the listener, when configured.
+    tls: Option<Tls>,
+    api_keys: ApiKeys,
 }
 
 impl Host {
     /// Loads the plugins folder and binds the listener; fails only when neither can be used.
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
         config.validate().map_err(HostError::Config)?;
+        // A bad certificate is the operator's mistake: refuse before the slow part.
+        let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         let engine = Engine::new(&config.engine())?;
         let registry = Arc::new(Registry::new());
         let config = Arc::new(config.clone());
@@ -103,6 +113,8 @@ impl Host {
             _engine: engine,
             shutdown_grace: config.shutdown_grace,
             edge: Arc::new(config.edge.clone()),
+            tls,
+            api_keys: ApiKeys::new(&config.api_keys),
         })
     }
 
@@ -121,12 +133,17 @@ impl Host {
     /// stays open (an idle client, a stream with a long deadline) cannot keep the host
     /// from exiting.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
-        tracing::info!(addr = %self.local_addr, "serving gRPC");
+        tracing::info!(
+            addr = %self.local_addr,
+            tls = self.tls.is_some(),
+            "serving gRPC"
+        );
         let (_watch, _engine) = (self._watch, self._engine);
         let edge = self.edge;
         let listener = listener::Listener::new(self.listener, &edge);
         let http = Arc::new(connection::http(&edge));
-        let service = stack().service(router(self.registry, &edge).prepare());
+        let service = stack(self.api_keys).service(router(self.registry, &edge).prepare());
+        let tls = self.tls;
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
         let mut connection_count = 0u64;
@@ -142,12 +159,15 @@ impl Host {
                             edge.request_buffer_per_connection_bytes(),
                             "edge.request_buffer_per_connection",
                         )),
+                        identity: None,
                     };
                     let (service, http, edge, stopping) =
                         (service.clone(), http.clone(), edge.clone(), stopping.clone());
+                    let acceptor = tls.as_ref().map(Tls::acceptor);
                     connections.spawn(async move {
                         let _place = accepted.place;
-                        connection::serve(accepted.stream, peer, service, &http, &edge, stopping).await;
+                        connection::open(accepted.stream, acceptor, peer, service, &http, &edge, stopping)
+                            .await;
                     });
                 }
                 Some(_) = connections.join_next() => {}
@@ -176,12 +196,16 @@ impl Host {
 ///
 /// 1. Request span: opened first, so that every later layer and the call itself log
 ///    inside it.
-fn stack() -> tower::ServiceBuilder<Layers> {
-    tower::ServiceBuilder::new().layer(RequestSpanLayer)
+/// 2. Identity: who calls (client certificate, API key), before anything that decides
+///    by it; an unknown API key is refused here, before routing costs anything.
+fn stack(api_keys: ApiKeys) -> tower::ServiceBuilder<Layers> {
+    tower::ServiceBuilder::new()
+        .layer(RequestSpanLayer)
+        .layer(IdentityLayer(api_keys))
 }
 
 /// The type [`stack`] builds, innermost last.
-type Layers = Stack<RequestSpanLayer, Identity>;
+type Layers = Stack<IdentityLayer, Stack<RequestSpanLayer, Identity>>;
 
 /// Where a request goes once through the stack: built-in services by their service
 /// name first (none yet), then every other path to the gRPC door, which serves what
@@ -227,7 +251,11 @@ where
     }
 
     fn call(&mut self, request: http::Request<B>) -> Self::Future {
-        let span = tracing::debug_span!("request", path = request.uri().path());
+        let span = tracing::debug_span!(
+            "request",
+            path = request.uri().path(),
+            caller = tracing::field::Empty
+        );
         self.0.call(request).instrument(span)
     }
 }

@@ -5,8 +5,10 @@
 //! - WASI 0.2 itself, with nothing granted: no files, sockets, environment or arguments
 //!   (stdout and stderr belong to `logging`).
 //! - [`io`]: the call's input and output (`plugrpc:plugin/call`).
+//! - [`caller`]: who is calling (`plugrpc:plugin/caller`).
 //! - [`logging`]: `wasi:logging`, stdout and stderr into the host log.
 
+pub(crate) mod caller;
 pub(crate) mod io;
 pub(crate) mod logging;
 
@@ -18,5 +20,6 @@ use crate::sandbox::CallState;
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     io::add_to_linker(linker)?;
+    caller::add_to_linker(linker)?;
     logging::add_to_linker(linker)
 }

@@ -1,0 +1,28 @@
+//! The caller capability (`plugrpc:plugin/caller`): the identity the host established
+//! for the call, so a plugin can decide by who calls without handling certificates or
+//! keys itself (it never sees a matched API key).
+
+use wasmtime::component::{HasData, Linker};
+
+use crate::bindings::{CallerHost, add_caller_to_linker};
+use crate::sandbox::CallState;
+
+pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+    add_caller_to_linker::<CallState, Caller>(linker, |state| Identity(state.identity.as_deref()))
+}
+
+/// The [`HasData`] of the caller capability: the call's identity.
+struct Caller;
+
+impl HasData for Caller {
+    type Data<'a> = Identity<'a>;
+}
+
+/// The identity of the call running in a Store.
+struct Identity<'a>(Option<&'a str>);
+
+impl CallerHost for Identity<'_> {
+    fn identity(&mut self) -> wasmtime::Result<Option<String>> {
+        Ok(self.0.map(str::to_owned))
+    }
+}

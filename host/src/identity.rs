@@ -1,0 +1,173 @@
+//! Who is calling. From the client certificate of the connection (its URI SAN, e.g. a
+//! SPIFFE ID, else its DNS SAN, else its CN), or from `authorization: Bearer <key>`
+//! when the key's SHA-256 is in `[api_keys]` (the caller is then `key:<name>`). A bearer
+//! key that matches none is UNAUTHENTICATED; the comparison takes the same time whichever
+//! key, if any, matches. The identity rides on the request to the doors, the log and
+//! fair admission; a matched key never reaches a plugin.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures::future::{Either, Ready, ready};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
+
+use crate::config::KeyHash;
+use crate::server::Peer;
+use crate::status;
+
+/// The caller of a request, once known.
+#[derive(Clone, Debug)]
+pub(crate) struct CallerIdentity(pub(crate) Arc<str>);
+
+/// The identity a client certificate names: its first URI SAN, else its first DNS SAN,
+/// else its subject's CN; `None` when it names none or does not parse.
+pub(crate) fn from_certificate(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    if let Ok(Some(san)) = cert.subject_alternative_name() {
+        let names = &san.value.general_names;
+        let uri = names.iter().find_map(|name| match name {
+            GeneralName::URI(uri) => Some(*uri),
+            _ => None,
+        });
+        let dns = names.iter().find_map(|name| match name {
+            GeneralName::DNSName(dns) => Some(*dns),
+            _ => None,
+        });
+        if let Some(name) = uri.or(dns).filter(|name| !name.is_empty()) {
+            return Some(name.to_owned());
+        }
+    }
+    cert.subject()
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .filter(|cn| !cn.is_empty())
+        .map(str::to_owned)
+}
+
+/// The API keys of `[api_keys]`, by hash.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct ApiKeys(Arc<Vec<(Arc<str>, [u8; 32])>>);
+
+impl ApiKeys {
+    pub(crate) fn new(keys: &BTreeMap<String, KeyHash>) -> Self {
+        Self(Arc::new(
+            keys.iter()
+                .map(|(name, hash)| (Arc::from(format!("key:{name}")), hash.0))
+                .collect(),
+        ))
+    }
+
+    /// The identity of the key whose hash `key` has, comparing every hash in full.
+    fn identify(&self, key: &[u8]) -> Option<Arc<str>> {
+        let hash: [u8; 32] = Sha256::digest(key).into();
+        let mut found = None;
+        for (identity, known) in self.0.iter() {
+            if bool::from(known.ct_eq(&hash)) {
+                found = Some(identity.clone());
+            }
+        }
+        found
+    }
+}
+
+/// The identity layer: sets [`CallerIdentity`] on each request, or refuses a request
+/// whose bearer key is unknown.
+#[derive(Clone, Debug)]
+pub(crate) struct IdentityLayer(pub(crate) ApiKeys);
+
+impl<S> tower::Layer<S> for IdentityLayer {
+    type Service = Identify<S>;
+
+    fn layer(&self, inner: S) -> Identify<S> {
+        Identify {
+            inner,
+            keys: self.0.clone(),
+        }
+    }
+}
+
+/// See [`IdentityLayer`].
+#[derive(Clone, Debug)]
+pub(crate) struct Identify<S> {
+    inner: S,
+    keys: ApiKeys,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Identify<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Either<S::Future, Ready<Result<S::Response, S::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> Self::Future {
+        let mut identity = request
+            .extensions()
+            .get::<Peer>()
+            .and_then(|peer| peer.identity.clone());
+        if let Some(key) = bearer_key(request.headers()).filter(|_| !self.keys.0.is_empty()) {
+            match self.keys.identify(key) {
+                Some(named) => {
+                    identity = Some(named);
+                    request.headers_mut().remove(http::header::AUTHORIZATION);
+                }
+                None => return Either::Right(ready(Ok(status::unknown_api_key().into_http()))),
+            }
+        }
+        if let Some(identity) = identity {
+            tracing::Span::current().record("caller", &*identity);
+            request.extensions_mut().insert(CallerIdentity(identity));
+        }
+        Either::Left(self.inner.call(request))
+    }
+}
+
+/// The key of an `authorization: Bearer <key>` header.
+fn bearer_key(headers: &http::HeaderMap) -> Option<&[u8]> {
+    let value = headers.get(http::header::AUTHORIZATION)?.as_bytes();
+    let scheme = value.get(..7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| value[7..].trim_ascii())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_known_by_its_hash_and_an_unknown_one_is_not() {
+        let hash = |key: &str| KeyHash(Sha256::digest(key).into());
+        let keys = ApiKeys::new(&BTreeMap::from([
+            ("ci".to_owned(), hash("s3cret")),
+            ("ops".to_owned(), hash("other")),
+        ]));
+        assert_eq!(keys.identify(b"s3cret").as_deref(), Some("key:ci"));
+        assert_eq!(keys.identify(b"other").as_deref(), Some("key:ops"));
+        assert_eq!(keys.identify(b"s3cre"), None);
+        assert_eq!(keys.identify(b""), None);
+    }
+
+    #[test]
+    fn only_a_bearer_header_carries_a_key() {
+        let headers = |value: &str| {
+            let mut map = http::HeaderMap::new();
+            map.insert(http::header::AUTHORIZATION, value.parse().unwrap());
+            map
+        };
+        assert_eq!(bearer_key(&headers("Bearer abc")), Some(&b"abc"[..]));
+        assert_eq!(bearer_key(&headers("bearer  abc ")), Some(&b"abc"[..]));
+        assert_eq!(bearer_key(&headers("Basic abc")), None);
+        assert_eq!(bearer_key(&headers("Bearer")), None);
+        assert_eq!(bearer_key(&http::HeaderMap::new()), None);
+    }
+}
