@@ -170,4 +170,58 @@ mod tests {
         assert_eq!(bearer_key(&headers("Bearer")), None);
         assert_eq!(bearer_key(&http::HeaderMap::new()), None);
     }
+
+    /// A certificate with these SANs (`uri:`/`dns:` prefixed) and CN, signed by itself.
+    fn certificate(sans: &[String], cn: Option<&str>) -> Vec<u8> {
+        use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+        let mut params = CertificateParams::default();
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        if let Some(cn) = cn {
+            params.distinguished_name.push(DnType::CommonName, cn);
+        }
+        params.subject_alt_names = sans
+            .iter()
+            .map(|san| match san.split_once(':').unwrap() {
+                ("uri", rest) => SanType::URI(rest.try_into().unwrap()),
+                (_, rest) => SanType::DnsName(rest.try_into().unwrap()),
+            })
+            .collect();
+        let key = KeyPair::generate().unwrap();
+        params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+
+        /// The identity is the first URI SAN, else the first DNS SAN, else the CN.
+        #[test]
+        fn a_certificate_names_its_first_uri_san_then_dns_san_then_cn(
+            sans in proptest::collection::vec(
+                "(uri:spiffe://[a-z]{1,8}\\.org/[a-z]{1,8}|dns:[a-z]{1,8}\\.example)", 0..4),
+            cn in proptest::option::of("[a-zA-Z0-9 ]{1,16}"),
+        ) {
+            let der = certificate(&sans, cn.as_deref());
+            let first = |prefix: &str| {
+                sans.iter().find_map(|san| san.strip_prefix(prefix).map(str::to_owned))
+            };
+            let expected = first("uri:").or_else(|| first("dns:")).or(cn);
+            proptest::prop_assert_eq!(from_certificate(&der), expected);
+        }
+
+        /// Any bytes, or a real certificate cut or corrupted: an answer, never a panic.
+        #[test]
+        fn any_bytes_are_a_certificate_or_none(
+            bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            cut in 0usize..2000,
+            flip in 0usize..2000,
+        ) {
+            let _ = from_certificate(&bytes);
+            let mut der = certificate(&["uri:spiffe://a.org/b".to_owned()], Some("c"));
+            let at = flip % der.len();
+            der[at] ^= 0x5a;
+            let _ = from_certificate(&der);
+            der.truncate(cut % der.len());
+            let _ = from_certificate(&der);
+        }
+    }
 }

@@ -61,6 +61,8 @@ deadline = "300ms"
 cpu_time = "1m"
 max_concurrent_calls = {hog_slots}
 max_queued_calls = 16
+# The hog's callers share connections: let them fill the plugin, as the scenario says.
+max_caller_share = 100
 "#
     )
 }

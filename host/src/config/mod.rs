@@ -651,4 +651,111 @@ mod tests {
             assert!(!error.contains('\n'), "one line: {error:?}");
         }
     }
+
+    /// One TOML value of a kind a config key might be given, right or wrong.
+    fn any_value() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<i64>().prop_map(|n| n.to_string()),
+            (0u64..100_000).prop_map(|n| n.to_string()),
+            any::<bool>().prop_map(|b| b.to_string()),
+            "[0-9]{1,6}(ms|s|m|h|days|years|parsecs)?".prop_map(|s| format!("{s:?}")),
+            "[0-9]{1,5}(B|KiB|MiB|GiB|MB)?".prop_map(|s| format!("{s:?}")),
+            "(required|optional|sometimes|[a-f0-9]{64}|127.0.0.1:[0-9]{1,5}|\\PC{0,10})"
+                .prop_map(|s| format!("{s:?}")),
+            Just("[1, 2]".to_owned()),
+            Just("{ a = 1 }".to_owned()),
+        ]
+    }
+
+    /// A plausible config: tables and keys the host knows, and some it does not.
+    fn any_config() -> impl proptest::strategy::Strategy<Value = String> {
+        use proptest::prelude::*;
+        let table = prop::sample::select(vec![
+            "",
+            "[host]",
+            "[edge]",
+            "[defaults]",
+            "[plugins.users]",
+            "[plugins.x]",
+            "[tls]",
+            "[api_keys]",
+            "[shutdown]",
+            "[nonsense]",
+        ]);
+        let key = prop::sample::select(vec![
+            "listen",
+            "plugins_dir",
+            "sandboxes",
+            "guest_stack",
+            "watch",
+            "cache",
+            "grace",
+            "max_connections",
+            "max_connections_per_ip",
+            "idle_timeout",
+            "handshake_timeout",
+            "first_request_timeout",
+            "max_connection_age",
+            "max_streams_per_connection",
+            "max_resets_per_second",
+            "request_buffer",
+            "request_buffer_per_connection",
+            "message_timeout",
+            "stream_idle_timeout",
+            "deadline",
+            "max_deadline",
+            "memory",
+            "cpu_time",
+            "max_concurrent_calls",
+            "max_queued_calls",
+            "max_caller_share",
+            "max_request_size",
+            "max_response_size",
+            "reuse_instances",
+            "cert",
+            "key",
+            "client_ca",
+            "client_auth",
+            "ci",
+            "colour",
+        ]);
+        prop::collection::vec(
+            (table, prop::collection::vec((key, any_value()), 0..4)),
+            0..5,
+        )
+        .prop_map(|tables| {
+            let mut text = String::new();
+            for (table, entries) in tables {
+                text.push_str(table);
+                text.push('\n');
+                for (key, value) in entries {
+                    text.push_str(&format!("{key} = {value}\n"));
+                }
+            }
+            text
+        })
+    }
+
+    proptest::proptest! {
+        /// Any config the grammar makes is accepted (and then valid) or refused in one
+        /// line naming the file: never a panic.
+        #[test]
+        fn any_config_is_valid_or_refused_in_one_line(text in any_config()) {
+            match HostConfig::from_toml("plugrpc.toml", &text) {
+                Ok(config) => proptest::prop_assert!(config.validate().is_ok()),
+                Err(error) => {
+                    let line = error.to_string();
+                    proptest::prop_assert!(line.starts_with("plugrpc.toml: "), "{line}");
+                    proptest::prop_assert!(!line.contains('\n'), "{line:?}");
+                }
+            }
+        }
+
+        /// Any text at all: an answer, never a panic.
+        #[test]
+        fn any_text_is_a_config_or_an_error(text in "\\PC{0,200}") {
+            let _ = HostConfig::from_toml("plugrpc.toml", &text);
+        }
+    }
 }

@@ -264,20 +264,23 @@ fn timeout_from_headers(headers: &HeaderMap) -> Result<Option<Duration>, Malform
         .ok_or_else(|| MalformedTimeout(String::from_utf8_lossy(value.as_bytes()).into_owned()))
 }
 
+/// `TimeoutValue TimeoutUnit`: 1 to 8 ASCII digits, then one of `HMSmun`. Read as bytes,
+/// so no input can split a character.
 fn parse_timeout(text: &str) -> Option<Duration> {
-    let unit_at = text.len().checked_sub(1)?;
-    let (digits, unit) = text.split_at(unit_at);
-    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+    let (&unit, digits) = text.as_bytes().split_last()?;
+    if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let amount: u64 = digits.parse().ok()?;
+    let amount = digits
+        .iter()
+        .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
     Some(match unit {
-        "H" => Duration::from_secs(amount * 3600),
-        "M" => Duration::from_secs(amount * 60),
-        "S" => Duration::from_secs(amount),
-        "m" => Duration::from_millis(amount),
-        "u" => Duration::from_micros(amount),
-        "n" => Duration::from_nanos(amount),
+        b'H' => Duration::from_secs(amount * 3600),
+        b'M' => Duration::from_secs(amount * 60),
+        b'S' => Duration::from_secs(amount),
+        b'm' => Duration::from_millis(amount),
+        b'u' => Duration::from_micros(amount),
+        b'n' => Duration::from_nanos(amount),
         _ => return None,
     })
 }
@@ -495,5 +498,33 @@ mod tests {
     fn guest_metadata_tonic_cannot_carry_is_named() {
         let error = metadata_from_guest(vec![entry("bad key", b"v")]).unwrap_err();
         assert!(error.to_string().contains("\"bad key\""), "{error}");
+    }
+
+    proptest::proptest! {
+        /// Any text: an answer, never a panic; what parses is 1-8 digits and a unit.
+        #[test]
+        fn any_timeout_text_parses_or_is_refused(text in "\\PC{0,12}") {
+            if parse_timeout(&text).is_some() {
+                let (digits, unit) = text.split_at(text.len() - 1);
+                proptest::prop_assert!((1..=8).contains(&digits.len()));
+                proptest::prop_assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+                proptest::prop_assert!("HMSmun".contains(unit));
+            }
+        }
+
+        /// Every valid value means what it says.
+        #[test]
+        fn valid_timeouts_mean_their_value(amount in 0u64..100_000_000, unit in 0usize..6) {
+            let (letter, nanos) = [
+                ("H", 3_600_000_000_000u128),
+                ("M", 60_000_000_000),
+                ("S", 1_000_000_000),
+                ("m", 1_000_000),
+                ("u", 1_000),
+                ("n", 1),
+            ][unit];
+            let parsed = parse_timeout(&format!("{amount}{letter}")).unwrap();
+            proptest::prop_assert_eq!(parsed.as_nanos(), u128::from(amount) * nanos);
+        }
     }
 }

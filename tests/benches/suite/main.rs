@@ -546,7 +546,7 @@ fn open_streams(warm: &TestHost, measured: &mut Measured) -> String {
         ])
         .arg("open-streams")
         .args(["--target", &format!("http://{}", warm.addr())])
-        .args(["--size", &OPEN_STREAMS.to_string(), "--connections", "16"])
+        .args(["--size", &OPEN_STREAMS.to_string(), "--connections", "100"])
         .args(["--duration", "60s"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -569,7 +569,7 @@ fn open_streams(warm: &TestHost, measured: &mut Measured) -> String {
     measured.streams_rss_mib = holding / 1024;
     format!(
         "\n## {OPEN_STREAMS} concurrently open streams\n\n`loadgen --workload open-streams`: {OPEN_STREAMS} UserService.Chat streams over \
-         16 connections against the warm plugin host (`host.sandboxes = 12000`, `max_concurrent_calls = 12000` for users), each one round \
+         100 connections (100 each: `edge.max_streams_per_connection`) against the warm plugin host (`host.sandboxes = 12000`, `max_concurrent_calls = 12000` for users), each one round \
          trip, then all held open at once while the server's RSS is read, then a second round trip each.\n\n\
          | streams served (both round trips) | failed | server RSS before | server RSS holding them all | per stream |\n\
          |---|---|---|---|---|\n| {served} of {OPEN_STREAMS} | {} | {} MiB | {} MiB | {:.0} KiB |\n\n\
