@@ -3,6 +3,11 @@
 //! percentiles and errors per status code, as text or one JSON object.
 //!
 //! `cargo run --release -p plugrpc-tests --bin loadgen -- --target http://127.0.0.1:50051 --workload hello`
+//!
+//! The `attack-*` workloads (module `attack`) attack the host's edge instead, for the
+//! benchmark's edge section.
+
+mod attack;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -44,6 +49,13 @@ struct Args {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    /// PEM CA to trust the server by: TLS (the target is then `https://localhost:<port>`).
+    #[arg(long)]
+    ca: Option<std::path::PathBuf>,
+    /// Address the attack workloads connect from (another loopback address keeps them
+    /// apart from a well-behaved client under per-IP caps).
+    #[arg(long, default_value = "127.0.0.1")]
+    source_ip: std::net::IpAddr,
 }
 
 fn at_least_one(text: &str) -> Result<usize, String> {
@@ -81,6 +93,17 @@ enum Workload {
     /// each makes a second round trip and closes (within `duration` again). A call is one
     /// stream that did both.
     OpenStreams,
+    /// Greeter.SayHello over a new connection per call (TCP, TLS with --ca, HTTP/2).
+    Connect,
+    /// `size` TCP connections that never send a byte, held for the duration.
+    AttackSilent,
+    /// Chat streams cancelled once accepted, 50 at a time on each connection.
+    AttackResets,
+    /// `size` Chat streams on one connection that never send a message.
+    AttackIdleStreams,
+    /// `concurrency` GetUser calls per connection, each sending all but the last byte of
+    /// a 4 MiB message.
+    AttackUnfinished,
 }
 
 /// What one worker saw.
@@ -99,9 +122,12 @@ async fn main() -> anyhow::Result<()> {
             "--size must be at least 1 for chat and open-streams (round trips / streams)"
         );
     }
+    if let Some(done) = attack(&args).await? {
+        return Ok(done);
+    }
+    let endpoint = endpoint(&args)?;
     let mut channels = Vec::new();
     for _ in 0..args.connections {
-        let endpoint = Endpoint::from_shared(args.target.clone())?.tcp_nodelay(true);
         channels.push(endpoint.connect().await?);
     }
     if let Workload::OpenStreams = args.workload {
@@ -119,8 +145,10 @@ async fn main() -> anyhow::Result<()> {
     let tasks: Vec<_> = (0..workers)
         .map(|i| {
             let channel = channels[i % channels.len()].clone();
-            let (workload, size) = (args.workload, args.size);
-            tokio::spawn(async move { worker(channel, workload, size, until, interval).await })
+            let (workload, size, endpoint) = (args.workload, args.size, endpoint.clone());
+            tokio::spawn(async move {
+                worker(channel, &endpoint, workload, size, until, interval).await
+            })
         })
         .collect();
     let mut total = Tally::default();
@@ -137,9 +165,53 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Where calls go: the target, over TLS when `--ca` is given.
+fn endpoint(args: &Args) -> anyhow::Result<Endpoint> {
+    let endpoint = Endpoint::from_shared(args.target.clone())?.tcp_nodelay(true);
+    Ok(match &args.ca {
+        Some(ca) => endpoint.tls_config(
+            tonic::transport::ClientTlsConfig::new()
+                .ca_certificate(tonic::transport::Certificate::from_pem(std::fs::read(ca)?))
+                .domain_name("localhost"),
+        )?,
+        None => endpoint,
+    })
+}
+
+/// Runs an attack workload, if that is the workload; `None` otherwise.
+async fn attack(args: &Args) -> anyhow::Result<Option<()>> {
+    if !matches!(
+        args.workload,
+        Workload::AttackSilent
+            | Workload::AttackResets
+            | Workload::AttackIdleStreams
+            | Workload::AttackUnfinished
+    ) {
+        return Ok(None);
+    }
+    let target: std::net::SocketAddr = args
+        .target
+        .trim_start_matches("http://")
+        .trim_start_matches("https://")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("attacks need --target http://<ip>:<port>: {e}"))?;
+    let (source, size, duration) = (args.source_ip, args.size, args.duration);
+    match args.workload {
+        Workload::AttackSilent => attack::silent(target, source, size, duration).await,
+        Workload::AttackResets => attack::resets(target, source, args.connections, duration).await,
+        Workload::AttackIdleStreams => attack::idle_streams(target, source, size, duration).await,
+        Workload::AttackUnfinished => {
+            attack::unfinished(target, source, args.connections, args.concurrency, duration).await
+        }
+        _ => unreachable!("checked above"),
+    }
+    Ok(Some(()))
+}
+
 /// Calls back to back (or on a fixed schedule) until `until`.
 async fn worker(
     channel: Channel,
+    endpoint: &Endpoint,
     workload: Workload,
     size: usize,
     until: Instant,
@@ -171,7 +243,18 @@ async fn worker(
             Workload::ListUsers => list_users(&mut users, size).await,
             Workload::CreateUsers => create_users(&mut users, size).await,
             Workload::Chat => chat(&mut users, size).await,
-            Workload::OpenStreams => unreachable!("open-streams has its own driver"),
+            Workload::Connect => match endpoint.connect().await {
+                Ok(fresh) => GreeterClient::new(fresh)
+                    .say_hello(HelloRequest { name: name.clone() })
+                    .await
+                    .map(|_| 1),
+                Err(error) => Err(tonic::Status::unavailable(error.to_string())),
+            },
+            Workload::OpenStreams
+            | Workload::AttackSilent
+            | Workload::AttackResets
+            | Workload::AttackIdleStreams
+            | Workload::AttackUnfinished => unreachable!("these have their own drivers"),
         };
         match outcome {
             Ok(messages) => {

@@ -130,7 +130,11 @@ async fn a_connection_may_open_100_streams() {
 #[tokio::test(flavor = "multi_thread")]
 async fn streams_cancelled_just_after_acceptance_close_the_connection_and_spare_others() {
     let log = LogCapture::install();
-    let host = TestHost::with_config(&[USERS], "[edge]\nmax_resets_per_second = 100\n").await;
+    let host = TestHost::with_config(
+        &[USERS],
+        "[edge]\nmax_resets_per_second = 100\nabuse_penalty = \"2s\"\n",
+    )
+    .await;
     let attacks = (0..4).map(|_| {
         let addr = host.addr();
         tokio::spawn(async move {
@@ -172,10 +176,30 @@ async fn streams_cancelled_just_after_acceptance_close_the_connection_and_spare_
     }
     assert!(failures.is_empty(), "the good client failed: {failures:?}");
     assert!(
-        !log.lines_with(&["streams within a second (edge.max_resets_per_second = 100)"])
-            .is_empty(),
+        !log.lines_with(&[
+            "cancelled or refused within a second (edge.max_resets_per_second = 100)"
+        ])
+        .is_empty(),
         "the close is logged with the key that caused it"
     );
+
+    // For edge.abuse_penalty, a new connection from the attacker's address is held open
+    // and never served, then closed.
+    let tcp = connect_from_attacker(host.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    let driver = tokio::spawn(connection);
+    let (response, _stream) = client
+        .send_request(grpc_request(host.addr(), "GetUser"), true)
+        .unwrap();
+    let unserved = tokio::time::timeout(Duration::from_millis(500), response).await;
+    assert!(unserved.is_err(), "a penalized address is not served");
+    let closed = tokio::time::timeout(PATIENCE, driver).await;
+    assert!(
+        closed.is_ok(),
+        "and its connection is closed when the penalty ends"
+    );
+    let failures = well_behaved_calls(&host, 10).await;
+    assert!(failures.is_empty(), "others are served: {failures:?}");
 }
 
 /// A raw HTTP/2 connection to the host.

@@ -35,8 +35,13 @@ pub struct EdgeConfig {
     pub max_connection_age_grace: Duration,
     /// HTTP/2 streams one connection may have open at once (SETTINGS_MAX_CONCURRENT_STREAMS).
     pub max_streams_per_connection: u32,
-    /// Streams a client may cancel per second on one connection before it is closed.
+    /// Streams per second on one connection that a client cancels, or that are refused
+    /// for want of capacity, before the connection is closed.
     pub max_resets_per_second: u32,
+    /// How long new connections from an address are refused after one of its
+    /// connections was closed for passing `max_resets_per_second`.
+    #[serde(with = "humantime_serde")]
+    pub abuse_penalty: Duration,
     /// Bytes of request messages received but not yet whole, host-wide.
     pub request_buffer: ByteSize,
     /// Bytes of request messages received but not yet whole, per connection.
@@ -62,6 +67,7 @@ impl Default for EdgeConfig {
             // Envoy's edge guidance; h2's own default is unbounded.
             max_streams_per_connection: 100,
             max_resets_per_second: 200,
+            abuse_penalty: Duration::from_secs(10),
             request_buffer: ByteSize::mib(256),
             request_buffer_per_connection: ByteSize::mib(32),
             message_timeout: Duration::from_secs(30),
@@ -106,6 +112,7 @@ impl EdgeConfig {
             ("idle_timeout", self.idle_timeout),
             ("max_connection_age", self.max_connection_age),
             ("max_connection_age_grace", self.max_connection_age_grace),
+            ("abuse_penalty", self.abuse_penalty),
             ("message_timeout", self.message_timeout),
             ("stream_idle_timeout", self.stream_idle_timeout),
         ];

@@ -158,7 +158,9 @@ async fn call(
             peer: caller.peer.as_ref().map(|peer| peer.addr.to_string()),
             caller: match (&caller.identity, &caller.peer) {
                 (Some(identity), _) => identity.to_string(),
-                (None, Some(peer)) => format!("connection {}", peer.connection),
+                // Anonymous callers are told apart by address: one client's many
+                // connections share one share.
+                (None, Some(peer)) => format!("address {}", peer.addr.ip()),
                 (None, None) => String::new(),
             },
             identity: caller.identity.as_deref().map(str::to_owned),

@@ -18,7 +18,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::TcpStream;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
@@ -27,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::EdgeConfig;
 use crate::doors::request_buffer::Budget;
 use crate::identity;
+use crate::server::listener::{Accepted, Place};
 use crate::throttle;
 
 /// Streams reset before the server accepted them that one connection may pile up; h2's
@@ -49,9 +49,6 @@ const ABUSE_GRACE: Duration = Duration::from_secs(1);
 pub(crate) struct Peer {
     /// The client's address.
     pub(crate) addr: SocketAddr,
-    /// The connection's number, unique while the host runs: the caller for fair
-    /// admission when no identity is known.
-    pub(crate) connection: u64,
     /// The connection's budget for request messages still arriving.
     pub(crate) buffer: Arc<Budget>,
     /// Who the client certificate says the client is, over TLS with client auth.
@@ -83,7 +80,7 @@ pub(crate) fn http(edge: &EdgeConfig) -> auto::Builder<TokioExecutor> {
 /// as it is.
 #[allow(clippy::too_many_arguments)] // one call site; a struct would only rename them
 pub(crate) async fn open<S, B>(
-    stream: TcpStream,
+    accepted: Accepted,
     tls: Option<TlsAcceptor>,
     mut peer: Peer,
     service: S,
@@ -102,8 +99,16 @@ pub(crate) async fn open<S, B>(
     B: HttpBody<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    let Accepted { stream, place, .. } = accepted;
+    if let Some(until) = place.held_until {
+        tokio::select! {
+            () = tokio::time::sleep_until(until.into()) => {}
+            () = shutdown.cancelled() => {}
+        }
+        return;
+    }
     let Some(acceptor) = tls else {
-        return serve(stream, peer, service, http, edge, shutdown).await;
+        return serve(stream, peer, &place, service, http, edge, shutdown).await;
     };
     let stream = match tokio::time::timeout(edge.handshake_timeout, acceptor.accept(stream)).await {
         Ok(Ok(stream)) => stream,
@@ -129,7 +134,7 @@ pub(crate) async fn open<S, B>(
         .and_then(|chain| chain.first())
         .and_then(|leaf| identity::from_certificate(leaf))
         .map(Arc::from);
-    serve(stream, peer, service, http, edge, shutdown).await;
+    serve(stream, peer, &place, service, http, edge, shutdown).await;
 }
 
 /// Serves one connection until the client closes it, a timer closes it, or the host
@@ -137,6 +142,7 @@ pub(crate) async fn open<S, B>(
 async fn serve<I, S, B>(
     io: I,
     peer: Peer,
+    place: &Place,
     service: S,
     http: &auto::Builder<TokioExecutor>,
     edge: &EdgeConfig,
@@ -193,12 +199,15 @@ async fn serve<I, S, B>(
                 if let Some(resets) = activity.abusive() {
                     if let Some(before) = throttle::allow("listener", "resets") {
                         tracing::warn!(
-                            "closing the connection from {}: it cancelled {resets} streams within a second (edge.max_resets_per_second = {}){}",
+                            "closing the connection from {}: {resets} of its streams were cancelled or refused within a second (edge.max_resets_per_second = {}); new connections from {} are refused for {} (edge.abuse_penalty){}",
                             addr,
                             edge.max_resets_per_second,
+                            addr.ip(),
+                            plugrpc_runtime::duration(edge.abuse_penalty),
                             throttle::left_out(before)
                         );
                     }
+                    place.penalize(edge.abuse_penalty);
                     connection.as_mut().graceful_shutdown();
                     going_away = Some(Some(Instant::now() + ABUSE_GRACE));
                 }
@@ -242,7 +251,7 @@ struct Activity {
     changed: Notify,
 }
 
-/// Streams cancelled in the current one-second window.
+/// Streams cancelled or refused in the current one-second window.
 struct Resets {
     window_start: Instant,
     count: u32,
@@ -386,7 +395,18 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        let stream = this.stream.take();
+        let mut stream = this.stream.take();
+        // Refused for want of capacity (trailers-only RESOURCE_EXHAUSTED): work the
+        // client made the host do for nothing, counted like a reset.
+        if response
+            .headers()
+            .get("grpc-status")
+            .map(http::HeaderValue::as_bytes)
+            == Some(b"8")
+            && let Some(stream) = stream.as_mut()
+        {
+            stream.activity.count_reset();
+        }
         Poll::Ready(Ok(response.map(|body| TrackedBody { body, stream })))
     }
 }

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -29,6 +29,8 @@ pub(crate) struct Listener {
     open: Arc<Semaphore>,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
     max_per_ip: usize,
+    /// Addresses refused until the instant given, for abuse on a connection.
+    penalized: Arc<Mutex<HashMap<IpAddr, Instant>>>,
 }
 
 /// An accepted connection, holding its places under both caps until dropped.
@@ -46,6 +48,22 @@ pub(crate) struct Place {
     _permit: OwnedSemaphorePermit,
     ip: IpAddr,
     per_ip: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    penalized: Arc<Mutex<HashMap<IpAddr, Instant>>>,
+    /// When the address is penalized: the connection is held open, never read, until
+    /// then (a tarpit: a client that reconnects at once after a close would otherwise
+    /// make the host accept and close in a loop), within the per-IP cap.
+    pub(crate) held_until: Option<Instant>,
+}
+
+impl Place {
+    /// Refuses new connections from this connection's address for `penalty`.
+    pub(crate) fn penalize(&self, penalty: Duration) {
+        let mut penalized = self.penalized.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        // Old entries go here rather than in a task of their own.
+        penalized.retain(|_, until| *until > now);
+        penalized.insert(self.ip, now + penalty);
+    }
 }
 
 impl Drop for Place {
@@ -80,6 +98,7 @@ impl Listener {
             open: Arc::new(Semaphore::new(max)),
             per_ip: Arc::default(),
             max_per_ip: edge.max_connections_per_ip,
+            penalized: Arc::default(),
         }
     }
 
@@ -119,8 +138,24 @@ impl Listener {
         }
     }
 
-    /// A place for a connection from `ip`, or `None` (logged) when a cap is reached.
+    /// A place for a connection from `ip`, or `None` (logged) when a cap is reached; a
+    /// penalized address's place says how long to hold it unserved.
     fn place_for(&self, ip: IpAddr) -> Option<Place> {
+        let until = self
+            .penalized
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ip)
+            .copied();
+        let penalized = until.filter(|until| *until > Instant::now());
+        if penalized.is_some()
+            && let Some(before) = throttle::allow("listener", "abuse_penalty")
+        {
+            tracing::info!(
+                "holding a connection from {ip} unserved: a connection of it was closed for abuse (edge.abuse_penalty){}",
+                throttle::left_out(before)
+            );
+        }
         let Ok(permit) = self.open.clone().try_acquire_owned() else {
             if let Some(before) = throttle::allow("listener", "max_connections") {
                 tracing::warn!(
@@ -148,6 +183,8 @@ impl Listener {
             _permit: permit,
             ip,
             per_ip: self.per_ip.clone(),
+            penalized: self.penalized.clone(),
+            held_until: penalized,
         })
     }
 }

@@ -146,15 +146,12 @@ impl Host {
         let tls = self.tls;
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
-        let mut connection_count = 0u64;
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    connection_count += 1;
                     let peer = Peer {
                         addr: accepted.peer,
-                        connection: connection_count,
                         buffer: Arc::new(Budget::new(
                             edge.request_buffer_per_connection_bytes(),
                             "edge.request_buffer_per_connection",
@@ -165,8 +162,7 @@ impl Host {
                         (service.clone(), http.clone(), edge.clone(), stopping.clone());
                     let acceptor = tls.as_ref().map(Tls::acceptor);
                     connections.spawn(async move {
-                        let _place = accepted.place;
-                        connection::open(accepted.stream, acceptor, peer, service, &http, &edge, stopping)
+                        connection::open(accepted, acceptor, peer, service, &http, &edge, stopping)
                             .await;
                     });
                 }

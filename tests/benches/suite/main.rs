@@ -7,6 +7,7 @@
 //!
 //! `make bench` (= `cargo bench -p plugrpc-tests --bench suite`)
 
+mod edge;
 mod plot;
 mod python;
 
@@ -215,8 +216,8 @@ fn main() {
          |---|---|---|---|---|---|---|---|---|",
         DURATION.as_secs()
     );
-    // PLUGRPC_BENCH_ONLY=<loadgen workload> runs one workload while iterating; the
-    // committed report is always a full run.
+    // PLUGRPC_BENCH_ONLY=<loadgen workload> runs one workload (=edge: the edge sections)
+    // while iterating; the committed report is always a full run.
     for workload in WORKLOADS
         .iter()
         .filter(|w| only.as_deref().is_none_or(|o| o == w.name))
@@ -286,9 +287,15 @@ fn main() {
         add(open_streams(&warm, &mut measured));
         add(h2load_cross_check(&targets[1..3]));
         add(runtime.block_on(deploys(&mut measured)));
+        add(edge::tls(&runtime));
+        add(edge::attacks(&runtime));
         let summary = goals(&results, &measured);
         eprintln!("{summary}");
         report = report.replacen("## Workloads", &format!("{summary}\n## Workloads"), 1);
+    }
+    if only.as_deref() == Some("edge") {
+        report.push_str(&edge::tls(&runtime));
+        report.push_str(&edge::attacks(&runtime));
     }
     drop((fresh, warm));
     if only.is_some() {
