@@ -485,7 +485,7 @@ async fn a_plugin_trapping_on_every_call_does_not_flood_the_log() {
             tokio::spawn(async move {
                 for _ in 0..50 {
                     let failed = rogue.unreachable(Empty {}).await.unwrap_err();
-                    assert_eq!(failed.code(), Code::Internal);
+                    assert_eq!(failed.code(), Code::Internal, "{failed:?}");
                 }
             })
         })
