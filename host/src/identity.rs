@@ -15,7 +15,7 @@ use subtle::ConstantTimeEq;
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
 use crate::config::KeyHash;
-use crate::server::Peer;
+use crate::server::{Peer, Wasted};
 use crate::status;
 
 /// The caller of a request, once known.
@@ -23,8 +23,16 @@ use crate::status;
 pub(crate) struct CallerIdentity(pub(crate) Arc<str>);
 
 /// The identity a client certificate names: its first URI SAN, else its first DNS SAN,
-/// else its subject's CN; `None` when it names none or does not parse.
+/// else its subject's CN; `None` when it names none, does not parse, or names one in the
+/// API keys' namespace (`key:`), which no certificate may claim.
 pub(crate) fn from_certificate(der: &[u8]) -> Option<String> {
+    named_by_certificate(der).filter(|name| !name.starts_with(KEY_PREFIX))
+}
+
+/// What API-key identities start with.
+const KEY_PREFIX: &str = "key:";
+
+fn named_by_certificate(der: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
     if let Ok(Some(san)) = cert.subject_alternative_name() {
         let names = &san.value.general_names;
@@ -56,7 +64,7 @@ impl ApiKeys {
     pub(crate) fn new(keys: &BTreeMap<String, KeyHash>) -> Self {
         Self(Arc::new(
             keys.iter()
-                .map(|(name, hash)| (Arc::from(format!("key:{name}")), hash.0))
+                .map(|(name, hash)| (Arc::from(format!("{KEY_PREFIX}{name}")), hash.0))
                 .collect(),
         ))
     }
@@ -115,12 +123,25 @@ where
             .get::<Peer>()
             .and_then(|peer| peer.identity.clone());
         if let Some(key) = bearer_key(request.headers()).filter(|_| !self.keys.0.is_empty()) {
-            match self.keys.identify(key) {
+            // One credential per request: with several headers, which one counts would
+            // depend on who reads them.
+            let single = request
+                .headers()
+                .get_all(http::header::AUTHORIZATION)
+                .iter()
+                .count()
+                == 1;
+            match self.keys.identify(key).filter(|_| single) {
                 Some(named) => {
                     identity = Some(named);
                     request.headers_mut().remove(http::header::AUTHORIZATION);
                 }
-                None => return Either::Right(ready(Ok(status::unknown_api_key().into_http()))),
+                None => {
+                    let mut refused = status::unknown_api_key().into_http();
+                    // Guessing keys costs the guesser its connection, like a reset.
+                    refused.extensions_mut().insert(Wasted);
+                    return Either::Right(ready(Ok(refused)));
+                }
             }
         }
         if let Some(identity) = identity {
@@ -188,6 +209,12 @@ mod tests {
             .collect();
         let key = KeyPair::generate().unwrap();
         params.self_signed(&key).unwrap().der().to_vec()
+    }
+
+    #[test]
+    fn no_certificate_can_claim_an_api_key_identity() {
+        let der = certificate(&["uri:key:admin".to_owned()], Some("key:admin"));
+        assert_eq!(from_certificate(&der), None);
     }
 
     proptest::proptest! {

@@ -1,7 +1,7 @@
 //! Every gRPC status the host produces is built here and nowhere else. Causes are logged
 //! once with plugin and method; trap text never reaches clients.
 
-use plugrpc_runtime::{CallError, Code, Status as GuestStatus};
+use plugrpc_runtime::{CallError, Code, Status as GuestStatus, duration};
 use tonic::Code as WireCode;
 use tonic::metadata::MetadataMap;
 
@@ -135,6 +135,13 @@ fn of(error: CallError, call: For) -> tonic::Status {
                 status.message,
                 status.details.into(),
             )
+        }
+        CallError::StreamIdle(after) => {
+            tracing::debug!(plugin, method, "stream idle for {}", duration(after));
+            tonic::Status::cancelled(format!(
+                "no message either way for {} (edge.stream_idle_timeout)",
+                duration(after)
+            ))
         }
         CallError::MissingRequest => {
             tonic::Status::internal("the client half-closed without sending a request message")

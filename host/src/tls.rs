@@ -65,19 +65,28 @@ impl Tls {
     }
 }
 
-/// Rebuilds the config whenever a file's size or modification time changes.
+/// Rebuilds the config whenever a file's size or modification time changes; the file
+/// work runs on the blocking pool, off the threads that serve calls.
 async fn watch(config: TlsConfig, current: Arc<ArcSwap<ServerConfig>>) {
+    let config = Arc::new(config);
     let mut seen = stamps(&config);
     let mut ticks = tokio::time::interval(RELOAD_CHECK);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        let now = stamps(&config);
-        if now == seen {
+        let check = {
+            let (config, seen) = (config.clone(), seen.clone());
+            tokio::task::spawn_blocking(move || {
+                let now = stamps(&config);
+                let reloaded = (now != seen).then(|| server_config(&config));
+                (now, reloaded)
+            })
+        };
+        let Ok((now, Some(reloaded))) = check.await else {
             continue;
-        }
+        };
         seen = now;
-        match server_config(&config) {
+        match reloaded {
             Ok(reloaded) => {
                 current.store(reloaded);
                 tracing::info!("TLS files changed: new handshakes use them");

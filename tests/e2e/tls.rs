@@ -100,6 +100,13 @@ async fn mtls_names_the_caller_by_its_certificate_and_refuses_strangers() {
         .connect_lazy();
     let plain = echo(plain, &[]).await;
     assert!(plain.is_err(), "plaintext on a TLS port: {plain:?}");
+
+    // Refusing them was about them: the trusted client is still served.
+    let channel = host
+        .tls_channel(client_tls(certs.path(), Some("client")))
+        .await
+        .unwrap();
+    assert!(echo(channel, &[]).await.is_ok());
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -1,9 +1,9 @@
 //! Per-plugin admission: a bounded number of a plugin's calls run, a bounded number wait
 //! for a slot, and the rest are refused at once, so one tenant's flood queues behind its
 //! own limit instead of everyone's. Within a plugin, admission is fair between callers
-//! (a connection, or an identity once one is known): one caller may hold at most its
-//! share of the slots, and of the queue, so a client holding many idle streams leaves
-//! room for the others.
+//! (an identity, or an address when none is known; the front door says which): one
+//! caller may hold at most its share of the slots, and of the queue, so a client holding
+//! many idle streams leaves room for the others.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,7 +44,10 @@ pub(crate) struct Slot {
 
 impl Admission {
     pub(crate) fn new(max_concurrent: usize, max_queued: usize, caller_percent: u8) -> Self {
-        let share = |total: usize| (total * usize::from(caller_percent)).div_ceil(100).max(1);
+        let share = |total: usize| {
+            let share = (total as u128 * u128::from(caller_percent)).div_ceil(100);
+            usize::try_from(share).unwrap_or(usize::MAX).max(1)
+        };
         Self {
             slots: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,

@@ -91,7 +91,8 @@ pub struct CallRequest {
     pub metadata: Vec<MetadataEntry>,
     /// The client's address, `ip:port`.
     pub peer: Option<String>,
-    /// Who is calling, for fair admission: the caller's identity, else its connection.
+    /// Who is calling, for fair admission: a key naming the caller's identity, else its
+    /// address (the front door keeps the two apart).
     pub caller: String,
     /// Who the caller proved to be (client certificate, API key), as the plugin sees it.
     pub identity: Option<String>,
@@ -283,6 +284,7 @@ impl Call {
         meter: CpuMeter,
     ) -> Result<(Slot, Vec<u8>, Sandbox), CallError> {
         let slot = self.plugin.admission().admit(&self.request.caller).await?;
+        io.admitted();
         let requests = if self.kind.one_request() {
             self.read_request(io).await?
         } else {
@@ -301,6 +303,7 @@ impl Call {
                 limit: self.plugin.limits().max_request_size,
             })),
             Some(Err(InputError::Failed(status))) => Err(CallError::Request(status)),
+            Some(Err(InputError::Idle(after))) => Err(CallError::StreamIdle(after)),
         }
     }
 

@@ -45,6 +45,9 @@ pub enum CallError {
     /// The guest trapped or panicked.
     #[error("the plugin trapped: {0:?}")]
     Trap(wasmtime::Error),
+    /// No message went either way for the host's stream idle timeout, this long.
+    #[error("no message either way for {}", duration(*.0))]
+    StreamIdle(Duration),
 }
 
 impl CallError {
@@ -166,6 +169,8 @@ pub(crate) enum Interrupt {
     InvalidMetadata(#[from] InvalidMetadata),
     #[error(transparent)]
     Malformed(#[from] MalformedBatch),
+    #[error("stream idle for {0:?}")]
+    StreamIdle(Duration),
 }
 
 /// What the host stopping a call for `interrupt` means, under the plugin's `limits`.
@@ -175,6 +180,7 @@ pub(crate) fn interrupted(interrupt: &Interrupt, limits: &Limits) -> CallError {
         Interrupt::Malformed(malformed) => CallError::Contract(malformed.to_string()),
         Interrupt::Deadline => CallError::DeadlineExceeded,
         Interrupt::Cancelled => CallError::Cancelled,
+        Interrupt::StreamIdle(after) => CallError::StreamIdle(*after),
         Interrupt::CpuTime => CallError::Limit(Limit::CpuTime {
             limit: limits.cpu_time,
         }),

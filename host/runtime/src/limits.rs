@@ -36,8 +36,9 @@ pub struct Limits {
     pub max_concurrent_calls: usize,
     /// Calls waiting for a free slot; one more is refused at once.
     pub max_queued_calls: usize,
-    /// The share, in percent, of the slots and of the queue one caller (a connection,
-    /// or an identity) may hold, so one client cannot take a plugin from the others.
+    /// The share, in percent, of the slots and of the queue one caller (an identity, or
+    /// an address when none is known) may hold, so one client cannot take a plugin from
+    /// the others.
     pub max_caller_share: u8,
     /// Largest request message, in bytes.
     pub max_request_size: usize,

@@ -77,7 +77,7 @@ impl<'de> Deserialize<'de> for KeyHash {
 /// 64 hex digits as 32 bytes.
 fn parse_hash(text: &str) -> Option<[u8; 32]> {
     let text = text.trim();
-    if text.len() != 64 || !text.is_ascii() {
+    if text.len() != 64 || !text.bytes().all(|b| b.is_ascii_hexdigit()) {
         return None;
     }
     let mut hash = [0u8; 32];
@@ -115,7 +115,9 @@ mod tests {
         let hash = "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD";
         assert_eq!(parse_hash(hash).unwrap()[0], 0xba);
         assert_eq!(parse_hash(&hash.to_lowercase()), parse_hash(hash));
+        let plus = format!("+a{}", &hash[2..]);
         for bad in [
+            &plus,
             "",
             "abc",
             &hash[..63],

@@ -7,6 +7,7 @@
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -15,7 +16,8 @@ use futures::future::BoxFuture;
 use futures::stream::{Stream, StreamExt};
 use http::HeaderMap;
 use plugrpc_runtime::{
-    Body, BodyPart, Call, CallRequest, InputError, MetadataEntry, Requests, Response,
+    Body, BodyPart, Call, CallError, CallRequest, InputError, Limit, MetadataEntry, MethodKind,
+    Requests, Response,
 };
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{
@@ -29,7 +31,7 @@ use crate::config::EdgeConfig;
 use crate::doors::request_buffer::{Budget, Buffered};
 use crate::identity::CallerIdentity;
 use crate::registry::{Registry, Route};
-use crate::server::Peer;
+use crate::server::{Peer, Wasted, client_address};
 use crate::status::{self, For};
 
 /// Response messages as tonic encodes them, ending with an `Ok`-coded status when
@@ -97,17 +99,13 @@ impl GrpcDoor {
             Ok(timeout) => timeout,
             Err(error) => return status::malformed_timeout(&error).into_http(),
         };
-        // Every connection has a peer; a request built in-process falls back to the
-        // host's budget alone.
         let peer = request.extensions().get::<Peer>().cloned();
-        let connection_buffer = peer
-            .as_ref()
-            .map_or_else(|| self.buffer.clone(), |peer| peer.buffer.clone());
+        let connection_buffer = peer.as_ref().map(|peer| peer.buffer.clone());
         let request = request.map(|body| {
             Buffered::new(
                 body,
-                connection_buffer,
                 self.buffer.clone(),
+                connection_buffer,
                 self.message_timeout,
             )
         });
@@ -123,10 +121,22 @@ impl GrpcDoor {
             peer,
             idle_timeout: self.stream_idle_timeout,
         };
+        let wasted = Arc::new(AtomicBool::new(false));
+        let flag = wasted.clone();
         let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
-            call(route.clone(), timeout, caller.clone(), request)
+            call(
+                route.clone(),
+                timeout,
+                caller.clone(),
+                flag.clone(),
+                request,
+            )
         });
-        grpc.streaming(handler, request).await
+        let mut response = grpc.streaming(handler, request).await;
+        if wasted.load(Ordering::Relaxed) {
+            response.extensions_mut().insert(Wasted);
+        }
+        response
     }
 }
 
@@ -140,10 +150,13 @@ struct Caller {
 }
 
 /// One call through the core: the request as its input, its response as gRPC.
+/// `wasted` is set when the call was refused for the caller's own excess (its share of
+/// the plugin): work the client made the host do for nothing.
 async fn call(
     route: Route,
     timeout: Option<Duration>,
     caller: Caller,
+    wasted: Arc<AtomicBool>,
     request: tonic::Request<Streaming<Bytes>>,
 ) -> Result<tonic::Response<Messages>, Status> {
     let metadata = metadata_to_guest(request.metadata());
@@ -156,15 +169,16 @@ async fn call(
             timeout,
             metadata,
             peer: caller.peer.as_ref().map(|peer| peer.addr.to_string()),
+            // Identities and addresses in separate namespaces, so no certificate can name
+            // itself into another caller's share. Anonymous callers are told apart by
+            // address: one client's many connections share one share.
             caller: match (&caller.identity, &caller.peer) {
-                (Some(identity), _) => identity.to_string(),
-                // Anonymous callers are told apart by address: one client's many
-                // connections share one share.
-                (None, Some(peer)) => format!("address {}", peer.addr.ip()),
+                (Some(identity), _) => format!("id:{identity}"),
+                (None, Some(peer)) => format!("ip:{}", client_address(peer.addr.ip())),
                 (None, None) => String::new(),
             },
             identity: caller.identity.as_deref().map(str::to_owned),
-            idle_timeout: (!route.kind.one_request()).then_some(caller.idle_timeout),
+            idle_timeout: (route.kind != MethodKind::Unary).then_some(caller.idle_timeout),
         },
     );
     let for_call = For {
@@ -172,11 +186,15 @@ async fn call(
         method: &route.path,
     };
     match call.run(requests).await {
-        Response::Failed { metadata, error } => Err(guest_metadata(metadata, for_call)
-            .map_or_else(
+        Response::Failed { metadata, error } => {
+            if matches!(error, CallError::Limit(Limit::CallerShare { .. })) {
+                wasted.store(true, Ordering::Relaxed);
+            }
+            Err(guest_metadata(metadata, for_call).map_or_else(
                 |invalid| invalid,
                 |metadata| status::failed(error, metadata, for_call),
-            )),
+            ))
+        }
         Response::Started { headers, body } => {
             let headers = guest_metadata(headers, for_call)?;
             let messages = GrpcBody { body, route };
@@ -253,10 +271,12 @@ const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// A `grpc-timeout` value that does not follow the spec.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed grpc-timeout header {0:?}: expected 1 to 8 digits and one of H M S m u n")]
-struct MalformedTimeout(String);
+pub(crate) struct MalformedTimeout(String);
 
 /// The client's timeout, if it sent one.
-fn timeout_from_headers(headers: &HeaderMap) -> Result<Option<Duration>, MalformedTimeout> {
+pub(crate) fn timeout_from_headers(
+    headers: &HeaderMap,
+) -> Result<Option<Duration>, MalformedTimeout> {
     let Some(value) = headers.get(GRPC_TIMEOUT) else {
         return Ok(None);
     };

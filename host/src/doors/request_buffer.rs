@@ -51,28 +51,32 @@ impl Budget {
 /// host's budgets, and timed.
 pub(crate) struct Buffered<B> {
     body: B,
-    budgets: [Arc<Budget>; 2],
+    /// The host's budget, then the connection's when the request came on one.
+    budgets: Vec<Arc<Budget>>,
     framing: Framing,
     /// Bytes of the message still arriving charged to both budgets.
     charged: usize,
+    /// `framing.completed` when the timer started: the timer is the partial message's.
+    timed: u64,
     message_timeout: Duration,
     /// Runs while a message is partly received.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl<B> Buffered<B> {
-    /// `body`, charged to `connection` and `host`.
+    /// `body`, charged to `host` and `connection`.
     pub(crate) fn new(
         body: B,
-        connection: Arc<Budget>,
         host: Arc<Budget>,
+        connection: Option<Arc<Budget>>,
         message_timeout: Duration,
     ) -> Self {
         Self {
             body,
-            budgets: [connection, host],
+            budgets: std::iter::once(host).chain(connection).collect(),
             framing: Framing::default(),
             charged: 0,
+            timed: 0,
             message_timeout,
             timer: None,
         }
@@ -101,10 +105,14 @@ impl<B> Buffered<B> {
             }
         }
         self.charged = partial;
-        if partial == 0 {
+        // A message that finished inside this chunk takes its timer with it, even when
+        // the next one began in the same chunk.
+        if partial == 0 || self.timed != self.framing.completed {
             self.timer = None;
-        } else if self.timer.is_none() {
+        }
+        if partial > 0 && self.timer.is_none() {
             self.timer = Some(Box::pin(tokio::time::sleep(self.message_timeout)));
+            self.timed = self.framing.completed;
         }
         Ok(())
     }
@@ -175,6 +183,8 @@ struct Framing {
     remaining: usize,
     /// Bytes of the current message received so far (prefix included); 0 between messages.
     partial: usize,
+    /// Messages received whole so far: a change means the partial one is a new message.
+    completed: u64,
 }
 
 impl Framing {
@@ -203,7 +213,10 @@ impl Framing {
                 data = &data[n..];
             }
             if self.prefix_len == 5 && self.remaining == 0 {
-                *self = Self::default();
+                *self = Self {
+                    completed: self.completed + 1,
+                    ..Self::default()
+                };
             }
         }
     }
@@ -239,7 +252,28 @@ mod tests {
             assert_eq!(framing.partial, expected, "split at {split}");
             framing.read(&stream[split..]);
             assert_eq!(framing.partial, 0, "whole after split at {split}");
+            assert_eq!(framing.completed, 3);
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_that_begins_in_the_chunk_ending_another_gets_its_own_timer() {
+        let budget = || Arc::new(Budget::new(1 << 20, "edge.request_buffer"));
+        let mut body = Buffered::new((), budget(), Some(budget()), Duration::from_secs(30));
+        body.framing.read(&message(10)[..8]);
+        body.settle().unwrap();
+        tokio::time::advance(Duration::from_secs(20)).await;
+        // The first message ends and the second begins in one chunk.
+        let mut chunk = message(10)[8..].to_vec();
+        chunk.extend_from_slice(&message(10)[..3]);
+        body.framing.read(&chunk);
+        body.settle().unwrap();
+        tokio::time::advance(Duration::from_secs(20)).await;
+        let timer = body.timer.as_mut().expect("the second message is timed");
+        assert!(
+            futures::poll!(timer.as_mut()).is_pending(),
+            "20 s into its own 30 s, not 40 s into the first's"
+        );
     }
 
     #[test]

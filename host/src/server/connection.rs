@@ -38,11 +38,21 @@ const MAX_LOCAL_ERROR_RESETS: usize = 1024;
 /// Header bytes one request may carry: gRPC metadata is small, and each open stream may
 /// hold this much.
 const MAX_HEADER_LIST_SIZE: u32 = 64 << 10;
-/// Idle connections are pinged this often, and dropped if the ping is not answered in time.
+/// Idle connections are pinged this often...
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(60);
+/// ...and dropped if the ping is not answered within this.
 const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long the streams of a connection closed for abuse may take to finish.
 const ABUSE_GRACE: Duration = Duration::from_secs(1);
+
+/// On a response: the client made the host produce it for nothing (over its share of a
+/// plugin, an unknown API key), so it counts toward `edge.max_resets_per_second`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Wasted;
+
+/// How close to its own deadline a client's cancel is taken for the deadline's, not
+/// counted as a reset.
+const DEADLINE_SLACK: Duration = Duration::from_millis(50);
 
 /// Who is on the other end of a request's connection.
 #[derive(Clone, Debug)]
@@ -231,7 +241,8 @@ async fn serve<I, S, B>(
                 } else if activity.idle_since().is_some_and(|since| now >= since + edge.idle_timeout) {
                     tracing::debug!(peer = %addr, "closing a connection idle for edge.idle_timeout");
                     connection.as_mut().graceful_shutdown();
-                    going_away = Some(Some(now + ABUSE_GRACE));
+                    // A stream that raced the GOAWAY gets the same grace as an old one's.
+                    going_away = Some(Some(now + edge.max_connection_age_grace));
                 }
             }
         }
@@ -352,6 +363,11 @@ where
     }
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
+        // A client cancels at its deadline as a matter of course: not a reset to count.
+        let deadline = crate::doors::grpc::timeout_from_headers(request.headers())
+            .ok()
+            .flatten()
+            .and_then(|timeout| Instant::now().checked_add(timeout));
         request.extensions_mut().insert(self.peer.clone());
         self.activity.stream_opened();
         TrackedFuture {
@@ -359,20 +375,27 @@ where
             stream: Some(OpenStream {
                 activity: self.activity.clone(),
                 finished: false,
+                deadline,
             }),
         }
     }
 }
 
-/// One stream counted as open; dropped unfinished, it counts as a reset.
+/// One stream counted as open; dropped unfinished before its deadline, it counts as a
+/// reset.
 struct OpenStream {
     activity: Arc<Activity>,
     finished: bool,
+    /// The client's deadline, from `grpc-timeout`.
+    deadline: Option<Instant>,
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        self.activity.stream_closed(self.finished);
+        let at_deadline = self
+            .deadline
+            .is_some_and(|deadline| Instant::now() + DEADLINE_SLACK >= deadline);
+        self.activity.stream_closed(self.finished || at_deadline);
     }
 }
 
@@ -395,15 +418,9 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let response = ready!(this.inner.poll(cx))?;
-        let mut stream = this.stream.take();
-        // Refused for want of capacity (trailers-only RESOURCE_EXHAUSTED): work the
-        // client made the host do for nothing, counted like a reset.
-        if response
-            .headers()
-            .get("grpc-status")
-            .map(http::HeaderValue::as_bytes)
-            == Some(b"8")
-            && let Some(stream) = stream.as_mut()
+        let stream = this.stream.take();
+        if response.extensions().get::<Wasted>().is_some()
+            && let Some(stream) = stream.as_ref()
         {
             stream.activity.count_reset();
         }

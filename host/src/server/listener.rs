@@ -1,6 +1,6 @@
 //! Accepting connections within the edge's caps. A connection over the host-wide cap or
-//! its IP's cap is closed as soon as it is accepted (the client sees a reset, not a
-//! hang), and an accept that fails for want of file descriptors or memory backs off
+//! its address's cap is closed as soon as it is accepted (the client sees it closed, not
+//! a hang), and an accept that fails for want of file descriptors or memory backs off
 //! instead of spinning: the connections already open keep being served.
 
 use std::collections::HashMap;
@@ -109,7 +109,7 @@ impl Listener {
             match self.tcp.accept().await {
                 Ok((stream, peer)) => {
                     backoff = MIN_BACKOFF;
-                    if let Some(place) = self.place_for(peer.ip()) {
+                    if let Some(place) = self.place_for(client_address(peer.ip())) {
                         // Small stream writes would otherwise wait ~40 ms for Nagle.
                         if let Err(error) = stream.set_nodelay(true) {
                             tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
@@ -148,14 +148,6 @@ impl Listener {
             .get(&ip)
             .copied();
         let penalized = until.filter(|until| *until > Instant::now());
-        if penalized.is_some()
-            && let Some(before) = throttle::allow("listener", "abuse_penalty")
-        {
-            tracing::info!(
-                "holding a connection from {ip} unserved: a connection of it was closed for abuse (edge.abuse_penalty){}",
-                throttle::left_out(before)
-            );
-        }
         let Ok(permit) = self.open.clone().try_acquire_owned() else {
             if let Some(before) = throttle::allow("listener", "max_connections") {
                 tracing::warn!(
@@ -179,6 +171,15 @@ impl Listener {
             return None;
         }
         *count += 1;
+        drop(per_ip);
+        if penalized.is_some()
+            && let Some(before) = throttle::allow("listener", "abuse_penalty")
+        {
+            tracing::info!(
+                "holding a connection from {ip} unserved: a connection of it was closed for abuse (edge.abuse_penalty){}",
+                throttle::left_out(before)
+            );
+        }
         Some(Place {
             _permit: permit,
             ip,
@@ -186,6 +187,18 @@ impl Listener {
             penalized: self.penalized.clone(),
             held_until: penalized,
         })
+    }
+}
+
+/// The address a client is counted by: an IPv4 address (also when it comes mapped into
+/// IPv6), or an IPv6 address's /64, the block one client usually holds.
+pub(crate) fn client_address(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << 64)).into()),
+        },
     }
 }
 
@@ -227,5 +240,26 @@ fn raise_open_files_limit() -> u64 {
             tracing::warn!("cannot raise the open-file limit from {current} to {hard}: {error}");
             current
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_by_ipv4_address_or_ipv6_64() {
+        let ip = |text: &str| text.parse::<IpAddr>().unwrap();
+        assert_eq!(client_address(ip("10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(client_address(ip("::ffff:10.1.2.3")), ip("10.1.2.3"));
+        assert_eq!(
+            client_address(ip("2001:db8:1:2:aaaa::1")),
+            ip("2001:db8:1:2::")
+        );
+        assert_eq!(
+            client_address(ip("2001:db8:1:2:ffff::9")),
+            client_address(ip("2001:db8:1:2::1"))
+        );
+        assert_ne!(client_address(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
     }
 }

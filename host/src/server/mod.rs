@@ -27,7 +27,8 @@ use crate::watch::{self, FolderWatch};
 pub(crate) mod connection;
 mod listener;
 
-pub(crate) use connection::Peer;
+pub(crate) use connection::{Peer, Wasted};
+pub(crate) use listener::client_address;
 
 /// Why the host could not start or stopped serving.
 #[derive(Debug, thiserror::Error)]
@@ -133,14 +134,14 @@ impl Host {
     /// stays open (an idle client, a stream with a long deadline) cannot keep the host
     /// from exiting.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
+        let (_watch, _engine) = (self._watch, self._engine);
+        let edge = self.edge;
+        let listener = listener::Listener::new(self.listener, &edge);
         tracing::info!(
             addr = %self.local_addr,
             tls = self.tls.is_some(),
             "serving gRPC"
         );
-        let (_watch, _engine) = (self._watch, self._engine);
-        let edge = self.edge;
-        let listener = listener::Listener::new(self.listener, &edge);
         let http = Arc::new(connection::http(&edge));
         let service = stack(self.api_keys).service(router(self.registry, &edge).prepare());
         let tls = self.tls;
@@ -252,6 +253,9 @@ where
             path = request.uri().path(),
             caller = tracing::field::Empty
         );
-        self.0.call(request).instrument(span)
+        // Entered while the inner layers' `call` runs too, not only their future: the
+        // identity layer records the caller there.
+        let future = span.in_scope(|| self.0.call(request));
+        future.instrument(span)
     }
 }

@@ -7,6 +7,7 @@ use wasmtime::component::{HasData, Linker};
 use crate::bindings::{CallerHost, add_caller_to_linker};
 use crate::sandbox::CallState;
 
+/// Links `plugrpc:plugin/caller` to the Store's identity of the call.
 pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
     add_caller_to_linker::<CallState, Caller>(linker, |state| Identity(state.identity.as_deref()))
 }

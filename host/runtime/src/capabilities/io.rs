@@ -23,11 +23,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio::time::Instant;
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
-use crate::bindings::{
-    CallHost, Code, HostInput, HostOutput, MetadataEntry, Status, add_call_to_linker,
-};
+use crate::bindings::{CallHost, HostInput, HostOutput, MetadataEntry, Status, add_call_to_linker};
 use crate::errors::Interrupt;
-use crate::limits::duration;
 use crate::metadata;
 use crate::sandbox::CallState;
 
@@ -69,6 +66,8 @@ pub enum InputError {
     TooLarge(usize),
     /// The request stream failed (malformed framing, a reset, ...), as this status.
     Failed(Status),
+    /// No message went either way for the stream idle timeout, this long.
+    Idle(Duration),
 }
 
 /// The request messages of a call, as its front door decodes them.
@@ -102,6 +101,8 @@ pub(crate) struct Started {
 pub(crate) struct CallIo {
     input: InputState,
     output: OutputState,
+    /// Ends a stream with no message either way for the host's stream idle timeout.
+    idle: Option<Idle>,
 }
 
 impl CallIo {
@@ -117,7 +118,6 @@ impl CallIo {
                 failed: None,
                 ended: false,
                 grace: None,
-                idle: idle_timeout.map(Idle::new),
             },
             output: OutputState {
                 parts: None,
@@ -126,7 +126,39 @@ impl CallIo {
                 sent: 0,
                 max_response_size,
             },
+            idle: idle_timeout.map(Idle::new),
         }
+    }
+
+    /// The call has its slot: the idle clock starts now, not while it queued.
+    pub(crate) fn admitted(&mut self) {
+        self.touch();
+    }
+
+    /// A message went one way or the other: the stream is not idle.
+    fn touch(&mut self) {
+        if let Some(idle) = self.idle.as_mut() {
+            idle.last = Instant::now();
+        }
+    }
+
+    /// Sends a batch of the guest's, ending the stream instead when the client has not
+    /// let one through for the idle timeout.
+    async fn send(&mut self, batch: Vec<u8>) -> wasmtime::Result<()> {
+        let Self { output, idle, .. } = self;
+        match idle {
+            None => output.send(batch).await?,
+            Some(idle) => {
+                tokio::select! {
+                    sent = output.send(batch) => sent?,
+                    after = poll_fn(|cx| idle.poll_expired(cx)) => {
+                        return Err(Interrupt::StreamIdle(after).into());
+                    }
+                }
+            }
+        }
+        self.touch();
+        Ok(())
     }
 
     /// The next request message, waiting for it; for calls whose request is read
@@ -148,7 +180,7 @@ impl CallIo {
         if batch.count() > 0 {
             // The next read that waits gets the whole grace again.
             self.input.grace = None;
-            self.input.touch();
+            self.touch();
         }
         read
     }
@@ -170,10 +202,10 @@ impl CallIo {
                 Poll::Ready(Some(Err(error))) => return Poll::Ready(Err(error)),
                 Poll::Pending if batch.count() > 0 => break,
                 Poll::Pending => {
-                    if let Some(idle) = self.input.idle.as_mut()
-                        && let Poll::Ready(error) = idle.poll_expired(cx)
+                    if let Some(idle) = self.idle.as_mut()
+                        && let Poll::Ready(after) = idle.poll_expired(cx)
                     {
-                        return Poll::Ready(Err(error));
+                        return Poll::Ready(Err(InputError::Idle(after)));
                     }
                     if self.output.start.is_some() {
                         let grace = self
@@ -206,8 +238,6 @@ struct InputState {
     ended: bool,
     /// Runs while a read waits with no response headers sent yet.
     grace: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Ends a stream with no message either way for the host's stream idle timeout.
-    idle: Option<Idle>,
 }
 
 /// The stream idle timer: when a message last went either way, and a timer that, when
@@ -228,20 +258,13 @@ impl Idle {
         }
     }
 
-    /// Ready with the error that ends the stream once it has been idle for `after`.
-    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<InputError> {
+    /// Ready with the timeout once the stream has been idle that long.
+    fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<Duration> {
         loop {
             ready!(self.timer.as_mut().poll(cx));
             let due = self.last + self.after;
             if Instant::now() >= due {
-                return Poll::Ready(InputError::Failed(Status {
-                    code: Code::Cancelled,
-                    message: format!(
-                        "no message either way for {} (edge.stream_idle_timeout)",
-                        duration(self.after)
-                    ),
-                    details: Vec::new(),
-                }));
+                return Poll::Ready(self.after);
             }
             // A message went since the timer was set: wait out the rest.
             self.timer.as_mut().reset(due);
@@ -250,13 +273,6 @@ impl Idle {
 }
 
 impl InputState {
-    /// A message went one way or the other: the stream is not idle.
-    fn touch(&mut self) {
-        if let Some(idle) = self.idle.as_mut() {
-            idle.last = Instant::now();
-        }
-    }
-
     fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, InputError>>> {
         if let Some(error) = self.failed.take() {
             return Poll::Ready(Some(Err(error)));
@@ -379,6 +395,8 @@ impl HostInput for IoView<'_> {
             // Over max_request_size: the host's limit, not the guest's to handle.
             Err(InputError::TooLarge(size)) => Err(Interrupt::RequestTooLarge(size).into()),
             Err(InputError::Failed(status)) => Ok(Err(status)),
+            // The host's limit too: the stream ends whatever the guest would do.
+            Err(InputError::Idle(after)) => Err(Interrupt::StreamIdle(after).into()),
         }
     }
 
@@ -418,9 +436,7 @@ impl HostOutput for IoView<'_> {
         output: Resource<Output>,
         batch: Vec<u8>,
     ) -> wasmtime::Result<Result<(), Status>> {
-        let io = self.io(&output)?;
-        io.output.send(batch).await?;
-        io.input.touch();
+        self.io(&output)?.send(batch).await?;
         Ok(Ok(()))
     }
 
