@@ -18,9 +18,25 @@ use crate::config::KeyHash;
 use crate::server::{Peer, Wasted};
 use crate::status;
 
-/// The caller of a request, once known.
+/// The caller of a request, once known: its identity, and the key fair admission knows
+/// it by (identities and addresses in separate namespaces, so no certificate can name
+/// itself into another caller's share).
 #[derive(Clone, Debug)]
-pub(crate) struct CallerIdentity(pub(crate) Arc<str>);
+pub(crate) struct CallerIdentity {
+    /// What the plugin sees.
+    pub(crate) identity: Arc<str>,
+    /// `id:<identity>`.
+    pub(crate) key: Arc<str>,
+}
+
+impl CallerIdentity {
+    pub(crate) fn new(identity: &str) -> Self {
+        Self {
+            identity: Arc::from(identity),
+            key: Arc::from(format!("id:{identity}")),
+        }
+    }
+}
 
 /// The identity a client certificate names: its first URI SAN, else its first DNS SAN,
 /// else its subject's CN; `None` when it names none, does not parse, or names one in the
@@ -58,19 +74,19 @@ fn named_by_certificate(der: &[u8]) -> Option<String> {
 
 /// The API keys of `[api_keys]`, by hash.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ApiKeys(Arc<Vec<(Arc<str>, [u8; 32])>>);
+pub(crate) struct ApiKeys(Arc<Vec<(CallerIdentity, [u8; 32])>>);
 
 impl ApiKeys {
     pub(crate) fn new(keys: &BTreeMap<String, KeyHash>) -> Self {
         Self(Arc::new(
             keys.iter()
-                .map(|(name, hash)| (Arc::from(format!("{KEY_PREFIX}{name}")), hash.0))
+                .map(|(name, hash)| (CallerIdentity::new(&format!("{KEY_PREFIX}{name}")), hash.0))
                 .collect(),
         ))
     }
 
     /// The identity of the key whose hash `key` has, comparing every hash in full.
-    fn identify(&self, key: &[u8]) -> Option<Arc<str>> {
+    fn identify(&self, key: &[u8]) -> Option<CallerIdentity> {
         let hash: [u8; 32] = Sha256::digest(key).into();
         let mut found = None;
         for (identity, known) in self.0.iter() {
@@ -122,6 +138,7 @@ where
             .extensions()
             .get::<Peer>()
             .and_then(|peer| peer.identity.clone());
+
         if let Some(key) = bearer_key(request.headers()).filter(|_| !self.keys.0.is_empty()) {
             // One credential per request: with several headers, which one counts would
             // depend on who reads them.
@@ -145,8 +162,8 @@ where
             }
         }
         if let Some(identity) = identity {
-            tracing::Span::current().record("caller", &*identity);
-            request.extensions_mut().insert(CallerIdentity(identity));
+            tracing::Span::current().record("caller", &*identity.identity);
+            request.extensions_mut().insert(identity);
         }
         Either::Left(self.inner.call(request))
     }
@@ -172,10 +189,11 @@ mod tests {
             ("ci".to_owned(), hash("s3cret")),
             ("ops".to_owned(), hash("other")),
         ]));
-        assert_eq!(keys.identify(b"s3cret").as_deref(), Some("key:ci"));
-        assert_eq!(keys.identify(b"other").as_deref(), Some("key:ops"));
-        assert_eq!(keys.identify(b"s3cre"), None);
-        assert_eq!(keys.identify(b""), None);
+        let named = |key: &[u8]| keys.identify(key).map(|caller| caller.identity.to_string());
+        assert_eq!(named(b"s3cret").as_deref(), Some("key:ci"));
+        assert_eq!(named(b"other").as_deref(), Some("key:ops"));
+        assert_eq!(named(b"s3cre"), None);
+        assert_eq!(named(b""), None);
     }
 
     #[test]

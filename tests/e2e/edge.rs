@@ -351,6 +351,54 @@ async fn one_connection_of_idle_streams_takes_only_its_share_and_its_streams_end
     assert_eq!(over_share, 52);
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_stops_reading_a_stream_loses_it_after_stream_idle_timeout() {
+    let host = TestHost::with_config(
+        &[USERS],
+        "[edge]\nstream_idle_timeout = \"1s\"\n[plugins.users]\nmax_concurrent_calls = 1\nmax_queued_calls = 4\n",
+    )
+    .await;
+    // ListUsers of ten million, never read: the plugin fills the buffers and waits in send.
+    let tcp = connect_from_attacker(host.addr()).await.unwrap();
+    let (mut client, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(connection);
+    let (response, mut stream) = client
+        .send_request(grpc_request(host.addr(), "ListUsers"), false)
+        .unwrap();
+    let request = prost::Message::encode_to_vec(&plugrpc_tests::pb::user::ListUsersRequest {
+        limit: 10_000_000,
+    });
+    stream
+        .send_data(plugrpc_tests::raw::frames(&[request]).into(), true)
+        .unwrap();
+    let response = tokio::time::timeout(PATIENCE, response)
+        .await
+        .unwrap()
+        .unwrap();
+
+    // The plugin's one slot is the stalled stream's until the idle timeout frees it.
+    let mut users = UserServiceClient::new(host.channel().await);
+    let mut request = tonic::Request::new(GetUserRequest { id: 7 });
+    request.set_timeout(PATIENCE);
+    users
+        .get_user(request)
+        .await
+        .expect("served once the stalled stream is ended");
+
+    let mut body = response.into_body();
+    while let Some(data) = body.data().await {
+        let data = data.unwrap();
+        let _ = body.flow_control().release_capacity(data.len());
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    assert_eq!(trailers["grpc-status"], "1", "CANCELLED: {trailers:?}");
+    let message = percent_decode(trailers["grpc-message"].to_str().unwrap());
+    assert!(
+        message.contains("no message either way for 1s (edge.stream_idle_timeout)"),
+        "{message}"
+    );
+}
+
 /// The headers of a call of a UserService method, with no message yet.
 fn grpc_request(addr: SocketAddr, method: &str) -> http::Request<()> {
     http::Request::post(format!("http://{addr}/user.v1.UserService/{method}"))

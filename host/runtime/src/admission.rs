@@ -23,7 +23,7 @@ pub(crate) struct Admission {
     caller_slots: usize,
     /// Queue places one caller may hold.
     caller_queue: usize,
-    callers: Arc<Mutex<HashMap<String, Arc<CallerShare>>>>,
+    callers: Arc<Mutex<HashMap<Arc<str>, Arc<CallerShare>>>>,
 }
 
 /// What one caller holds of a plugin: its own slots (at most its share) and places in
@@ -61,7 +61,7 @@ impl Admission {
 
     /// A slot now, or after waiting in the queue; refused at once when the queue, or
     /// the caller's share of it, is full. The wait is bounded by the call's deadline.
-    pub(crate) async fn admit(&self, caller: &str) -> Result<Slot, CallError> {
+    pub(crate) async fn admit(&self, caller: &Arc<str>) -> Result<Slot, CallError> {
         let call = self.call_of(caller);
         let share = call.share.clone();
         if let Ok(own) = share.slots.clone().try_acquire_owned()
@@ -108,10 +108,10 @@ impl Admission {
     }
 
     /// `caller`'s share, made on its first call.
-    fn call_of(&self, caller: &str) -> CallerCall {
+    fn call_of(&self, caller: &Arc<str>) -> CallerCall {
         let mut callers = self.callers.lock().unwrap_or_else(|e| e.into_inner());
         let share = callers
-            .entry(caller.to_owned())
+            .entry(caller.clone())
             .or_insert_with(|| {
                 Arc::new(CallerShare {
                     slots: Arc::new(Semaphore::new(self.caller_slots)),
@@ -123,7 +123,7 @@ impl Admission {
         share.calls.fetch_add(1, Ordering::AcqRel);
         CallerCall {
             share,
-            caller: caller.to_owned(),
+            caller: caller.clone(),
             callers: self.callers.clone(),
         }
     }
@@ -132,8 +132,8 @@ impl Admission {
 /// One call of a caller, admitted or waiting; the caller's entry goes with its last call.
 struct CallerCall {
     share: Arc<CallerShare>,
-    caller: String,
-    callers: Arc<Mutex<HashMap<String, Arc<CallerShare>>>>,
+    caller: Arc<str>,
+    callers: Arc<Mutex<HashMap<Arc<str>, Arc<CallerShare>>>>,
 }
 
 impl Drop for CallerCall {
@@ -162,18 +162,18 @@ mod tests {
     async fn runs_up_to_the_limit_queues_up_to_the_queue_and_refuses_the_rest() {
         let admission = Arc::new(Admission::new(2, 1, 100));
         let running = [
-            admission.admit("a").await.unwrap(),
-            admission.admit("a").await.unwrap(),
+            admission.admit(&"a".into()).await.unwrap(),
+            admission.admit(&"a".into()).await.unwrap(),
         ];
         let waiting = tokio::spawn({
             let admission = admission.clone();
-            async move { admission.admit("a").await.map(drop) }
+            async move { admission.admit(&"a".into()).await.map(drop) }
         });
         tokio::task::yield_now().await;
         while admission.queued.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        let Err(refused) = admission.admit("b").await else {
+        let Err(refused) = admission.admit(&"b".into()).await else {
             panic!("a full queue refuses");
         };
         assert!(matches!(
@@ -193,18 +193,18 @@ mod tests {
         // Half of 4 slots and of 2 queue places.
         let admission = Arc::new(Admission::new(4, 2, 50));
         let greedy = [
-            admission.admit("greedy").await.unwrap(),
-            admission.admit("greedy").await.unwrap(),
+            admission.admit(&"greedy".into()).await.unwrap(),
+            admission.admit(&"greedy".into()).await.unwrap(),
         ];
         // Over its share of slots, the greedy caller waits, holding no plugin slot.
         let waiting = tokio::spawn({
             let admission = admission.clone();
-            async move { admission.admit("greedy").await.map(drop) }
+            async move { admission.admit(&"greedy".into()).await.map(drop) }
         });
         while admission.queued.load(Ordering::Acquire) == 0 {
             tokio::task::yield_now().await;
         }
-        let Err(refused) = admission.admit("greedy").await else {
+        let Err(refused) = admission.admit(&"greedy".into()).await else {
             panic!("a caller over its share of the queue is refused");
         };
         assert!(matches!(
@@ -215,8 +215,8 @@ mod tests {
             })
         ));
         let others = [
-            admission.admit("polite").await.unwrap(),
-            admission.admit("other").await.unwrap(),
+            admission.admit(&"polite".into()).await.unwrap(),
+            admission.admit(&"other".into()).await.unwrap(),
         ];
         drop(greedy);
         waiting.await.unwrap().unwrap();

@@ -92,8 +92,8 @@ pub struct CallRequest {
     /// The client's address, `ip:port`.
     pub peer: Option<String>,
     /// Who is calling, for fair admission: a key naming the caller's identity, else its
-    /// address (the front door keeps the two apart).
-    pub caller: String,
+    /// address (the front door keeps the two apart; made once per connection).
+    pub caller: Arc<str>,
     /// Who the caller proved to be (client certificate, API key), as the plugin sees it.
     pub identity: Option<String>,
     /// A streaming call with no message either way for this long is ended.

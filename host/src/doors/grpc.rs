@@ -31,7 +31,7 @@ use crate::config::EdgeConfig;
 use crate::doors::request_buffer::{Budget, Buffered};
 use crate::identity::CallerIdentity;
 use crate::registry::{Registry, Route};
-use crate::server::{Peer, Wasted, client_address};
+use crate::server::{Peer, Wasted};
 use crate::status::{self, For};
 
 /// Response messages as tonic encodes them, ending with an `Ok`-coded status when
@@ -114,10 +114,7 @@ impl GrpcDoor {
             // The core checks max_response_size before a message gets here.
             .max_encoding_message_size(usize::MAX);
         let caller = Caller {
-            identity: request
-                .extensions()
-                .get::<CallerIdentity>()
-                .map(|identity| identity.0.clone()),
+            identity: request.extensions().get::<CallerIdentity>().cloned(),
             peer,
             idle_timeout: self.stream_idle_timeout,
         };
@@ -144,7 +141,7 @@ impl GrpcDoor {
 /// timeout.
 #[derive(Clone)]
 struct Caller {
-    identity: Option<Arc<str>>,
+    identity: Option<CallerIdentity>,
     peer: Option<Peer>,
     idle_timeout: Duration,
 }
@@ -169,15 +166,16 @@ async fn call(
             timeout,
             metadata,
             peer: caller.peer.as_ref().map(|peer| peer.addr.to_string()),
-            // Identities and addresses in separate namespaces, so no certificate can name
-            // itself into another caller's share. Anonymous callers are told apart by
-            // address: one client's many connections share one share.
+            // Anonymous callers are told apart by address: one client's many connections
+            // share one share.
             caller: match (&caller.identity, &caller.peer) {
-                (Some(identity), _) => format!("id:{identity}"),
-                (None, Some(peer)) => format!("ip:{}", client_address(peer.addr.ip())),
-                (None, None) => String::new(),
+                (Some(identity), _) => identity.key.clone(),
+                (None, Some(peer)) => peer.anonymous.clone(),
+                (None, None) => Arc::default(),
             },
-            identity: caller.identity.as_deref().map(str::to_owned),
+            identity: caller
+                .identity
+                .map(|identity| identity.identity.to_string()),
             idle_timeout: (route.kind != MethodKind::Unary).then_some(caller.idle_timeout),
         },
     );

@@ -25,7 +25,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
 use crate::doors::request_buffer::Budget;
-use crate::identity;
+use crate::identity::{self, CallerIdentity};
 use crate::server::listener::{Accepted, Place};
 use crate::throttle;
 
@@ -62,7 +62,9 @@ pub(crate) struct Peer {
     /// The connection's budget for request messages still arriving.
     pub(crate) buffer: Arc<Budget>,
     /// Who the client certificate says the client is, over TLS with client auth.
-    pub(crate) identity: Option<Arc<str>>,
+    pub(crate) identity: Option<CallerIdentity>,
+    /// What fair admission knows an anonymous caller by: `ip:<client address>`.
+    pub(crate) anonymous: Arc<str>,
 }
 
 /// The HTTP server settings every connection shares.
@@ -143,7 +145,7 @@ pub(crate) async fn open<S, B>(
         .peer_certificates()
         .and_then(|chain| chain.first())
         .and_then(|leaf| identity::from_certificate(leaf))
-        .map(Arc::from);
+        .map(|name| CallerIdentity::new(&name));
     serve(stream, peer, &place, service, http, edge, shutdown).await;
 }
 
@@ -258,7 +260,7 @@ struct Activity {
     idle_since: Mutex<Option<Instant>>,
     resets: Mutex<Resets>,
     max_resets: u32,
-    /// Woken when the last open stream ends or the reset limit is passed.
+    /// Woken when the reset limit is passed.
     changed: Notify,
 }
 
@@ -292,10 +294,10 @@ impl Activity {
         if !self.requested.load(Ordering::Acquire) {
             at = at.min(opened + edge.first_request_timeout);
         }
-        if let Some(since) = self.idle_since() {
-            at = at.min(since + edge.idle_timeout);
-        }
-        at
+        // With streams open, look again an idle timeout from now: streams ending do not
+        // wake the connection (that would cost a wake-up per call).
+        let idle_from = self.idle_since().unwrap_or_else(Instant::now);
+        at.min(idle_from + edge.idle_timeout)
     }
 
     fn idle_since(&self) -> Option<Instant> {
@@ -315,7 +317,6 @@ impl Activity {
         }
         if self.open.fetch_sub(1, Ordering::AcqRel) == 1 {
             *self.idle_since.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
-            self.changed.notify_one();
         }
     }
 

@@ -158,6 +158,10 @@ impl Host {
                             "edge.request_buffer_per_connection",
                         )),
                         identity: None,
+                        anonymous: Arc::from(format!(
+                            "ip:{}",
+                            client_address(accepted.peer.ip())
+                        )),
                     };
                     let (service, http, edge, stopping) =
                         (service.clone(), http.clone(), edge.clone(), stopping.clone());

@@ -49,7 +49,8 @@ const REPEATS: usize = 5;
 /// Both plugin hosts serve the examples; this one gives every call a fresh instance.
 const FRESH: &str = "[defaults]\nreuse_instances = false\n";
 /// Warm instances (the examples declare themselves stateless), and room for the open streams.
-const WARM: &str = "[host]\nsandboxes = 12000\n[plugins.users]\nmax_concurrent_calls = 12000\n";
+/// One client (loadgen) opens them all, so it may hold the whole plugin (`max_caller_share`).
+const WARM: &str = "[host]\nsandboxes = 12000\n[plugins.users]\nmax_concurrent_calls = 12000\nmax_caller_share = 100\n";
 
 /// A workload: what loadgen runs and how hard.
 struct Workload {
@@ -576,7 +577,7 @@ fn open_streams(warm: &TestHost, measured: &mut Measured) -> String {
     measured.streams_rss_mib = holding / 1024;
     format!(
         "\n## {OPEN_STREAMS} concurrently open streams\n\n`loadgen --workload open-streams`: {OPEN_STREAMS} UserService.Chat streams over \
-         100 connections (100 each: `edge.max_streams_per_connection`) against the warm plugin host (`host.sandboxes = 12000`, `max_concurrent_calls = 12000` for users), each one round \
+         100 connections (100 each: `edge.max_streams_per_connection`) against the warm plugin host (`host.sandboxes = 12000`, `max_concurrent_calls = 12000` and `max_caller_share = 100` for users: one client holds them all), each one round \
          trip, then all held open at once while the server's RSS is read, then a second round trip each.\n\n\
          | streams served (both round trips) | failed | server RSS before | server RSS holding them all | per stream |\n\
          |---|---|---|---|---|\n| {served} of {OPEN_STREAMS} | {} | {} MiB | {} MiB | {:.0} KiB |\n\n\
