@@ -139,7 +139,8 @@ where
             .get::<Peer>()
             .and_then(|peer| peer.identity.clone());
 
-        if let Some(key) = bearer_key(request.headers()).filter(|_| !self.keys.0.is_empty()) {
+        let keyed = !self.keys.0.is_empty();
+        if let Some(key) = keyed.then(|| bearer_key(request.headers())).flatten() {
             // One credential per request: with several headers, which one counts would
             // depend on who reads them.
             let single = request

@@ -269,12 +269,10 @@ const GRPC_TIMEOUT: &str = "grpc-timeout";
 /// A `grpc-timeout` value that does not follow the spec.
 #[derive(Debug, thiserror::Error)]
 #[error("malformed grpc-timeout header {0:?}: expected 1 to 8 digits and one of H M S m u n")]
-pub(crate) struct MalformedTimeout(String);
+struct MalformedTimeout(String);
 
 /// The client's timeout, if it sent one.
-pub(crate) fn timeout_from_headers(
-    headers: &HeaderMap,
-) -> Result<Option<Duration>, MalformedTimeout> {
+fn timeout_from_headers(headers: &HeaderMap) -> Result<Option<Duration>, MalformedTimeout> {
     let Some(value) = headers.get(GRPC_TIMEOUT) else {
         return Ok(None);
     };
@@ -286,7 +284,7 @@ pub(crate) fn timeout_from_headers(
 
 /// `TimeoutValue TimeoutUnit`: 1 to 8 ASCII digits, then one of `HMSmun`. Read as bytes,
 /// so no input can split a character.
-fn parse_timeout(text: &str) -> Option<Duration> {
+pub(crate) fn parse_timeout(text: &str) -> Option<Duration> {
     let (&unit, digits) = text.as_bytes().split_last()?;
     if digits.is_empty() || digits.len() > 8 || !digits.iter().all(u8::is_ascii_digit) {
         return None;

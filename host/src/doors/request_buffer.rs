@@ -52,7 +52,7 @@ impl Budget {
 pub(crate) struct Buffered<B> {
     body: B,
     /// The host's budget, then the connection's when the request came on one.
-    budgets: Vec<Arc<Budget>>,
+    budgets: [Option<Arc<Budget>>; 2],
     framing: Framing,
     /// Bytes of the message still arriving charged to both budgets.
     charged: usize,
@@ -73,7 +73,7 @@ impl<B> Buffered<B> {
     ) -> Self {
         Self {
             body,
-            budgets: std::iter::once(host).chain(connection).collect(),
+            budgets: [Some(host), connection],
             framing: Framing::default(),
             charged: 0,
             timed: 0,
@@ -86,14 +86,14 @@ impl<B> Buffered<B> {
     fn settle(&mut self) -> Result<(), tonic::Status> {
         let partial = self.framing.partial;
         if partial < self.charged {
-            for budget in &self.budgets {
+            for budget in self.budgets.iter().flatten() {
                 budget.give(self.charged - partial);
             }
         } else if partial > self.charged {
             let more = partial - self.charged;
-            for (taken, budget) in self.budgets.iter().enumerate() {
+            for (taken, budget) in self.budgets.iter().flatten().enumerate() {
                 if !budget.take(more) {
-                    for earlier in &self.budgets[..taken] {
+                    for earlier in self.budgets.iter().flatten().take(taken) {
                         earlier.give(more);
                     }
                     return Err(tonic::Status::resource_exhausted(format!(
@@ -120,7 +120,7 @@ impl<B> Buffered<B> {
 
 impl<B> Drop for Buffered<B> {
     fn drop(&mut self) {
-        for budget in &self.budgets {
+        for budget in self.budgets.iter().flatten() {
             budget.give(self.charged);
         }
     }

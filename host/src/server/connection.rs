@@ -24,6 +24,7 @@ use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::EdgeConfig;
+use crate::doors::grpc::parse_timeout;
 use crate::doors::request_buffer::Budget;
 use crate::identity::{self, CallerIdentity};
 use crate::server::listener::{Accepted, Place};
@@ -377,10 +378,8 @@ where
 
     fn call(&mut self, mut request: http::Request<ReqBody>) -> Self::Future {
         // A client cancels at its deadline as a matter of course: not a reset to count.
-        let deadline = crate::doors::grpc::timeout_from_headers(request.headers())
-            .ok()
-            .flatten()
-            .and_then(|timeout| Instant::now().checked_add(timeout));
+        // Read only if the stream ends unfinished.
+        let timeout = request.headers().get("grpc-timeout").cloned();
         request.extensions_mut().insert(self.peer.clone());
         self.activity.stream_opened();
         TrackedFuture {
@@ -388,7 +387,8 @@ where
             stream: Some(OpenStream {
                 activity: self.activity.clone(),
                 finished: false,
-                deadline,
+                opened: Instant::now(),
+                timeout,
             }),
         }
     }
@@ -399,16 +399,30 @@ where
 struct OpenStream {
     activity: Arc<Activity>,
     finished: bool,
-    /// The client's deadline, from `grpc-timeout`.
-    deadline: Option<Instant>,
+    opened: Instant,
+    /// The client's `grpc-timeout`, as sent.
+    timeout: Option<http::HeaderValue>,
+}
+
+impl OpenStream {
+    /// Whether the client's own deadline has (nearly) come.
+    fn at_deadline(&self) -> bool {
+        let Some(timeout) = self
+            .timeout
+            .as_ref()
+            .and_then(|value| value.to_str().ok())
+            .and_then(parse_timeout)
+        else {
+            return false;
+        };
+        self.opened.elapsed() + DEADLINE_SLACK >= timeout
+    }
 }
 
 impl Drop for OpenStream {
     fn drop(&mut self) {
-        let at_deadline = self
-            .deadline
-            .is_some_and(|deadline| Instant::now() + DEADLINE_SLACK >= deadline);
-        self.activity.stream_closed(self.finished || at_deadline);
+        let finished = self.finished || self.at_deadline();
+        self.activity.stream_closed(finished);
     }
 }
 
