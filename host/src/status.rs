@@ -51,8 +51,32 @@ pub(crate) fn not_grpc(
         },
     );
     let message = format!("{shown} is not gRPC: application/grpc expected");
-    let mut response = tonic::Status::invalid_argument(message.clone()).into_http();
-    *response.status_mut() = http::StatusCode::UNSUPPORTED_MEDIA_TYPE;
+    refused_before_grpc(
+        http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        tonic::Status::invalid_argument(message),
+    )
+}
+
+/// A gRPC request over HTTP/1.x: HTTP 505, since gRPC needs HTTP/2's trailers and
+/// streams (gRPC-Web, which works over HTTP/1.1, has a content-type of its own).
+pub(crate) fn not_http2(version: http::Version) -> http::Response<tonic::body::Body> {
+    refused_before_grpc(
+        http::StatusCode::HTTP_VERSION_NOT_SUPPORTED,
+        tonic::Status::unimplemented(format!(
+            "gRPC needs HTTP/2, and this request is {version:?}"
+        )),
+    )
+}
+
+/// A request refused before it is treated as gRPC: an HTTP status a non-gRPC client
+/// understands, the gRPC status in the headers, and the message as plain text.
+fn refused_before_grpc(
+    code: http::StatusCode,
+    status: tonic::Status,
+) -> http::Response<tonic::body::Body> {
+    let message = status.message().to_owned();
+    let mut response = status.into_http();
+    *response.status_mut() = code;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("text/plain; charset=utf-8"),

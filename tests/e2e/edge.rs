@@ -61,11 +61,17 @@ async fn silent_connections_are_capped_per_ip_and_closed_when_they_send_no_reque
         "[edge]\nmax_connections_per_ip = 50\nfirst_request_timeout = \"2s\"\n",
     )
     .await;
-    // Each connection is watched from the moment it opens.
+    // Each connection is watched from the moment it opens; one reset before the connect
+    // completed was refused at once.
     let mut silent = Vec::new();
     for _ in 0..300 {
-        let stream = connect_from_attacker(host.addr()).await.unwrap();
-        silent.push(tokio::spawn(closed_by_host(stream)));
+        silent.push(match connect_from_attacker(host.addr()).await {
+            Ok(stream) => tokio::spawn(closed_by_host(stream)),
+            Err(error) => {
+                assert_eq!(error.kind(), std::io::ErrorKind::ConnectionReset, "{error}");
+                tokio::spawn(async { Duration::ZERO })
+            }
+        });
     }
     // While they are open: the client from another address is served in full.
     let failures = well_behaved_calls(&host, 50).await;
@@ -396,6 +402,36 @@ async fn a_client_that_stops_reading_a_stream_loses_it_after_stream_idle_timeout
     assert!(
         message.contains("no message either way for 1s (edge.stream_idle_timeout)"),
         "{message}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpc_over_http1_is_refused_with_505() {
+    use tokio::io::AsyncWriteExt;
+    let host = TestHost::with_plugins(&[USERS]).await;
+    let mut stream = TcpStream::connect(host.addr()).await.unwrap();
+    stream
+        .write_all(
+            b"POST /user.v1.UserService/GetUser HTTP/1.1\r\nhost: x\r\ncontent-type: application/grpc\r\ncontent-length: 7\r\n\r\n\0\0\0\0\x02\x08\x07",
+        )
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let mut chunk = [0u8; 1024];
+    while !String::from_utf8_lossy(&answer).contains("HTTP/2") {
+        let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed without an answer: {answer:?}");
+        answer.extend_from_slice(&chunk[..n]);
+    }
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 505"), "{answer}");
+    assert!(answer.contains("grpc-status: 12"), "{answer}");
+    assert!(
+        answer.contains("gRPC needs HTTP/2, and this request is HTTP/1.1"),
+        "{answer}"
     );
 }
 

@@ -91,6 +91,9 @@ impl GrpcDoor {
         if !content_type.is_some_and(|value| is_grpc(value.as_bytes())) {
             return status::not_grpc(content_type);
         }
+        if request.version() != http::Version::HTTP_2 {
+            return status::not_http2(request.version());
+        }
         let path = request.uri().path();
         let Some(route) = self.registry.lookup(path) else {
             return status::no_route(path).into_http();

@@ -1,5 +1,5 @@
 //! Accepting connections within the edge's caps. A connection over the host-wide cap or
-//! its address's cap is closed as soon as it is accepted (the client sees it closed, not
+//! its address's cap is reset as soon as it is accepted (the client sees it refused, not
 //! a hang), and an accept that fails for want of file descriptors or memory backs off
 //! instead of spinning: the connections already open keep being served.
 
@@ -109,17 +109,20 @@ impl Listener {
             match self.tcp.accept().await {
                 Ok((stream, peer)) => {
                     backoff = MIN_BACKOFF;
-                    if let Some(place) = self.place_for(client_address(peer.ip())) {
-                        // Small stream writes would otherwise wait ~40 ms for Nagle.
-                        if let Err(error) = stream.set_nodelay(true) {
-                            tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
-                        }
-                        return Accepted {
-                            stream,
-                            peer,
-                            place,
-                        };
+                    let Some(place) = self.place_for(client_address(peer.ip())) else {
+                        // A reset, not a FIN: no TIME_WAIT left behind under a flood.
+                        let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                        continue;
+                    };
+                    // Small stream writes would otherwise wait ~40 ms for Nagle.
+                    if let Err(error) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, "cannot set TCP_NODELAY: {error}");
                     }
+                    return Accepted {
+                        stream,
+                        peer,
+                        place,
+                    };
                 }
                 // The client gave up before it was accepted: nothing to wait for.
                 Err(error) if is_per_connection(&error) => {}
