@@ -1,4 +1,5 @@
-//! Which plugin serves which method: the plugins folder, kept in sync with a routing table
+//! Which plugin serves which method: the plugins folder (its `*.wasm` files are the
+//! default tenant's, each subfolder's another tenant's), kept in sync with a routing table
 //! the request path reads lock-free. Each sync loads what is new or changed off the
 //! request path, refuses what cannot load or would break callers (keeping the version
 //! that works), and swaps the whole table in one step. Calls in flight keep the version
@@ -13,12 +14,14 @@ use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin};
 use tokio::sync::Mutex;
 
 use crate::compat;
-use crate::config::HostConfig;
+use crate::config::{DEFAULT_TENANT, HostConfig, is_tenant_name};
 
 /// Where one `/package.Service/Method` path goes.
 #[derive(Clone)]
 pub(crate) struct Route {
     pub(crate) plugin: Arc<Plugin>,
+    /// The tenant whose plugin it is.
+    pub(crate) tenant: Arc<str>,
     pub(crate) kind: MethodKind,
     /// The path itself, made once at load for every call of it to share.
     pub(crate) path: Arc<str>,
@@ -59,30 +62,30 @@ impl Registry {
         let mut files = self.files.lock().await;
         let mut report = LoadReport::default();
         let mut candidates = Vec::new();
-        for file in wasm_files(&config.plugins_dir)? {
+        for (tenant, file) in plugin_files(&config.plugins_dir)? {
             let old = files.get(&file).cloned();
-            match load_if_changed(engine, config, &file, old.as_ref()).await {
-                Ok(plugin) => candidates.push(plugin),
+            match load_if_changed(engine, config, &tenant, &file, old.as_ref()).await {
+                Ok(plugin) => candidates.push((tenant, plugin)),
                 Err(reason) => {
                     report.refuse(&file, reason);
                     // A version that works keeps serving.
-                    candidates.extend(old);
+                    candidates.extend(old.map(|old| (tenant, old)));
                 }
             }
         }
 
         // Files already serving keep their services against new files (stable sort:
         // name order within each group).
-        candidates.sort_by_key(|p| !files.contains_key(p.file()));
+        candidates.sort_by_key(|(_, p)| !files.contains_key(p.file()));
         let mut table = RouteTable::default();
         let mut next = BTreeMap::new();
-        for plugin in candidates {
+        for (tenant, plugin) in candidates {
             // A new version that conflicts falls back to the version it replaces.
             let fallback = files
                 .get(plugin.file())
                 .filter(|old| !Arc::ptr_eq(old, &plugin));
             for plugin in std::iter::once(plugin).chain(fallback.cloned()) {
-                match table.add(&plugin) {
+                match table.add(&tenant, &plugin) {
                     Ok(()) => {
                         next.insert(plugin.file().to_owned(), plugin);
                         break;
@@ -92,8 +95,11 @@ impl Registry {
             }
         }
         self.table.store(Arc::new(table));
-        log_changes(&files, &next);
-        report.loaded = next.values().map(|p| summary(p)).collect();
+        log_changes(&config.plugins_dir, &files, &next);
+        report.loaded = next
+            .values()
+            .map(|p| summary(&tenant_of(&config.plugins_dir, p.file()), p))
+            .collect();
         *files = next;
         if report.loaded.is_empty() {
             tracing::warn!(dir = %config.plugins_dir.display(), "no plugins are serving: every call will be UNIMPLEMENTED");
@@ -107,6 +113,7 @@ impl Registry {
 async fn load_if_changed(
     engine: &Engine,
     config: &HostConfig,
+    tenant: &str,
     file: &Path,
     old: Option<&Arc<Plugin>>,
 ) -> Result<Arc<Plugin>, RefusalReason> {
@@ -123,7 +130,10 @@ async fn load_if_changed(
     if let Some(old) = old.filter(|old| old.hash() == hash) {
         return Ok(old.clone());
     }
-    let new = Plugin::load(engine, file, wasm, hash, |name| config.limits_for(name)).await?;
+    let new = Plugin::load(engine, file, wasm, hash, |name| {
+        config.tenant_limits_for(tenant, name)
+    })
+    .await?;
     if let Some(old) = old {
         let changes = compat::breaking_changes(old.services(), new.services());
         if !changes.is_empty() && !new.limits().allow_breaking_changes {
@@ -139,7 +149,11 @@ async fn load_if_changed(
 }
 
 /// One structured log event per plugin that came, changed or went.
-fn log_changes(before: &BTreeMap<PathBuf, Arc<Plugin>>, after: &BTreeMap<PathBuf, Arc<Plugin>>) {
+fn log_changes(
+    dir: &Path,
+    before: &BTreeMap<PathBuf, Arc<Plugin>>,
+    after: &BTreeMap<PathBuf, Arc<Plugin>>,
+) {
     for (file, plugin) in after {
         let event = match before.get(file) {
             Some(old) if Arc::ptr_eq(old, plugin) => continue,
@@ -148,6 +162,7 @@ fn log_changes(before: &BTreeMap<PathBuf, Arc<Plugin>>, after: &BTreeMap<PathBuf
         };
         tracing::info!(
             event,
+            tenant = %tenant_of(dir, file),
             plugin = plugin.name(),
             version = plugin.version(),
             hash = plugin.hash(),
@@ -163,6 +178,7 @@ fn log_changes(before: &BTreeMap<PathBuf, Arc<Plugin>>, after: &BTreeMap<PathBuf
         if !after.contains_key(file) {
             tracing::info!(
                 event = "unloaded",
+                tenant = %tenant_of(dir, file),
                 plugin = plugin.name(),
                 version = plugin.version(),
                 hash = plugin.hash(),
@@ -173,8 +189,9 @@ fn log_changes(before: &BTreeMap<PathBuf, Arc<Plugin>>, after: &BTreeMap<PathBuf
     }
 }
 
-fn summary(plugin: &Plugin) -> LoadedSummary {
+fn summary(tenant: &str, plugin: &Plugin) -> LoadedSummary {
     LoadedSummary {
+        tenant: tenant.to_owned(),
         name: plugin.name().to_owned(),
         version: plugin.version().to_owned(),
         file: plugin.file().to_owned(),
@@ -211,6 +228,8 @@ impl LoadReport {
 /// A plugin that is serving.
 #[derive(Clone, Debug)]
 pub struct LoadedSummary {
+    /// The tenant it belongs to (`default` for files directly in the plugins folder).
+    pub tenant: String,
     /// The plugin's name from its manifest.
     pub name: String,
     /// The plugin's version from its manifest.
@@ -255,7 +274,7 @@ pub enum RefusalReason {
         /// Each breaking change, one line each.
         changes: Vec<String>,
     },
-    /// Another file serves a plugin of the same name.
+    /// Another file of the same tenant serves a plugin of the same name.
     #[error("a plugin named {name:?} is already loaded from {}", other.display())]
     NameTaken {
         /// The name.
@@ -264,10 +283,12 @@ pub enum RefusalReason {
         other: PathBuf,
     },
     /// Another plugin serves one of its services.
-    #[error("service {service} is already served by plugin {plugin:?} ({})", file.display())]
+    #[error("service {service} is already served by plugin {plugin:?} of tenant {tenant:?} ({})", file.display())]
     ServiceTaken {
         /// The service's full name.
         service: String,
+        /// The tenant of the plugin serving it.
+        tenant: String,
         /// The plugin serving it.
         plugin: String,
         /// That plugin's file.
@@ -283,14 +304,53 @@ pub struct RegistryError {
     source: std::io::Error,
 }
 
-fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
+/// Every plugin file with its tenant: `*.wasm` directly in `dir` are the default
+/// tenant's, those of each subfolder named like a tenant are that tenant's (a `default/`
+/// folder is the default tenant's too). Other subfolders are logged and skipped.
+fn plugin_files(dir: &Path) -> Result<Vec<(Arc<str>, PathBuf)>, RegistryError> {
     let error = |source| RegistryError {
         dir: dir.to_owned(),
         source,
     };
-    let mut files = Vec::new();
+    let default: Arc<str> = Arc::from(DEFAULT_TENANT);
+    let mut files: Vec<(Arc<str>, PathBuf)> = wasm_files(dir)
+        .map_err(error)?
+        .into_iter()
+        .map(|path| (default.clone(), path))
+        .collect();
     for entry in std::fs::read_dir(dir).map_err(error)? {
         let path = entry.map_err(error)?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if !path.is_dir() || name.starts_with('.') {
+            continue;
+        }
+        if !is_tenant_name(name) {
+            tracing::warn!(
+                folder = %path.display(),
+                "not a tenant: a tenant's folder is named with lowercase letters, digits, '-' and '_'"
+            );
+            continue;
+        }
+        let tenant: Arc<str> = Arc::from(name);
+        // A tenant folder that cannot be read serves nothing; the others go on.
+        match wasm_files(&path) {
+            Ok(found) => files.extend(found.into_iter().map(|file| (tenant.clone(), file))),
+            Err(source) => {
+                tracing::warn!(folder = %path.display(), "cannot read a tenant folder: {source}")
+            }
+        }
+    }
+    files.sort_by(|a, b| a.1.cmp(&b.1));
+    Ok(files)
+}
+
+/// The `*.wasm` files directly in `dir`.
+fn wasm_files(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
         if path.extension().is_some_and(|ext| ext == "wasm") && path.is_file() {
             files.push(path);
         }
@@ -299,13 +359,25 @@ fn wasm_files(dir: &Path) -> Result<Vec<PathBuf>, RegistryError> {
     Ok(files)
 }
 
+/// The tenant of a plugin file under `dir`.
+fn tenant_of(dir: &Path, file: &Path) -> Arc<str> {
+    match file.parent() {
+        Some(parent) if parent != dir => parent
+            .file_name()
+            .and_then(|n| n.to_str())
+            .map_or_else(|| Arc::from(DEFAULT_TENANT), Arc::from),
+        _ => Arc::from(DEFAULT_TENANT),
+    }
+}
+
 impl RouteTable {
-    /// Adds every method of `plugin`, or nothing if it conflicts with what is in the table.
-    fn add(&mut self, plugin: &Arc<Plugin>) -> Result<(), RefusalReason> {
+    /// Adds every method of `tenant`'s `plugin`, or nothing if it conflicts with what is
+    /// in the table: plugin names are unique within a tenant, services across all.
+    fn add(&mut self, tenant: &Arc<str>, plugin: &Arc<Plugin>) -> Result<(), RefusalReason> {
         if let Some(other) = self
             .routes
             .values()
-            .find(|r| r.plugin.name() == plugin.name())
+            .find(|r| r.tenant == *tenant && r.plugin.name() == plugin.name())
         {
             return Err(RefusalReason::NameTaken {
                 name: plugin.name().to_owned(),
@@ -321,6 +393,7 @@ impl RouteTable {
             {
                 return Err(RefusalReason::ServiceTaken {
                     service: service.full_name().to_owned(),
+                    tenant: other.tenant.to_string(),
                     plugin: other.plugin.name().to_owned(),
                     file: other.plugin.file().to_owned(),
                 });
@@ -332,6 +405,7 @@ impl RouteTable {
                 let path = format!("/{}/{}", service.full_name(), method.name());
                 let route = Route {
                     plugin: plugin.clone(),
+                    tenant: tenant.clone(),
                     kind,
                     path: Arc::from(path.as_str()),
                 };

@@ -36,14 +36,16 @@ pub(crate) fn watch(
     config: Arc<HostConfig>,
 ) -> Result<FolderWatch, notify::Error> {
     let (changed, mut changes) = mpsc::channel::<()>(1);
+    let dir = config.plugins_dir.clone();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<Event>| match event {
             // A full channel already means "sync soon": nothing is lost by dropping this one.
-            Ok(event) if is_plugin_change(&event) => drop(changed.try_send(())),
+            Ok(event) if is_plugin_change(&dir, &event) => drop(changed.try_send(())),
             Ok(_) => {}
             Err(error) => tracing::warn!("watching the plugins folder: {error}"),
         })?;
-    watcher.watch(&config.plugins_dir, RecursiveMode::NonRecursive)?;
+    // Recursive: each tenant's folder is watched too, and one added while serving.
+    watcher.watch(&config.plugins_dir, RecursiveMode::Recursive)?;
     tracing::info!(dir = %config.plugins_dir.display(), "watching the plugins folder for changes");
     let task = tokio::spawn(async move {
         while changes.recv().await.is_some() {
@@ -65,16 +67,18 @@ pub(crate) fn watch(
     })
 }
 
-/// A change to a `.wasm` file; reads (our own included) are not changes.
-fn is_plugin_change(event: &Event) -> bool {
+/// A change to a `.wasm` file, or to a tenant folder itself (one moved in or out holds
+/// plugins whose files see no event of their own); reads (our own included) are not
+/// changes.
+fn is_plugin_change(dir: &std::path::Path, event: &Event) -> bool {
     let relevant_kind = match event.kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
         EventKind::Access(_) => false,
         _ => true,
     };
     relevant_kind
-        && event
-            .paths
-            .iter()
-            .any(|p| p.extension().is_some_and(|ext| ext == "wasm"))
+        && event.paths.iter().any(|p| {
+            p.extension().is_some_and(|ext| ext == "wasm")
+                || (p.parent() == Some(dir) && p.extension().is_none())
+        })
 }

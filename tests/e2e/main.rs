@@ -10,6 +10,7 @@ mod plugin_folder;
 mod python_client;
 mod reload;
 mod sandbox;
+mod tenants;
 mod tls;
 mod users;
 mod warm;

@@ -128,6 +128,13 @@ impl TestHost {
         Self::start(dir, HostConfig::default()).await
     }
 
+    /// A host serving whatever `dir` holds (tenant folders included), configured by
+    /// `toml`.
+    pub async fn serving_with_config(dir: tempfile::TempDir, toml: &str) -> Self {
+        let config = HostConfig::from_toml("test config", toml).expect("valid test config");
+        Self::start(dir, config).await
+    }
+
     async fn start(dir: tempfile::TempDir, mut config: HostConfig) -> Self {
         config.plugins_dir = dir.path().to_owned();
         config.listen = "127.0.0.1:0".parse().unwrap();

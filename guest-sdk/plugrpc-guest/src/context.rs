@@ -66,6 +66,12 @@ impl<'a> Context<'a> {
         crate::bindings::plugrpc::plugin::caller::identity()
     }
 
+    /// The tenant this plugin serves for: its folder's name under the host's plugins
+    /// folder, `default` for a plugin directly in it.
+    pub fn tenant(&self) -> String {
+        crate::bindings::plugrpc::plugin::caller::tenant()
+    }
+
     /// Adds a response header. Headers go out with the first response messages that leave
     /// (see [`Sink`](crate::Sink) for when), at a read that waits for the client, at
     /// [`send_headers`](Self::send_headers), or with the call's end; one set after that is

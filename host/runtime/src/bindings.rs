@@ -9,6 +9,7 @@ wasmtime::component::bindgen!({
         "plugrpc:plugin/call.[method]output.stage-headers": trappable,
         "plugrpc:plugin/call.[method]output.headers-sent": trappable,
         "plugrpc:plugin/caller.identity": trappable,
+        "plugrpc:plugin/caller.tenant": trappable,
         default: async | trappable,
     },
     exports: { default: async },

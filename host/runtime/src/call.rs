@@ -96,6 +96,8 @@ pub struct CallRequest {
     pub caller: Arc<str>,
     /// Who the caller proved to be (client certificate, API key), as the plugin sees it.
     pub identity: Option<String>,
+    /// The tenant whose plugin serves the call.
+    pub tenant: Arc<str>,
     /// A streaming call with no message either way for this long is ended.
     pub idle_timeout: Option<Duration>,
 }
@@ -259,6 +261,7 @@ impl Call {
         state.io = Some(io);
         // A warm instance's last caller must not show through.
         state.identity = self.request.identity.take();
+        state.tenant = self.request.tenant.clone();
         let outcome = handle(&mut sandbox, &info, &requests).await;
         let (committed, staged, sent) = sandbox
             .store

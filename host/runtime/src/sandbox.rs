@@ -36,6 +36,8 @@ pub(crate) struct CallState {
     pub(crate) io: Option<CallIo>,
     /// The caller capability: who makes this call, if known; reset for every call.
     pub(crate) identity: Option<String>,
+    /// The caller capability: the tenant the call is for; set for every call.
+    pub(crate) tenant: Arc<str>,
     pub(crate) limits: Limits,
     pub(crate) guest_stack: usize,
 }
@@ -51,6 +53,7 @@ impl CallState {
             log,
             io: None,
             identity: None,
+            tenant: Arc::default(),
             limits,
             guest_stack,
         }

@@ -17,6 +17,9 @@ mod tls;
 pub use edge::EdgeConfig;
 pub use tls::{ClientAuth, KeyHash, TlsConfig};
 
+/// The tenant of the plugins directly in the plugins folder (and of a `default/` folder).
+pub const DEFAULT_TENANT: &str = "default";
+
 /// Where the host listens when told nothing: loopback only, the usual gRPC port.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
@@ -76,7 +79,19 @@ pub struct HostConfig {
     pub api_keys: BTreeMap<String, KeyHash>,
     /// Limits for every plugin without overrides.
     pub defaults: Limits,
-    /// Per-plugin overrides, by plugin name.
+    /// Per-plugin overrides of the default tenant, by plugin name.
+    pub plugins: BTreeMap<String, LimitOverrides>,
+    /// The other tenants (a subfolder of the plugins folder each), by name.
+    pub tenants: BTreeMap<String, TenantConfig>,
+}
+
+/// A `[tenants.<name>]` table: what one tenant's plugins run under.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    /// Per-plugin overrides of the tenant's plugins, by plugin name
+    /// (`[tenants.<name>.plugins.<plugin>]`).
+    #[serde(default)]
     pub plugins: BTreeMap<String, LimitOverrides>,
 }
 
@@ -119,6 +134,8 @@ struct ConfigFile {
     defaults: LimitOverrides,
     #[serde(default)]
     plugins: BTreeMap<String, LimitOverrides>,
+    #[serde(default)]
+    tenants: BTreeMap<String, TenantConfig>,
 }
 
 /// `[host]`: settings that cannot differ between plugins.
@@ -204,6 +221,7 @@ impl Default for HostConfig {
             api_keys: BTreeMap::new(),
             defaults: DEFAULT_LIMITS,
             plugins: BTreeMap::new(),
+            tenants: BTreeMap::new(),
         }
     }
 }
@@ -260,6 +278,7 @@ impl HostConfig {
             api_keys: file.api_keys,
             defaults,
             plugins: file.plugins,
+            tenants: file.tenants,
         };
         config.validate().map_err(|problem| ConfigError::Invalid {
             file: name(),
@@ -268,18 +287,49 @@ impl HostConfig {
         Ok(config)
     }
 
-    /// The limits that apply to the plugin called `name`.
+    /// The limits that apply to the default tenant's plugin called `name`.
     pub fn limits_for(&self, name: &str) -> Limits {
-        self.plugins
-            .get(name)
+        self.tenant_limits_for(DEFAULT_TENANT, name)
+    }
+
+    /// The limits that apply to `tenant`'s plugin called `name`.
+    pub fn tenant_limits_for(&self, tenant: &str, name: &str) -> Limits {
+        self.plugin_tables(tenant)
+            .and_then(|plugins| plugins.get(name))
             .map_or(self.defaults, |o| apply(self.defaults, o))
+    }
+
+    /// The `[plugins.*]` tables of `tenant`, if the config has any.
+    fn plugin_tables(&self, tenant: &str) -> Option<&BTreeMap<String, LimitOverrides>> {
+        if tenant == DEFAULT_TENANT {
+            Some(&self.plugins)
+        } else {
+            self.tenants.get(tenant).map(|t| &t.plugins)
+        }
+    }
+
+    /// Every (tenant, plugin) the config sets limits for, with its table's dotted key.
+    pub(crate) fn configured_plugins(&self) -> impl Iterator<Item = (&str, &str, String)> {
+        let default = self
+            .plugins
+            .keys()
+            .map(|name| (DEFAULT_TENANT, name.as_str(), format!("plugins.{name}")));
+        let tenants = self.tenants.iter().flat_map(|(tenant, table)| {
+            table.plugins.keys().map(move |name| {
+                (
+                    tenant.as_str(),
+                    name.as_str(),
+                    format!("tenants.{tenant}.plugins.{name}"),
+                )
+            })
+        });
+        default.chain(tenants)
     }
 
     /// The largest memory any plugin may use: what the sandbox pool must hold.
     pub(crate) fn largest_memory(&self) -> usize {
-        self.plugins
-            .keys()
-            .map(|name| self.limits_for(name).memory)
+        self.configured_plugins()
+            .map(|(tenant, name, _)| self.tenant_limits_for(tenant, name).memory)
             .fold(self.defaults.memory, usize::max)
     }
 
@@ -328,15 +378,36 @@ impl HostConfig {
         }
         tls::validate_key_names(self.api_keys.keys())?;
         validate_limits(&self.defaults, "defaults", self.sandboxes)?;
-        for name in self.plugins.keys() {
-            validate_limits(
-                &self.limits_for(name),
-                &format!("plugins.{name}"),
-                self.sandboxes,
-            )?;
+        for tenant in self.tenants.keys() {
+            if tenant == DEFAULT_TENANT {
+                return Err(invalid(
+                    "tenants.default",
+                    "the default tenant's plugins are configured under [plugins.<name>]".into(),
+                ));
+            }
+            if !is_tenant_name(tenant) {
+                return Err(invalid(
+                    &format!("tenants.{tenant}"),
+                    "a tenant's name is its folder's: lowercase letters, digits, '-' and '_'"
+                        .into(),
+                ));
+            }
+        }
+        for (tenant, name, key) in self.configured_plugins() {
+            validate_limits(&self.tenant_limits_for(tenant, name), &key, self.sandboxes)?;
         }
         Ok(())
     }
+}
+
+/// Whether `name` can name a tenant: a folder name without surprises.
+pub(crate) fn is_tenant_name(name: &str) -> bool {
+    name.bytes()
+        .next()
+        .is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_'))
 }
 
 fn invalid(key: &str, reason: String) -> Invalid {
@@ -534,6 +605,23 @@ mod tests {
     }
 
     #[test]
+    fn a_tenants_plugin_takes_its_own_table_over_the_defaults() {
+        let config = parse(
+            "[defaults]\ndeadline = \"5s\"\n[plugins.users]\nmemory = \"32MiB\"\n\
+             [tenants.acme.plugins.users]\nmemory = \"128MiB\"\n",
+        )
+        .unwrap();
+        let acme = config.tenant_limits_for("acme", "users");
+        assert_eq!(
+            (acme.memory, acme.deadline),
+            (128 << 20, Duration::from_secs(5))
+        );
+        assert_eq!(config.limits_for("users").memory, 32 << 20);
+        assert_eq!(config.tenant_limits_for("globex", "users").memory, 64 << 20);
+        assert_eq!(config.largest_memory(), 128 << 20);
+    }
+
+    #[test]
     fn the_documented_example_is_valid() {
         let config = parse(include_str!("../../../examples/plugrpc.toml")).unwrap();
         assert_eq!(
@@ -635,6 +723,22 @@ mod tests {
             (
                 "[api_keys]\n\"a b\" = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"",
                 "api_keys.a b: a key's name is letters",
+            ),
+            (
+                "[tenants.default.plugins.x]\nmemory = \"8MiB\"",
+                "tenants.default: the default tenant's plugins are configured under [plugins.<name>]",
+            ),
+            (
+                "[tenants.Acme]",
+                "tenants.Acme: a tenant's name is its folder's",
+            ),
+            (
+                "[tenants.acme.plugins.users]\nmemory = \"1KiB\"",
+                "tenants.acme.plugins.users.memory: 1.0 KiB is outside",
+            ),
+            (
+                "[tenants.acme]\nquota = 1",
+                "tenants.acme.quota: unknown field",
             ),
             (
                 "[defaults]\nmax_caller_share = 0",

@@ -179,6 +179,7 @@ async fn call(
             identity: caller
                 .identity
                 .map(|identity| identity.identity.to_string()),
+            tenant: route.tenant.clone(),
             idle_timeout: (route.kind != MethodKind::Unary).then_some(caller.idle_timeout),
         },
     );

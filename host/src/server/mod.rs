@@ -92,10 +92,14 @@ impl Host {
             None
         };
         let report = registry.sync(&engine, &config).await?;
-        for name in config.plugins.keys() {
-            if !report.loaded.iter().any(|p| &p.name == name) {
+        for (tenant, name, key) in config.configured_plugins() {
+            if !report
+                .loaded
+                .iter()
+                .any(|p| p.tenant == tenant && p.name == name)
+            {
                 tracing::warn!(
-                    "the config sets limits for plugin {name:?}, but no plugin of that name is loaded"
+                    "the config sets limits in [{key}], but tenant {tenant:?} has no plugin of that name loaded"
                 );
             }
         }

@@ -39,6 +39,7 @@ fn seen(cx: &Context, text: String) -> EchoReply {
             .remaining()
             .map_or(-1, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX)),
         caller: cx.caller().unwrap_or_default(),
+        tenant: cx.tenant(),
     }
 }
 

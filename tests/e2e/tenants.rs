@@ -1,0 +1,144 @@
+//! Tenants: each subfolder of the plugins folder is a tenant, with its own plugin
+//! limits and its plugins' own view of whom they serve for; files directly in the
+//! folder are the default tenant's.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use plugrpc_tests::pb::helloworld::HelloRequest;
+use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+use plugrpc_tests::pb::probe::EchoRequest;
+use plugrpc_tests::pb::probe::probe_client::ProbeClient;
+use plugrpc_tests::pb::user::GetUserRequest;
+use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
+use plugrpc_tests::{Plugin, TestHost, copy_plugin};
+use tonic::Code;
+
+use crate::plugins::{GREETER, PROBE, USERS};
+
+/// Longer than any reload takes.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// Copies `plugin` into `dir/tenant/` (`dir` itself for `None`).
+fn place(dir: &Path, tenant: Option<&str>, plugin: Plugin) {
+    let folder = tenant.map_or_else(|| dir.to_owned(), |tenant| dir.join(tenant));
+    std::fs::create_dir_all(&folder).unwrap();
+    copy_plugin(plugin, &folder.join(plugin.file_name()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_tenant_folder_is_a_tenant_with_its_own_plugin_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), PROBE);
+    place(dir.path(), Some("globex"), USERS);
+    place(dir.path(), None, GREETER);
+    let host = TestHost::serving_with_config(
+        dir,
+        "[plugins.probe]\ndeadline = \"50s\"\n[tenants.acme.plugins.probe]\ndeadline = \"7s\"\n",
+    )
+    .await;
+    let mut tenants: Vec<(String, String)> = host
+        .report()
+        .loaded
+        .iter()
+        .map(|p| (p.tenant.clone(), p.name.clone()))
+        .collect();
+    tenants.sort();
+    assert_eq!(
+        tenants,
+        [
+            ("acme", "probe"),
+            ("default", "greeter"),
+            ("globex", "users")
+        ]
+        .map(|(t, n)| (t.to_owned(), n.to_owned()))
+    );
+
+    let reply = ProbeClient::new(host.channel().await)
+        .echo(EchoRequest {
+            text: "hi".into(),
+            count: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.tenant, "acme", "the plugin sees its tenant");
+    assert!(
+        (1..=7_000).contains(&reply.remaining_ms),
+        "acme's own deadline (7s), not the default tenant's (50s): {} ms",
+        reply.remaining_ms
+    );
+    UserServiceClient::new(host.channel().await)
+        .get_user(GetUserRequest { id: 7 })
+        .await
+        .expect("globex's users plugin serves");
+    GreeterClient::new(host.channel().await)
+        .say_hello(HelloRequest { name: "x".into() })
+        .await
+        .expect("the default tenant's greeter serves");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_service_claimed_by_two_tenants_is_refused_naming_the_tenant_serving_it() {
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), GREETER);
+    place(dir.path(), Some("globex"), GREETER);
+    let host = TestHost::serving(dir).await;
+    let report = host.report();
+    assert_eq!(report.loaded.len(), 1, "one greeter serves");
+    assert_eq!(report.loaded[0].tenant, "acme");
+    let refusal = report.refused[0].reason.to_string();
+    assert!(
+        refusal.contains(
+            r#"service helloworld.Greeter is already served by plugin "greeter" of tenant "acme""#
+        ),
+        "the same plugin name in two tenants is no conflict; the service is: {refusal}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_folder_moved_in_is_served_and_moved_out_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_owned();
+    let host = TestHost::serving(dir).await;
+    // Prepared aside (hidden folders are no tenant), then moved in at once.
+    place(&root, Some(".staging"), PROBE);
+    std::fs::rename(root.join(".staging"), root.join("newco")).unwrap();
+    let reply = until(|| async {
+        ProbeClient::new(host.channel().await)
+            .echo(EchoRequest {
+                text: "hi".into(),
+                count: 1,
+            })
+            .await
+            .ok()
+    })
+    .await;
+    assert_eq!(reply.into_inner().tenant, "newco");
+
+    std::fs::rename(root.join("newco"), root.join(".gone")).unwrap();
+    until(|| async {
+        let status = ProbeClient::new(host.channel().await)
+            .echo(EchoRequest::default())
+            .await
+            .err()?;
+        (status.code() == Code::Unimplemented).then_some(())
+    })
+    .await;
+}
+
+/// Polls `check` until it answers, for at most [`PATIENCE`].
+async fn until<T, F, Fut>(check: F) -> T
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let started = Instant::now();
+    loop {
+        if let Some(answer) = check().await {
+            return answer;
+        }
+        assert!(started.elapsed() < PATIENCE, "the host never caught up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
