@@ -6,6 +6,7 @@
 //! never a host crash.
 #![forbid(unsafe_code)]
 
+mod authz;
 mod compat;
 mod config;
 mod doors;

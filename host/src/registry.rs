@@ -13,6 +13,7 @@ use arc_swap::ArcSwap;
 use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin};
 use tokio::sync::Mutex;
 
+use crate::authz::{Pattern, Rules};
 use crate::compat;
 use crate::config::{DEFAULT_TENANT, HostConfig, is_tenant_name};
 
@@ -22,6 +23,8 @@ pub(crate) struct Route {
     pub(crate) plugin: Arc<Plugin>,
     /// The tenant whose plugin it is.
     pub(crate) tenant: Arc<str>,
+    /// Who may call it.
+    pub(crate) rules: Rules,
     pub(crate) kind: MethodKind,
     /// The path itself, made once at load for every call of it to share.
     pub(crate) path: Arc<str>,
@@ -85,7 +88,7 @@ impl Registry {
                 .get(plugin.file())
                 .filter(|old| !Arc::ptr_eq(old, &plugin));
             for plugin in std::iter::once(plugin).chain(fallback.cloned()) {
-                match table.add(&tenant, &plugin) {
+                match table.add(config, &tenant, &plugin) {
                     Ok(()) => {
                         next.insert(plugin.file().to_owned(), plugin);
                         break;
@@ -373,7 +376,12 @@ fn tenant_of(dir: &Path, file: &Path) -> Arc<str> {
 impl RouteTable {
     /// Adds every method of `tenant`'s `plugin`, or nothing if it conflicts with what is
     /// in the table: plugin names are unique within a tenant, services across all.
-    fn add(&mut self, tenant: &Arc<str>, plugin: &Arc<Plugin>) -> Result<(), RefusalReason> {
+    fn add(
+        &mut self,
+        config: &HostConfig,
+        tenant: &Arc<str>,
+        plugin: &Arc<Plugin>,
+    ) -> Result<(), RefusalReason> {
         if let Some(other) = self
             .routes
             .values()
@@ -403,9 +411,15 @@ impl RouteTable {
             for method in service.methods() {
                 let kind = MethodKind::of(&method);
                 let path = format!("/{}/{}", service.full_name(), method.name());
+                let (has_rules, lists) = config.allow_lists(tenant, plugin.name(), method.name());
+                let lists = lists
+                    .into_iter()
+                    .map(|list| list.iter().map(|p| Pattern::new(p)).collect())
+                    .collect();
                 let route = Route {
                     plugin: plugin.clone(),
                     tenant: tenant.clone(),
+                    rules: Rules::new(has_rules, lists),
                     kind,
                     path: Arc::from(path.as_str()),
                 };

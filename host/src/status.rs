@@ -5,6 +5,7 @@ use plugrpc_runtime::{CallError, Code, Status as GuestStatus, duration};
 use tonic::Code as WireCode;
 use tonic::metadata::MetadataMap;
 
+use crate::authz::Denied;
 use crate::throttle;
 
 /// Guest codes in wire order, so a wire code indexes its guest twin.
@@ -97,6 +98,19 @@ pub(crate) fn no_route(path: &str) -> tonic::Status {
 pub(crate) fn unknown_api_key() -> tonic::Status {
     tracing::debug!("refused a request whose bearer key is not in [api_keys]");
     tonic::Status::unauthenticated("the bearer key is not one of the host's API keys")
+}
+
+/// The route's `allow` rules refuse the caller; the status names neither the rule nor
+/// the tenant.
+pub(crate) fn denied(denied: &Denied) -> tonic::Status {
+    match denied {
+        Denied::Anonymous => tonic::Status::unauthenticated(
+            "this method needs a caller identity: a client certificate or an API key",
+        ),
+        Denied::NotAllowed => {
+            tonic::Status::permission_denied("the caller may not call this method")
+        }
+    }
 }
 
 /// The client's `grpc-timeout` header does not follow the spec.

@@ -127,6 +127,128 @@ async fn a_tenant_folder_moved_in_is_served_and_moved_out_goes() {
     .await;
 }
 
+/// `[api_keys]` lines for the keys `ci-key` (key:ci) and `ops-key` (key:ops).
+fn api_keys() -> String {
+    use sha2::Digest as _;
+    let hash = |key: &str| format!("{:x}", sha2::Sha256::digest(key.as_bytes()));
+    format!(
+        "[api_keys]\nci = {:?}\nops = {:?}\n",
+        hash("ci-key"),
+        hash("ops-key")
+    )
+}
+
+/// `request` sent with `authorization: Bearer <key>`, if any.
+fn bearing<T>(request: T, key: Option<&str>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(request);
+    if let Some(key) = key {
+        let value = format!("Bearer {key}").parse().unwrap();
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn allow_rules_of_tenant_plugin_and_method_narrow_who_may_call() {
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), PROBE);
+    place(dir.path(), Some("globex"), USERS);
+    place(dir.path(), None, GREETER);
+    let config = format!(
+        "{}\n[tenants.acme]\nallow = [\"key:*\"]\n\
+         [tenants.acme.plugins.probe]\nallow = [\"key:ci\", \"key:ops\"]\n\
+         [tenants.acme.plugins.probe.methods.Fail]\nallow = [\"key:ops\"]\n\
+         [tenants.globex]\nallow = [\"key:ops\"]\n",
+        api_keys()
+    );
+    let host = TestHost::serving_with_config(dir, &config).await;
+    let mut probe = ProbeClient::new(host.channel().await);
+    let mut users = UserServiceClient::new(host.channel().await);
+    let echo = || EchoRequest {
+        text: "hi".into(),
+        count: 1,
+    };
+    let fail = || plugrpc_tests::pb::probe::FailRequest {
+        code: Code::NotFound as i32,
+        message: "reached the plugin".into(),
+    };
+
+    let reply = probe.echo(bearing(echo(), Some("ci-key"))).await.unwrap();
+    assert_eq!(reply.into_inner().caller, "key:ci");
+    let denied = probe
+        .fail(bearing(fail(), Some("ci-key")))
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied, "{denied:?}");
+    assert_eq!(denied.message(), "the caller may not call this method");
+    let reached = probe
+        .fail(bearing(fail(), Some("ops-key")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reached.code(),
+        Code::NotFound,
+        "ops may call Fail: {reached:?}"
+    );
+
+    let denied = users
+        .get_user(bearing(GetUserRequest { id: 7 }, Some("ci-key")))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        denied.code(),
+        Code::PermissionDenied,
+        "another tenant's caller"
+    );
+    users
+        .get_user(bearing(GetUserRequest { id: 7 }, Some("ops-key")))
+        .await
+        .expect("globex allows key:ops");
+
+    let anonymous = probe.echo(bearing(echo(), None)).await.unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+    GreeterClient::new(host.channel().await)
+        .say_hello(HelloRequest { name: "x".into() })
+        .await
+        .expect("a tenant with no rules is open");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_allows_callers_by_client_certificate_pattern() {
+    use tonic::transport::{Certificate, ClientTlsConfig, Identity};
+    let certs = plugrpc_tests::make_certs();
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), PROBE);
+    let config = format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\nclient_ca = {:?}\nclient_auth = \"optional\"\n\
+         [tenants.acme]\nallow = [\"spiffe://example.org/*\"]\n",
+        file("server.crt"),
+        file("server.key"),
+        file("ca.crt")
+    );
+    let host = TestHost::serving_with_config(dir, &config).await;
+    let read = |name: &str| std::fs::read(certs.path().join(name)).unwrap();
+    let trusting = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(read("ca.crt")));
+    let with_cert = trusting
+        .clone()
+        .identity(Identity::from_pem(read("client.crt"), read("client.key")));
+    let echo = EchoRequest {
+        text: "hi".into(),
+        count: 1,
+    };
+    let reply = ProbeClient::new(host.tls_channel(with_cert).await.unwrap())
+        .echo(echo.clone())
+        .await
+        .expect("spiffe://example.org/client matches");
+    assert_eq!(reply.into_inner().caller, "spiffe://example.org/client");
+    let anonymous = ProbeClient::new(host.tls_channel(trusting).await.unwrap())
+        .echo(echo)
+        .await
+        .unwrap_err();
+    assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+}
+
 /// Polls `check` until it answers, for at most [`PATIENCE`].
 async fn until<T, F, Fut>(check: F) -> T
 where

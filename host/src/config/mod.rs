@@ -85,20 +85,37 @@ pub struct HostConfig {
     pub tenants: BTreeMap<String, TenantConfig>,
 }
 
+/// A `[...methods."<Method>"]` table: who may call one method (narrowing the plugin's).
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MethodTable {
+    /// Identity patterns that may call the method.
+    pub allow: Option<Vec<String>>,
+}
+
 /// A `[tenants.<name>]` table: what one tenant's plugins run under.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TenantConfig {
+    /// Identity patterns that may call the tenant's services; with any rule in the
+    /// tenant, what no rule allows is denied.
+    pub allow: Option<Vec<String>>,
     /// Per-plugin overrides of the tenant's plugins, by plugin name
     /// (`[tenants.<name>.plugins.<plugin>]`).
     #[serde(default)]
     pub plugins: BTreeMap<String, LimitOverrides>,
 }
 
-/// A `[defaults]` or `[plugins.<name>]` table: any subset of the limits.
+/// A `[defaults]` or `[plugins.<name>]` table: any subset of the limits, and for a
+/// plugin, who may call it (`allow`) and its methods' own rules.
 #[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitOverrides {
+    /// Identity patterns that may call the plugin (narrowing the tenant's).
+    pub allow: Option<Vec<String>>,
+    /// Per-method rules, by method name (`[plugins.<p>.methods."GetUser"]`).
+    #[serde(default)]
+    pub methods: BTreeMap<String, MethodTable>,
     #[serde(default, with = "humantime_serde")]
     deadline: Option<Duration>,
     #[serde(default, with = "humantime_serde")]
@@ -253,6 +270,15 @@ impl HostConfig {
                 message: e.inner().message().to_owned(),
             })?;
 
+        if file.defaults.allow.is_some() || !file.defaults.methods.is_empty() {
+            return Err(ConfigError::Invalid {
+                file: name(),
+                problem: invalid(
+                    "defaults",
+                    "allow rules go under [tenants.<t>] or a plugin, not [defaults]".into(),
+                ),
+            });
+        }
         let sandboxes = file.host.sandboxes.unwrap_or(DEFAULT_SANDBOXES);
         // The built-in concurrency default never asks for more than the pool holds.
         let built_in = Limits {
@@ -297,6 +323,33 @@ impl HostConfig {
         self.plugin_tables(tenant)
             .and_then(|plugins| plugins.get(name))
             .map_or(self.defaults, |o| apply(self.defaults, o))
+    }
+
+    /// The rule lists on the way to `tenant`'s `plugin`'s `method`, outermost first, and
+    /// whether the tenant has any rule at all.
+    pub(crate) fn allow_lists(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        method: &str,
+    ) -> (bool, Vec<&[String]>) {
+        let tenant_allow = self.tenants.get(tenant).and_then(|t| t.allow.as_deref());
+        let tables = self.plugin_tables(tenant);
+        let has_rules = tenant_allow.is_some()
+            || tables.is_some_and(|plugins| {
+                plugins
+                    .values()
+                    .any(|p| p.allow.is_some() || p.methods.values().any(|m| m.allow.is_some()))
+            });
+        let table = tables.and_then(|plugins| plugins.get(plugin));
+        let lists = [
+            tenant_allow,
+            table.and_then(|p| p.allow.as_deref()),
+            table
+                .and_then(|p| p.methods.get(method))
+                .and_then(|m| m.allow.as_deref()),
+        ];
+        (has_rules, lists.into_iter().flatten().collect())
     }
 
     /// The `[plugins.*]` tables of `tenant`, if the config has any.
@@ -378,8 +431,11 @@ impl HostConfig {
         }
         tls::validate_key_names(self.api_keys.keys())?;
         validate_limits(&self.defaults, "defaults", self.sandboxes)?;
-        for tenant in self.tenants.keys() {
+        for (tenant, table) in &self.tenants {
             if tenant == DEFAULT_TENANT {
+                if table.plugins.is_empty() {
+                    continue;
+                }
                 return Err(invalid(
                     "tenants.default",
                     "the default tenant's plugins are configured under [plugins.<name>]".into(),
@@ -723,6 +779,14 @@ mod tests {
             (
                 "[api_keys]\n\"a b\" = \"ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\"",
                 "api_keys.a b: a key's name is letters",
+            ),
+            (
+                "[defaults]\nallow = [\"key:ci\"]",
+                "defaults: allow rules go under [tenants.<t>] or a plugin",
+            ),
+            (
+                "[plugins.x.methods.Get]\nallow = \"key:ci\"",
+                "plugins.x.methods.Get.allow: invalid type",
             ),
             (
                 "[tenants.default.plugins.x]\nmemory = \"8MiB\"",

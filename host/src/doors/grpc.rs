@@ -102,6 +102,13 @@ impl GrpcDoor {
             Ok(timeout) => timeout,
             Err(error) => return status::malformed_timeout(&error).into_http(),
         };
+        let identity = request.extensions().get::<CallerIdentity>().cloned();
+        // Before any sandbox or byte of the body: a refused caller costs nothing more.
+        if let Err(denied) = route.rules.check(identity.as_ref().map(|i| &*i.identity)) {
+            let mut refused = status::denied(&denied).into_http();
+            refused.extensions_mut().insert(Wasted);
+            return refused;
+        }
         let peer = request.extensions().get::<Peer>().cloned();
         let connection_buffer = peer.as_ref().map(|peer| peer.buffer.clone());
         let request = request.map(|body| {
@@ -117,7 +124,7 @@ impl GrpcDoor {
             // The core checks max_response_size before a message gets here.
             .max_encoding_message_size(usize::MAX);
         let caller = Caller {
-            identity: request.extensions().get::<CallerIdentity>().cloned(),
+            identity,
             peer,
             idle_timeout: self.stream_idle_timeout,
         };
