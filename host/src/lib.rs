@@ -10,6 +10,7 @@ mod authz;
 mod compat;
 mod config;
 mod doors;
+mod hosts;
 mod identity;
 mod registry;
 mod server;

@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use crate::authz::{Pattern, Rules};
 use crate::compat;
 use crate::config::{DEFAULT_TENANT, HostConfig, is_tenant_name};
+use crate::hosts::HostPattern;
 
 /// Where one `/package.Service/Method` path goes.
 #[derive(Clone)]
@@ -25,15 +26,18 @@ pub(crate) struct Route {
     pub(crate) tenant: Arc<str>,
     /// Who may call it.
     pub(crate) rules: Rules,
+    /// The hosts its tenant answers for; empty: any.
+    pub(crate) hosts: Arc<[HostPattern]>,
     pub(crate) kind: MethodKind,
     /// The path itself, made once at load for every call of it to share.
     pub(crate) path: Arc<str>,
 }
 
-/// Every routable method path of every serving plugin.
+/// Every routable method path of every serving plugin: one route per path, or several
+/// of tenants told apart by host.
 #[derive(Default)]
 pub(crate) struct RouteTable {
-    routes: HashMap<String, Route>,
+    routes: HashMap<String, Vec<Route>>,
 }
 
 /// The live routing table, and the plugin serving from each file.
@@ -51,9 +55,30 @@ impl Registry {
         }
     }
 
-    /// The route for a request path, if any plugin serves it.
-    pub(crate) fn lookup(&self, path: &str) -> Option<Route> {
-        self.table.load().routes.get(path).cloned()
+    /// The route for a request path, if any plugin serves it for the request's host
+    /// (read only when tenants with `hosts` serve the path).
+    pub(crate) fn lookup(
+        &self,
+        path: &str,
+        host: impl FnOnce() -> Option<String>,
+    ) -> Option<Route> {
+        let table = self.table.load();
+        let candidates = table.routes.get(path)?;
+        if let [only] = candidates.as_slice()
+            && only.hosts.is_empty()
+        {
+            return Some(only.clone());
+        }
+        let host = host();
+        candidates
+            .iter()
+            .find(|route| {
+                route.hosts.is_empty()
+                    || host
+                        .as_deref()
+                        .is_some_and(|host| route.hosts.iter().any(|p| p.matches(host)))
+            })
+            .cloned()
     }
 
     /// Brings the serving set in line with the plugins folder.
@@ -285,6 +310,23 @@ pub enum RefusalReason {
         /// The file serving it.
         other: PathBuf,
     },
+    /// Two tenants claim a service for hosts that overlap: a request could not tell them
+    /// apart.
+    #[error(
+        "service {service} of tenant {tenant:?} is also served by tenant {other:?}, and their hosts overlap ({mine} and {theirs})"
+    )]
+    AmbiguousHosts {
+        /// The service's full name.
+        service: String,
+        /// The tenant refused.
+        tenant: String,
+        /// The tenant serving it.
+        other: String,
+        /// The refused tenant's host pattern.
+        mine: String,
+        /// The serving tenant's host pattern it overlaps.
+        theirs: String,
+    },
     /// Another plugin serves one of its services.
     #[error("service {service} is already served by plugin {plugin:?} of tenant {tenant:?} ({})", file.display())]
     ServiceTaken {
@@ -385,6 +427,7 @@ impl RouteTable {
         if let Some(other) = self
             .routes
             .values()
+            .flatten()
             .find(|r| r.tenant == *tenant && r.plugin.name() == plugin.name())
         {
             return Err(RefusalReason::NameTaken {
@@ -392,19 +435,39 @@ impl RouteTable {
                 other: other.plugin.file().to_owned(),
             });
         }
+        let hosts: Arc<[HostPattern]> = config.hosts_of(tenant).into();
         for service in plugin.services() {
             let prefix = format!("/{}/", service.full_name());
-            if let Some((_, other)) = self
+            let claimants = self
                 .routes
                 .iter()
                 .find(|(path, _)| path.starts_with(&prefix))
-            {
-                return Err(RefusalReason::ServiceTaken {
-                    service: service.full_name().to_owned(),
-                    tenant: other.tenant.to_string(),
-                    plugin: other.plugin.name().to_owned(),
-                    file: other.plugin.file().to_owned(),
+                .map_or(&[][..], |(_, routes)| routes.as_slice());
+            for other in claimants {
+                if hosts.is_empty() || other.hosts.is_empty() {
+                    return Err(RefusalReason::ServiceTaken {
+                        service: service.full_name().to_owned(),
+                        tenant: other.tenant.to_string(),
+                        plugin: other.plugin.name().to_owned(),
+                        file: other.plugin.file().to_owned(),
+                    });
+                }
+                let overlap = hosts.iter().find_map(|mine| {
+                    other
+                        .hosts
+                        .iter()
+                        .find(|theirs| mine.overlaps(theirs))
+                        .map(|theirs| (mine, theirs))
                 });
+                if let Some((mine, theirs)) = overlap {
+                    return Err(RefusalReason::AmbiguousHosts {
+                        service: service.full_name().to_owned(),
+                        tenant: tenant.to_string(),
+                        other: other.tenant.to_string(),
+                        mine: mine.to_string(),
+                        theirs: theirs.to_string(),
+                    });
+                }
             }
         }
         for service in plugin.services() {
@@ -420,10 +483,11 @@ impl RouteTable {
                     plugin: plugin.clone(),
                     tenant: tenant.clone(),
                     rules: Rules::new(has_rules, lists),
+                    hosts: hosts.clone(),
                     kind,
                     path: Arc::from(path.as_str()),
                 };
-                self.routes.insert(path, route);
+                self.routes.entry(path).or_default().push(route);
             }
         }
         Ok(())

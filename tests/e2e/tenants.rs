@@ -14,7 +14,7 @@ use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
 use plugrpc_tests::{Plugin, TestHost, copy_plugin};
 use tonic::Code;
 
-use crate::plugins::{GREETER, PROBE, USERS};
+use crate::plugins::{GREETER, GREETER_TWIN, PROBE, USERS};
 
 /// Longer than any reload takes.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -247,6 +247,72 @@ async fn a_tenant_allows_callers_by_client_certificate_pattern() {
         .await
         .unwrap_err();
     assert_eq!(anonymous.code(), Code::Unauthenticated, "{anonymous:?}");
+}
+
+/// A greeter client whose requests carry `:authority` `host`.
+async fn greeter_for(host: &TestHost, authority: &str) -> GreeterClient<tonic::transport::Channel> {
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", host.addr()))
+        .unwrap()
+        .origin(format!("http://{authority}").parse().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    GreeterClient::new(channel)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_tenants_serve_one_service_told_apart_by_host() {
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), GREETER);
+    place(dir.path(), Some("globex"), GREETER_TWIN);
+    let config = "[tenants.acme]\nhosts = [\"acme.example.com\"]\n\
+                  [tenants.globex]\nhosts = [\"*.globex.example.com\"]\n";
+    let host = TestHost::serving_with_config(dir, config).await;
+    assert!(
+        host.report().refused.is_empty(),
+        "{:?}",
+        host.report().refused
+    );
+    let hello = |name: &str| HelloRequest { name: name.into() };
+
+    let acme = greeter_for(&host, "ACME.example.com:50051")
+        .await
+        .say_hello(hello("a"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(acme.message, "Hello a!", "acme's own greeter");
+    let globex = greeter_for(&host, "api.globex.example.com")
+        .await
+        .say_hello(hello("g"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(
+        globex.message.starts_with("Twin says hello g"),
+        "{globex:?}"
+    );
+    let nobody = greeter_for(&host, "example.org")
+        .await
+        .say_hello(hello("n"))
+        .await
+        .unwrap_err();
+    assert_eq!(nobody.code(), Code::Unimplemented, "{nobody:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ambiguous_claim_is_refused_naming_both_tenants() {
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), GREETER);
+    place(dir.path(), Some("globex"), GREETER_TWIN);
+    let config = "[tenants.acme]\nhosts = [\"*.example.com\"]\n\
+                  [tenants.globex]\nhosts = [\"api.example.com\"]\n";
+    let host = TestHost::serving_with_config(dir, config).await;
+    let refusal = host.report().refused[0].reason.to_string();
+    assert_eq!(
+        refusal,
+        r#"service helloworld.Greeter of tenant "globex" is also served by tenant "acme", and their hosts overlap (api.example.com and *.example.com)"#
+    );
 }
 
 /// Polls `check` until it answers, for at most [`PATIENCE`].

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use bytesize::ByteSize;
 use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, duration, size};
+
+use crate::hosts::HostPattern;
 use serde::Deserialize;
 
 mod edge;
@@ -100,6 +102,10 @@ pub struct TenantConfig {
     /// Identity patterns that may call the tenant's services; with any rule in the
     /// tenant, what no rule allows is denied.
     pub allow: Option<Vec<String>>,
+    /// The `:authority` hosts the tenant answers for (`name`, `*.name`); none: any.
+    /// Two tenants may serve one service when their hosts do not overlap.
+    #[serde(default)]
+    pub hosts: Vec<String>,
     /// Per-plugin overrides of the tenant's plugins, by plugin name
     /// (`[tenants.<name>.plugins.<plugin>]`).
     #[serde(default)]
@@ -352,6 +358,16 @@ impl HostConfig {
         (has_rules, lists.into_iter().flatten().collect())
     }
 
+    /// The hosts `tenant` answers for (validated at load); none: any host.
+    pub(crate) fn hosts_of(&self, tenant: &str) -> Vec<HostPattern> {
+        self.tenants.get(tenant).map_or_else(Vec::new, |t| {
+            t.hosts
+                .iter()
+                .filter_map(|h| HostPattern::parse(h).ok())
+                .collect()
+        })
+    }
+
     /// The `[plugins.*]` tables of `tenant`, if the config has any.
     fn plugin_tables(&self, tenant: &str) -> Option<&BTreeMap<String, LimitOverrides>> {
         if tenant == DEFAULT_TENANT {
@@ -432,6 +448,10 @@ impl HostConfig {
         tls::validate_key_names(self.api_keys.keys())?;
         validate_limits(&self.defaults, "defaults", self.sandboxes)?;
         for (tenant, table) in &self.tenants {
+            for host in &table.hosts {
+                HostPattern::parse(host)
+                    .map_err(|why| invalid(&format!("tenants.{tenant}.hosts"), why))?;
+            }
             if tenant == DEFAULT_TENANT {
                 if table.plugins.is_empty() {
                     continue;
@@ -803,6 +823,10 @@ mod tests {
             (
                 "[tenants.acme]\nquota = 1",
                 "tenants.acme.quota: unknown field",
+            ),
+            (
+                "[tenants.acme]\nhosts = [\"acme.example.com:443\"]",
+                "tenants.acme.hosts: \"acme.example.com:443\" is not a host name",
             ),
             (
                 "[defaults]\nmax_caller_share = 0",

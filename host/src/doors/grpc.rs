@@ -29,6 +29,7 @@ use tonic::{Status, Streaming};
 
 use crate::config::EdgeConfig;
 use crate::doors::request_buffer::{Budget, Buffered};
+use crate::hosts::host_of;
 use crate::identity::CallerIdentity;
 use crate::registry::{Registry, Route};
 use crate::server::{Peer, Wasted};
@@ -95,7 +96,14 @@ impl GrpcDoor {
             return status::not_http2(request.version());
         }
         let path = request.uri().path();
-        let Some(route) = self.registry.lookup(path) else {
+        let host = || {
+            let authority = match request.uri().authority() {
+                Some(authority) => authority.as_str(),
+                None => request.headers().get(http::header::HOST)?.to_str().ok()?,
+            };
+            host_of(authority)
+        };
+        let Some(route) = self.registry.lookup(path, host) else {
             return status::no_route(path).into_http();
         };
         let timeout = match timeout_from_headers(request.headers()) {
