@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin};
+use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin, Quota, QuotaLimits};
 use tokio::sync::Mutex;
 
 use crate::authz::{Pattern, Rules};
@@ -28,6 +28,8 @@ pub(crate) struct Route {
     pub(crate) rules: Rules,
     /// The hosts its tenant answers for; empty: any.
     pub(crate) hosts: Arc<[HostPattern]>,
+    /// Its tenant's quota over all the tenant's plugins, if it has one.
+    pub(crate) quota: Option<Arc<Quota>>,
     pub(crate) kind: MethodKind,
     /// The path itself, made once at load for every call of it to share.
     pub(crate) path: Arc<str>,
@@ -43,6 +45,9 @@ pub(crate) struct RouteTable {
 /// The live routing table, and the plugin serving from each file.
 pub(crate) struct Registry {
     table: ArcSwap<RouteTable>,
+    /// Each tenant's quota, made once: calls in flight and new ones share it across
+    /// reloads.
+    quotas: std::sync::Mutex<HashMap<Arc<str>, Option<Arc<Quota>>>>,
     /// Written by one sync at a time; the request path never touches it.
     files: Mutex<BTreeMap<PathBuf, Arc<Plugin>>>,
 }
@@ -51,6 +56,7 @@ impl Registry {
     pub(crate) fn new() -> Self {
         Self {
             table: ArcSwap::from_pointee(RouteTable::default()),
+            quotas: std::sync::Mutex::default(),
             files: Mutex::default(),
         }
     }
@@ -79,6 +85,18 @@ impl Registry {
                         .is_some_and(|host| route.hosts.iter().any(|p| p.matches(host)))
             })
             .cloned()
+    }
+
+    /// `tenant`'s quota, made on first use.
+    fn quota(&self, config: &HostConfig, tenant: &Arc<str>) -> Option<Arc<Quota>> {
+        let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        quotas
+            .entry(tenant.clone())
+            .or_insert_with(|| {
+                let limits = config.quota_of(tenant);
+                (limits != QuotaLimits::default()).then(|| Arc::new(Quota::new(tenant, &limits)))
+            })
+            .clone()
     }
 
     /// Brings the serving set in line with the plugins folder.
@@ -113,7 +131,8 @@ impl Registry {
                 .get(plugin.file())
                 .filter(|old| !Arc::ptr_eq(old, &plugin));
             for plugin in std::iter::once(plugin).chain(fallback.cloned()) {
-                match table.add(config, &tenant, &plugin) {
+                let quota = self.quota(config, &tenant);
+                match table.add(config, &tenant, quota, &plugin) {
                     Ok(()) => {
                         next.insert(plugin.file().to_owned(), plugin);
                         break;
@@ -422,6 +441,7 @@ impl RouteTable {
         &mut self,
         config: &HostConfig,
         tenant: &Arc<str>,
+        quota: Option<Arc<Quota>>,
         plugin: &Arc<Plugin>,
     ) -> Result<(), RefusalReason> {
         if let Some(other) = self
@@ -484,6 +504,7 @@ impl RouteTable {
                     tenant: tenant.clone(),
                     rules: Rules::new(has_rules, lists),
                     hosts: hosts.clone(),
+                    quota: quota.clone(),
                     kind,
                     path: Arc::from(path.as_str()),
                 };

@@ -315,6 +315,67 @@ async fn an_ambiguous_claim_is_refused_naming_both_tenants() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_over_its_quota_is_refused_while_another_serves_on() {
+    use plugrpc_tests::pb::user::ChatMessage;
+    use tokio_stream::wrappers::ReceiverStream;
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), USERS);
+    place(dir.path(), Some("globex"), GREETER);
+    place(dir.path(), Some("initech"), PROBE);
+    let config = "[tenants.acme]\nmax_concurrent_calls = 2\nmax_queued_calls = 0\n\
+                  [tenants.initech]\nrate = 0.2\nburst = 2\n";
+    let host = TestHost::serving_with_config(dir, config).await;
+
+    // Two streams hold acme's two places.
+    let mut users = UserServiceClient::new(host.channel().await);
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let (outbox, messages) = tokio::sync::mpsc::channel::<ChatMessage>(1);
+        let stream = users.chat(ReceiverStream::new(messages)).await.unwrap();
+        held.push((outbox, stream));
+    }
+    let refused = users.get_user(GetUserRequest { id: 7 }).await.unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("tenant acme has 2 calls running and 0 waiting already (tenants.acme.max_concurrent_calls, tenants.acme.max_queued_calls)"),
+        "{}",
+        refused.message()
+    );
+    // Meanwhile another tenant loses nothing.
+    let mut greeter = GreeterClient::new(host.channel().await);
+    for i in 0..50 {
+        greeter
+            .say_hello(HelloRequest {
+                name: i.to_string(),
+            })
+            .await
+            .expect("globex serves on");
+    }
+    drop(held);
+    until(|| async {
+        let mut users = UserServiceClient::new(host.channel().await);
+        users.get_user(GetUserRequest { id: 7 }).await.ok()
+    })
+    .await;
+
+    // initech may make 2 calls at once, and one more every 5 s.
+    let mut probe = ProbeClient::new(host.channel().await);
+    let mut outcomes = Vec::new();
+    for _ in 0..3 {
+        outcomes.push(probe.echo(EchoRequest::default()).await.map(drop));
+    }
+    let refused = outcomes.pop().unwrap().unwrap_err();
+    assert!(outcomes.iter().all(Result::is_ok), "{outcomes:?}");
+    assert!(
+        refused.message().contains("(tenants.initech.rate)"),
+        "{}",
+        refused.message()
+    );
+}
+
 /// Polls `check` until it answers, for at most [`PATIENCE`].
 async fn until<T, F, Fut>(check: F) -> T
 where

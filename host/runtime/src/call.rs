@@ -31,6 +31,7 @@ use crate::capabilities::io::{
 use crate::errors::{CallError, Limit, classify, interrupted};
 use crate::metadata;
 use crate::plugin::Plugin;
+use crate::quota::{Quota, QuotaSlot};
 use crate::sandbox::{CallState, CpuMeter, Deadline, Sandbox};
 use crate::warm::WarmPool;
 
@@ -98,6 +99,8 @@ pub struct CallRequest {
     pub identity: Option<String>,
     /// The tenant whose plugin serves the call.
     pub tenant: Arc<str>,
+    /// The tenant's quota over all its plugins, taken before the plugin's admission.
+    pub quota: Option<Arc<Quota>>,
     /// A streaming call with no message either way for this long is ended.
     pub idle_timeout: Option<Duration>,
 }
@@ -252,7 +255,7 @@ impl Call {
     }
 
     async fn serve(mut self, mut io: CallIo, meter: CpuMeter) -> Finished {
-        let (_slot, requests, mut sandbox) = match self.prepare(&mut io, meter).await {
+        let (_group, _slot, requests, mut sandbox) = match self.prepare(&mut io, meter).await {
             Ok(prepared) => prepared,
             Err(error) => return Finished::failed(false, error),
         };
@@ -285,7 +288,11 @@ impl Call {
         &self,
         io: &mut CallIo,
         meter: CpuMeter,
-    ) -> Result<(Slot, Vec<u8>, Sandbox), CallError> {
+    ) -> Result<(Option<QuotaSlot>, Slot, Vec<u8>, Sandbox), CallError> {
+        let group = match &self.request.quota {
+            Some(quota) => Some(quota.admit().await?),
+            None => None,
+        };
         let slot = self.plugin.admission().admit(&self.request.caller).await?;
         io.admitted();
         let requests = if self.kind.one_request() {
@@ -293,7 +300,7 @@ impl Call {
         } else {
             Vec::new()
         };
-        Ok((slot, requests, self.sandbox(meter).await?))
+        Ok((group, slot, requests, self.sandbox(meter).await?))
     }
 
     /// The one request of a unary or server-streaming call, as a batch for the guest.

@@ -58,7 +58,7 @@ impl CallError {
 }
 
 /// A plugin limit a call ran into; each names the config key that sets it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq)]
 pub enum Limit {
     /// `memory`: linear memory.
     Memory {
@@ -88,6 +88,22 @@ pub enum Limit {
         running: usize,
         /// Calls one caller may have waiting.
         queued: usize,
+    },
+    /// A tenant's `max_concurrent_calls` and `max_queued_calls`, over all its plugins.
+    GroupConcurrency {
+        /// The tenant.
+        group: String,
+        /// Calls running.
+        running: usize,
+        /// Calls waiting.
+        queued: usize,
+    },
+    /// A tenant's `rate`: calls a second over all its plugins.
+    GroupRate {
+        /// The tenant.
+        group: String,
+        /// The calls a second it may make.
+        rate: f64,
     },
     /// `max_request_size`.
     RequestSize {
@@ -134,6 +150,18 @@ impl fmt::Display for Limit {
             Limit::CallerShare { running, queued } => write!(
                 f,
                 "this caller has {running} calls running and {queued} waiting already, its share of the plugin (max_caller_share)"
+            ),
+            Limit::GroupConcurrency {
+                ref group,
+                running,
+                queued,
+            } => write!(
+                f,
+                "tenant {group} has {running} calls running and {queued} waiting already (tenants.{group}.max_concurrent_calls, tenants.{group}.max_queued_calls)"
+            ),
+            Limit::GroupRate { ref group, rate } => write!(
+                f,
+                "tenant {group} is over its rate of {rate} calls a second (tenants.{group}.rate)"
             ),
             Limit::RequestSize { size: got, limit } => write!(
                 f,

@@ -17,6 +17,7 @@ mod errors;
 mod limits;
 mod metadata;
 mod plugin;
+mod quota;
 mod sandbox;
 mod warm;
 
@@ -29,4 +30,5 @@ pub use limits::{DEFAULT_LIMITS, Limits, duration, size};
 pub use metadata::InvalidMetadata;
 
 pub use plugin::{CONTRACT, LoadError, Plugin, content_hash};
+pub use quota::{Quota, QuotaLimits};
 pub use sandbox::Deadline;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, duration, size};
+use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, QuotaLimits, duration, size};
 
 use crate::hosts::HostPattern;
 use serde::Deserialize;
@@ -106,6 +106,14 @@ pub struct TenantConfig {
     /// Two tenants may serve one service when their hosts do not overlap.
     #[serde(default)]
     pub hosts: Vec<String>,
+    /// Calls of all the tenant's plugins running at once; more wait, then are refused.
+    pub max_concurrent_calls: Option<usize>,
+    /// Calls of the tenant waiting for one of those places (default 256).
+    pub max_queued_calls: Option<usize>,
+    /// Calls a second the tenant's plugins may be called, on average.
+    pub rate: Option<f64>,
+    /// Calls the tenant may make at once above its rate (default: the rate, at least 1).
+    pub burst: Option<f64>,
     /// Per-plugin overrides of the tenant's plugins, by plugin name
     /// (`[tenants.<name>.plugins.<plugin>]`).
     #[serde(default)]
@@ -358,6 +366,21 @@ impl HostConfig {
         (has_rules, lists.into_iter().flatten().collect())
     }
 
+    /// The quota over all of `tenant`'s plugins (none set: unbounded).
+    pub(crate) fn quota_of(&self, tenant: &str) -> QuotaLimits {
+        let Some(table) = self.tenants.get(tenant) else {
+            return QuotaLimits::default();
+        };
+        QuotaLimits {
+            concurrency: table
+                .max_concurrent_calls
+                .map(|running| (running, table.max_queued_calls.unwrap_or(256))),
+            rate: table
+                .rate
+                .map(|rate| (rate, table.burst.unwrap_or(rate.max(1.0)))),
+        }
+    }
+
     /// The hosts `tenant` answers for (validated at load); none: any host.
     pub(crate) fn hosts_of(&self, tenant: &str) -> Vec<HostPattern> {
         self.tenants.get(tenant).map_or_else(Vec::new, |t| {
@@ -448,6 +471,37 @@ impl HostConfig {
         tls::validate_key_names(self.api_keys.keys())?;
         validate_limits(&self.defaults, "defaults", self.sandboxes)?;
         for (tenant, table) in &self.tenants {
+            let key = |name: &str| format!("tenants.{tenant}.{name}");
+            if table.max_concurrent_calls == Some(0) {
+                return Err(invalid(
+                    &key("max_concurrent_calls"),
+                    "must be at least 1".into(),
+                ));
+            }
+            if table.max_queued_calls.is_some() && table.max_concurrent_calls.is_none() {
+                return Err(invalid(
+                    &key("max_queued_calls"),
+                    "needs max_concurrent_calls, the places the queue waits for".into(),
+                ));
+            }
+            for (name, value) in [("rate", table.rate), ("burst", table.burst)] {
+                if let Some(value) = value
+                    && !(value.is_finite() && value > 0.0)
+                {
+                    return Err(invalid(
+                        &key(name),
+                        format!("{value} is not a positive number"),
+                    ));
+                }
+            }
+            if table.burst.is_some_and(|burst| burst < 1.0)
+                || (table.burst.is_some() && table.rate.is_none())
+            {
+                return Err(invalid(
+                    &key("burst"),
+                    "needs rate, and is at least 1".into(),
+                ));
+            }
             for host in &table.hosts {
                 HostPattern::parse(host)
                     .map_err(|why| invalid(&format!("tenants.{tenant}.hosts"), why))?;
@@ -823,6 +877,14 @@ mod tests {
             (
                 "[tenants.acme]\nquota = 1",
                 "tenants.acme.quota: unknown field",
+            ),
+            (
+                "[tenants.acme]\nrate = 0",
+                "tenants.acme.rate: 0 is not a positive number",
+            ),
+            (
+                "[tenants.acme]\nmax_queued_calls = 4",
+                "tenants.acme.max_queued_calls: needs max_concurrent_calls",
             ),
             (
                 "[tenants.acme]\nhosts = [\"acme.example.com:443\"]",

@@ -195,6 +195,7 @@ async fn call(
                 .identity
                 .map(|identity| identity.identity.to_string()),
             tenant: route.tenant.clone(),
+            quota: route.quota.clone(),
             idle_timeout: (route.kind != MethodKind::Unary).then_some(caller.idle_timeout),
         },
     );
