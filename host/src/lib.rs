@@ -24,7 +24,7 @@ pub use config::{
     DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig, HostConfig, Invalid,
     KeyHash, LimitOverrides, MAX_SANDBOXES, TenantConfig, TlsConfig,
 };
-pub use plugrpc_runtime::{CONTRACT, DEFAULT_LIMITS, Limits, LoadError};
+pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};
 pub use server::{Host, HostError};
 pub use tls::TlsError;

@@ -17,7 +17,10 @@ use crate::errors::{CallError, Limit};
 pub(crate) struct Admission {
     slots: Arc<Semaphore>,
     max_concurrent: usize,
-    queued: AtomicUsize,
+    /// Calls admitted or waiting. Counted this way, not as "waiting", a slot given back
+    /// makes room at once: a waiter handed that slot may not have run yet to leave the
+    /// queue, and the next call must not be refused for it.
+    in_system: Arc<AtomicUsize>,
     max_queued: usize,
     /// Slots one caller may hold.
     caller_slots: usize,
@@ -30,7 +33,6 @@ pub(crate) struct Admission {
 /// the queue.
 struct CallerShare {
     slots: Arc<Semaphore>,
-    queued: AtomicUsize,
     /// Calls of this caller admitted or waiting: the entry goes when none are.
     calls: AtomicUsize,
 }
@@ -40,6 +42,16 @@ pub(crate) struct Slot {
     _plugin: OwnedSemaphorePermit,
     _caller: OwnedSemaphorePermit,
     _call: CallerCall,
+    _place: Place,
+}
+
+/// A call counted in a plugin's calls admitted or waiting, until dropped.
+struct Place(Arc<AtomicUsize>);
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 impl Admission {
@@ -51,7 +63,7 @@ impl Admission {
         Self {
             slots: Arc::new(Semaphore::new(max_concurrent)),
             max_concurrent,
-            queued: AtomicUsize::new(0),
+            in_system: Arc::default(),
             max_queued,
             caller_slots: share(max_concurrent),
             caller_queue: share(max_queued),
@@ -62,30 +74,21 @@ impl Admission {
     /// A slot now, or after waiting in the queue; refused at once when the queue, or
     /// the caller's share of it, is full. The wait is bounded by the call's deadline.
     pub(crate) async fn admit(&self, caller: &Arc<str>) -> Result<Slot, CallError> {
-        let call = self.call_of(caller);
-        let share = call.share.clone();
-        if let Ok(own) = share.slots.clone().try_acquire_owned()
-            && let Ok(slot) = self.slots.clone().try_acquire_owned()
-        {
-            return Ok(Slot {
-                _plugin: slot,
-                _caller: own,
-                _call: call,
-            });
-        }
-        if self.queued.fetch_add(1, Ordering::AcqRel) >= self.max_queued {
-            self.queued.fetch_sub(1, Ordering::AcqRel);
+        let capacity = self.max_concurrent + self.max_queued;
+        if self.in_system.fetch_add(1, Ordering::AcqRel) >= capacity {
+            self.in_system.fetch_sub(1, Ordering::AcqRel);
             return Err(self.full());
         }
-        let _in_queue = QueuePlace(&self.queued);
-        if share.queued.fetch_add(1, Ordering::AcqRel) >= self.caller_queue {
-            share.queued.fetch_sub(1, Ordering::AcqRel);
+        let place = Place(self.in_system.clone());
+        let call = self.call_of(caller);
+        let share = call.share.clone();
+        // This call is counted in `calls` already.
+        if share.calls.load(Ordering::Acquire) > self.caller_slots + self.caller_queue {
             return Err(CallError::Limit(Limit::CallerShare {
                 running: self.caller_slots,
                 queued: self.caller_queue,
             }));
         }
-        let _caller_place = QueuePlace(&share.queued);
         // The caller's own share first, so a caller over it waits without holding one of
         // the plugin's slots. Neither semaphore is ever closed: acquiring can only wait.
         let own = share.slots.clone().acquire_owned().await;
@@ -95,6 +98,7 @@ impl Admission {
                 _plugin: slot,
                 _caller: own,
                 _call: call,
+                _place: place,
             }),
             _ => Err(self.full()),
         }
@@ -115,7 +119,6 @@ impl Admission {
             .or_insert_with(|| {
                 Arc::new(CallerShare {
                     slots: Arc::new(Semaphore::new(self.caller_slots)),
-                    queued: AtomicUsize::new(0),
                     calls: AtomicUsize::new(0),
                 })
             })
@@ -145,15 +148,6 @@ impl Drop for CallerCall {
     }
 }
 
-/// Leaves the queue when the wait ends, however it ends.
-struct QueuePlace<'a>(&'a AtomicUsize);
-
-impl Drop for QueuePlace<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,7 +164,7 @@ mod tests {
             async move { admission.admit(&"a".into()).await.map(drop) }
         });
         tokio::task::yield_now().await;
-        while admission.queued.load(Ordering::Acquire) == 0 {
+        while admission.in_system.load(Ordering::Acquire) < 3 {
             tokio::task::yield_now().await;
         }
         let Err(refused) = admission.admit(&"b".into()).await else {
@@ -185,7 +179,7 @@ mod tests {
         ));
         drop(running);
         waiting.await.unwrap().unwrap();
-        assert_eq!(admission.queued.load(Ordering::Acquire), 0);
+        assert_eq!(admission.in_system.load(Ordering::Acquire), 0);
     }
 
     #[tokio::test]
@@ -201,7 +195,7 @@ mod tests {
             let admission = admission.clone();
             async move { admission.admit(&"greedy".into()).await.map(drop) }
         });
-        while admission.queued.load(Ordering::Acquire) == 0 {
+        while admission.in_system.load(Ordering::Acquire) < 3 {
             tokio::task::yield_now().await;
         }
         let Err(refused) = admission.admit(&"greedy".into()).await else {

@@ -214,10 +214,12 @@ impl Call {
             self.plugin.limits().max_response_size,
             self.request.idle_timeout,
         );
-        // Every poll of the call, guest and host work alike, is charged to its CPU time.
+        // Every poll of the call, guest and host work alike, is charged to its CPU time
+        // and its tenant's CPU share.
         let meter = CpuMeter::default();
+        let group = self.request.quota.clone();
         let mut call: Pin<Box<dyn Future<Output = Finished> + Send>> =
-            Box::pin(meter.clone().meter(self.serve(io, meter)));
+            Box::pin(meter.clone().meter(self.serve(io, meter), group));
         if streams_out {
             // A streaming response starts while the guest runs on: the call gets its own
             // task from the start rather than moving to one mid-call.

@@ -30,5 +30,5 @@ pub use limits::{DEFAULT_LIMITS, Limits, duration, size};
 pub use metadata::InvalidMetadata;
 
 pub use plugin::{CONTRACT, LoadError, Plugin, content_hash};
-pub use quota::{Quota, QuotaLimits};
+pub use quota::{CPU_WINDOW, Quota, QuotaLimits};
 pub use sandbox::Deadline;

@@ -260,7 +260,7 @@ async fn describe(
             .call_describe(&mut store)
             .await
     };
-    match tokio::time::timeout(DESCRIBE_TIMEOUT, meter.meter(run)).await {
+    match tokio::time::timeout(DESCRIBE_TIMEOUT, meter.meter(run, None)).await {
         Ok(result) => result.map_err(LoadError::Describe),
         Err(_) => Err(LoadError::Describe(wasmtime::Error::msg(format!(
             "did not return within {DESCRIBE_TIMEOUT:?}"

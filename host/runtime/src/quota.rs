@@ -1,12 +1,16 @@
 //! A group's quota over all its plugins' calls (a tenant's, to the host): calls running
-//! at once with a bounded queue, and calls per second from a token bucket. Taken before
-//! the plugin's own admission, held until the call ends, so a group's many plugins share
-//! one budget.
+//! at once with a bounded queue, calls per second from a token bucket, and a CPU share.
+//! The share bounds both how many of the group's calls are being polled at one instant
+//! (the share rounded up, so a share below the core count always leaves a worker to
+//! others) and its average: every poll is charged to a bucket of cores' worth of CPU
+//! time over [`CPU_WINDOW`], and once that is spent the group's calls are held back until
+//! it refills (as a cgroup's CPU quota does). Taken before the plugin's own admission, held
+//! until the call ends, so a group's many plugins share one budget.
 
 use std::sync::{Arc, Mutex};
-#[cfg(test)]
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Semaphore;
 
 use crate::admission::{Admission, Slot};
 use crate::errors::{CallError, Limit};
@@ -18,13 +22,32 @@ pub struct QuotaLimits {
     pub concurrency: Option<(usize, usize)>,
     /// Calls admitted per second, and the burst the bucket holds.
     pub rate: Option<(f64, f64)>,
+    /// Cores of CPU time the group's calls may use, averaged over [`CPU_WINDOW`].
+    pub cpu: Option<f64>,
 }
+
+/// The window a CPU share is averaged over: how far a group may run ahead of its share.
+pub const CPU_WINDOW: Duration = Duration::from_millis(100);
 
 /// One group's live quota, shared by its routes.
 pub struct Quota {
     name: Arc<str>,
     admission: Option<Admission>,
     bucket: Option<Mutex<Bucket>>,
+    /// CPU time, in seconds, as a bucket refilled at the share.
+    cpu: Option<Mutex<Bucket>>,
+    /// Workers the group's calls may occupy at one instant: the share, rounded up.
+    workers: Option<Arc<Semaphore>>,
+}
+
+impl Bucket {
+    /// Adds what has dripped in since the last look.
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let dripped = now.duration_since(self.at).as_secs_f64() * self.rate;
+        self.tokens = (self.tokens + dripped).min(self.burst);
+        self.at = now;
+    }
 }
 
 impl std::fmt::Debug for Quota {
@@ -64,7 +87,42 @@ impl Quota {
                     at: Instant::now(),
                 })
             }),
+            workers: limits
+                .cpu
+                .map(|cores| Arc::new(Semaphore::new((cores.ceil() as usize).max(1)))),
+            cpu: limits.cpu.map(|cores| {
+                let burst = cores * CPU_WINDOW.as_secs_f64();
+                Mutex::new(Bucket {
+                    tokens: burst,
+                    rate: cores,
+                    burst,
+                    at: Instant::now(),
+                })
+            }),
         }
+    }
+
+    /// Charges `used` CPU time to the group's share.
+    pub(crate) fn charge(&self, used: Duration) {
+        if let Some(cpu) = &self.cpu {
+            let mut cpu = cpu.lock().unwrap_or_else(|e| e.into_inner());
+            cpu.refill();
+            cpu.tokens -= used.as_secs_f64();
+        }
+    }
+
+    /// The workers the group may occupy at once, when it has a CPU share.
+    pub(crate) fn workers(&self) -> Option<&Arc<Semaphore>> {
+        self.workers.as_ref()
+    }
+
+    /// How long the group's calls must wait before running again: none while its CPU
+    /// share has time left.
+    pub(crate) fn cpu_wait(&self) -> Option<Duration> {
+        let cpu = self.cpu.as_ref()?;
+        let mut cpu = cpu.lock().unwrap_or_else(|e| e.into_inner());
+        cpu.refill();
+        (cpu.tokens < 0.0).then(|| Duration::from_secs_f64(-cpu.tokens / cpu.rate))
     }
 
     /// A place for one call: a token now, then a running place (waiting in the queue if
@@ -72,10 +130,7 @@ impl Quota {
     pub(crate) async fn admit(&self) -> Result<QuotaSlot, CallError> {
         if let Some(bucket) = &self.bucket {
             let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
-            let now = Instant::now();
-            let refill = now.duration_since(bucket.at).as_secs_f64() * bucket.rate;
-            bucket.tokens = (bucket.tokens + refill).min(bucket.burst);
-            bucket.at = now;
+            bucket.refill();
             if bucket.tokens < 1.0 {
                 return Err(CallError::Limit(Limit::GroupRate {
                     group: self.name.to_string(),
@@ -115,8 +170,8 @@ mod tests {
         let quota = Quota::new(
             "acme",
             &QuotaLimits {
-                concurrency: None,
                 rate: Some((50.0, 3.0)),
+                ..QuotaLimits::default()
             },
         );
         for _ in 0..3 {
@@ -140,7 +195,7 @@ mod tests {
             "acme",
             &QuotaLimits {
                 concurrency: Some((1, 0)),
-                rate: None,
+                ..QuotaLimits::default()
             },
         );
         let running = quota.admit().await.unwrap();
@@ -155,5 +210,29 @@ mod tests {
         );
         drop(running);
         quota.admit().await.expect("the place came back");
+    }
+
+    #[test]
+    fn a_cpu_share_spent_holds_calls_back_for_what_it_overdrew() {
+        let quota = Quota::new(
+            "acme",
+            &QuotaLimits {
+                cpu: Some(0.5),
+                ..QuotaLimits::default()
+            },
+        );
+        assert_eq!(
+            quota.cpu_wait(),
+            None,
+            "half a core over 100 ms: 50 ms to start with"
+        );
+        quota.charge(Duration::from_millis(150));
+        let wait = quota.cpu_wait().expect("overdrawn by 100 ms");
+        // 100 ms of CPU at half a core: about 200 ms.
+        assert!(
+            (Duration::from_millis(180)..=Duration::from_millis(200)).contains(&wait),
+            "{wait:?}"
+        );
+        assert_eq!(quota.workers().map(|w| w.available_permits()), Some(1));
     }
 }

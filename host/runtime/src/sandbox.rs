@@ -7,7 +7,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::{Duration, Instant};
 
 use pin_project_lite::pin_project;
@@ -20,6 +20,7 @@ use crate::capabilities::io::{CallIo, IoView};
 use crate::capabilities::logging::{self, LogBudget};
 use crate::errors::Interrupt;
 use crate::limits::Limits;
+use crate::quota::Quota;
 use crate::warm::MAX_IDLE_MEMORY;
 
 /// Host resources (streams, pollables, ...) one call may hold at once.
@@ -227,14 +228,26 @@ impl CpuMeter {
         self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Runs `call`, charging every poll of it to this meter.
-    pub(crate) fn meter<F: Future>(&self, call: F) -> Metered<F> {
+    /// Runs `call`, charging every poll of it to this meter and to `group`'s CPU share,
+    /// and holding it back while that share is spent.
+    pub(crate) fn meter<F: Future>(&self, call: F, group: Option<Arc<Quota>>) -> Metered<F> {
         Metered {
             call,
             meter: self.clone(),
+            group,
+            held: None,
+            worker: None,
         }
     }
 }
+
+/// A wait for one of a group's workers.
+type WorkerWait = Pin<
+    Box<
+        dyn Future<Output = Result<tokio::sync::OwnedSemaphorePermit, tokio::sync::AcquireError>>
+            + Send,
+    >,
+>;
 
 pin_project! {
     /// A future whose polls are timed by a [`CpuMeter`].
@@ -242,6 +255,11 @@ pin_project! {
         #[pin]
         call: F,
         meter: CpuMeter,
+        group: Option<Arc<Quota>>,
+        // Runs while the group's CPU share is spent.
+        held: Option<Pin<Box<tokio::time::Sleep>>>,
+        // Waits for one of the workers the group may occupy.
+        worker: Option<WorkerWait>,
     }
 }
 
@@ -250,9 +268,38 @@ impl<F: Future> Future for Metered<F> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let this = self.project();
+        if let Some(group) = this.group.as_ref() {
+            loop {
+                if let Some(held) = this.held.as_mut() {
+                    ready!(held.as_mut().poll(cx));
+                    *this.held = None;
+                }
+                match group.cpu_wait() {
+                    Some(wait) => *this.held = Some(Box::pin(tokio::time::sleep(wait))),
+                    None => break,
+                }
+            }
+        }
+        // One of the group's workers for the length of this poll.
+        let _worker = match this.group.as_ref().and_then(|group| group.workers()) {
+            None => None,
+            Some(workers) => {
+                let wait = this
+                    .worker
+                    .get_or_insert_with(|| Box::pin(workers.clone().acquire_owned()));
+                let permit = ready!(wait.as_mut().poll(cx));
+                *this.worker = None;
+                // The semaphore is never closed.
+                permit.ok()
+            }
+        };
+        let started = Instant::now();
         this.meter.start();
         let result = this.call.poll(cx);
         this.meter.stop();
+        if let Some(group) = this.group.as_ref() {
+            group.charge(started.elapsed());
+        }
         result
     }
 }
@@ -311,7 +358,7 @@ mod tests {
     async fn waiting_is_free_and_polling_is_charged() {
         let meter = CpuMeter::default();
         meter
-            .meter(tokio::time::sleep(Duration::from_millis(50)))
+            .meter(tokio::time::sleep(Duration::from_millis(50)), None)
             .await;
         assert!(
             meter.used() < Duration::from_millis(25),
@@ -319,7 +366,10 @@ mod tests {
             meter.used()
         );
         meter
-            .meter(async { std::thread::sleep(Duration::from_millis(30)) })
+            .meter(
+                async { std::thread::sleep(Duration::from_millis(30)) },
+                None,
+            )
             .await;
         assert!(
             meter.used() >= Duration::from_millis(30),

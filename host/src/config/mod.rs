@@ -114,6 +114,10 @@ pub struct TenantConfig {
     pub rate: Option<f64>,
     /// Calls the tenant may make at once above its rate (default: the rate, at least 1).
     pub burst: Option<f64>,
+    /// Cores of CPU time all the tenant's calls may use, averaged over a second
+    /// (`cpu = "1.5"` or `cpu = 1.5`); past it, its calls are held back.
+    #[serde(default, deserialize_with = "cores")]
+    pub cpu: Option<f64>,
     /// Per-plugin overrides of the tenant's plugins, by plugin name
     /// (`[tenants.<name>.plugins.<plugin>]`).
     #[serde(default)]
@@ -378,6 +382,7 @@ impl HostConfig {
             rate: table
                 .rate
                 .map(|rate| (rate, table.burst.unwrap_or(rate.max(1.0)))),
+            cpu: table.cpu,
         }
     }
 
@@ -484,7 +489,11 @@ impl HostConfig {
                     "needs max_concurrent_calls, the places the queue waits for".into(),
                 ));
             }
-            for (name, value) in [("rate", table.rate), ("burst", table.burst)] {
+            for (name, value) in [
+                ("rate", table.rate),
+                ("burst", table.burst),
+                ("cpu", table.cpu),
+            ] {
                 if let Some(value) = value
                     && !(value.is_finite() && value > 0.0)
                 {
@@ -527,6 +536,22 @@ impl HostConfig {
             validate_limits(&self.tenant_limits_for(tenant, name), &key, self.sandboxes)?;
         }
         Ok(())
+    }
+}
+
+/// A number of cores, written as a number or a string of one (`cpu = "1.5"`).
+fn cores<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Cores {
+        Number(f64),
+        Text(String),
+    }
+    match Cores::deserialize(deserializer)? {
+        Cores::Number(cores) => Ok(Some(cores)),
+        Cores::Text(text) => text.trim().parse().map(Some).map_err(|_| {
+            serde::de::Error::custom(format!("{text:?} is not a number of cores, like \"1.5\""))
+        }),
     }
 }
 
@@ -752,6 +777,34 @@ mod tests {
     }
 
     #[test]
+    fn the_tenants_example_is_valid() {
+        let config = parse(include_str!("../../../examples/tenants/plugrpc.toml")).unwrap();
+        let acme = config.quota_of("acme");
+        assert_eq!(acme.concurrency, Some((64, 128)));
+        assert_eq!((acme.rate, acme.cpu), (Some((500.0, 100.0)), Some(1.0)));
+        assert_eq!(config.tenant_limits_for("acme", "users").memory, 128 << 20);
+        let (has_rules, lists) = config.allow_lists("acme", "users", "CreateUsers");
+        assert!(has_rules);
+        assert_eq!(lists.len(), 2, "the tenant's list, then the method's");
+        assert_eq!(config.hosts_of("globex").len(), 1);
+    }
+
+    #[test]
+    fn a_cpu_share_is_a_number_or_a_string_of_one() {
+        assert_eq!(
+            parse("[tenants.a]\ncpu = \"1.5\"")
+                .unwrap()
+                .quota_of("a")
+                .cpu,
+            Some(1.5)
+        );
+        assert_eq!(
+            parse("[tenants.a]\ncpu = 0.5").unwrap().quota_of("a").cpu,
+            Some(0.5)
+        );
+    }
+
+    #[test]
     fn the_documented_example_is_valid() {
         let config = parse(include_str!("../../../examples/plugrpc.toml")).unwrap();
         assert_eq!(
@@ -877,6 +930,14 @@ mod tests {
             (
                 "[tenants.acme]\nquota = 1",
                 "tenants.acme.quota: unknown field",
+            ),
+            (
+                "[tenants.acme]\ncpu = \"lots\"",
+                "tenants.acme.cpu: \"lots\" is not a number of cores",
+            ),
+            (
+                "[tenants.acme]\ncpu = \"0\"",
+                "tenants.acme.cpu: 0 is not a positive number",
             ),
             (
                 "[tenants.acme]\nrate = 0",
