@@ -376,6 +376,45 @@ async fn a_tenant_over_its_quota_is_refused_while_another_serves_on() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tenant_past_its_memory_budget_is_refused_while_another_serves_on() {
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), PROBE);
+    place(dir.path(), Some("globex"), GREETER);
+    place(dir.path(), Some("initech"), USERS);
+    // acme: less than one instance's initial memory. initech: room for a few instances,
+    // so calls one after another fit only if each gives its memory back.
+    let host = TestHost::serving_with_config(
+        dir,
+        "[tenants.acme]\nmemory = \"64KiB\"\n\
+         [tenants.initech]\nmemory = \"16MiB\"\n[tenants.initech.plugins.users]\nreuse_instances = false\n",
+    )
+    .await;
+    let refused = ProbeClient::new(host.channel().await)
+        .echo(EchoRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused
+            .message()
+            .contains("tenant acme's memory budget of 64.0 KiB is spent (tenants.acme.memory)"),
+        "{}",
+        refused.message()
+    );
+    GreeterClient::new(host.channel().await)
+        .say_hello(HelloRequest { name: "x".into() })
+        .await
+        .expect("globex serves on");
+    let mut users = UserServiceClient::new(host.channel().await);
+    for id in 1..=40 {
+        users
+            .get_user(GetUserRequest { id })
+            .await
+            .expect("each fresh instance gives its memory back");
+    }
+}
+
 /// Polls `check` until it answers, for at most [`PATIENCE`].
 async fn until<T, F, Fut>(check: F) -> T
 where

@@ -378,10 +378,16 @@ impl Call {
     /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
     async fn instantiate(&self, meter: CpuMeter) -> Result<Sandbox, CallError> {
         let pre = self.plugin.pre();
-        let state = CallState::new(
+        let mut state = CallState::new(
             self.plugin.log_budget(),
             *self.plugin.limits(),
             self.plugin.guest_stack(),
+        );
+        state.memory.charge_to(
+            self.request
+                .quota
+                .as_ref()
+                .and_then(|q| q.memory().cloned()),
         );
         let mut store = state.into_store(pre.engine(), self.deadline, meter);
         match pre.instantiate_async(&mut store).await {

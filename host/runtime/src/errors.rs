@@ -98,6 +98,13 @@ pub enum Limit {
         /// Calls waiting.
         queued: usize,
     },
+    /// A tenant's `memory`: linear memory over all its instances.
+    GroupMemory {
+        /// The tenant.
+        group: String,
+        /// The budget, in bytes.
+        limit: usize,
+    },
     /// A tenant's `rate`: calls a second over all its plugins.
     GroupRate {
         /// The tenant.
@@ -158,6 +165,11 @@ impl fmt::Display for Limit {
             } => write!(
                 f,
                 "tenant {group} has {running} calls running and {queued} waiting already (tenants.{group}.max_concurrent_calls, tenants.{group}.max_queued_calls)"
+            ),
+            Limit::GroupMemory { ref group, limit } => write!(
+                f,
+                "tenant {group}'s memory budget of {} is spent (tenants.{group}.memory)",
+                size(limit)
             ),
             Limit::GroupRate { ref group, rate } => write!(
                 f,
@@ -233,7 +245,14 @@ pub(crate) fn classify(store: &Store<CallState>, error: wasmtime::Error) -> Call
     if error.is::<wasmtime::PoolConcurrencyLimitError>() {
         return CallError::Limit(Limit::Sandboxes);
     }
-    // A guest whose allocation was refused usually aborts: that is the memory limit.
+    // A guest whose allocation was refused usually aborts: that is the memory limit,
+    // its own or its tenant's.
+    if let Some(budget) = state.memory.refused_by.as_ref() {
+        return CallError::Limit(Limit::GroupMemory {
+            group: budget.group.to_string(),
+            limit: budget.limit,
+        });
+    }
     if state.memory.refused {
         return CallError::Limit(Limit::Memory {
             limit: limits.memory,

@@ -24,6 +24,37 @@ pub struct QuotaLimits {
     pub rate: Option<(f64, f64)>,
     /// Cores of CPU time the group's calls may use, averaged over [`CPU_WINDOW`].
     pub cpu: Option<f64>,
+    /// Bytes of linear memory all the group's instances may hold, idle warm ones
+    /// included.
+    pub memory: Option<usize>,
+}
+
+/// A group's linear-memory budget, charged as its instances grow and given back as they
+/// go.
+#[derive(Debug)]
+pub(crate) struct MemoryBudget {
+    /// The group, for refusals.
+    pub(crate) group: Arc<str>,
+    pub(crate) limit: usize,
+    used: std::sync::atomic::AtomicUsize,
+}
+
+impl MemoryBudget {
+    /// Takes `bytes`, or nothing when they would pass the limit.
+    pub(crate) fn take(&self, bytes: usize) -> bool {
+        use std::sync::atomic::Ordering;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(bytes).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    /// Gives `bytes` back.
+    pub(crate) fn give(&self, bytes: usize) {
+        self.used
+            .fetch_sub(bytes, std::sync::atomic::Ordering::AcqRel);
+    }
 }
 
 /// The window a CPU share is averaged over: how far a group may run ahead of its share.
@@ -38,6 +69,7 @@ pub struct Quota {
     cpu: Option<Mutex<Bucket>>,
     /// Workers the group's calls may occupy at one instant: the share, rounded up.
     workers: Option<Arc<Semaphore>>,
+    memory: Option<Arc<MemoryBudget>>,
 }
 
 impl Bucket {
@@ -87,6 +119,13 @@ impl Quota {
                     at: Instant::now(),
                 })
             }),
+            memory: limits.memory.map(|limit| {
+                Arc::new(MemoryBudget {
+                    group: Arc::from(name),
+                    limit,
+                    used: std::sync::atomic::AtomicUsize::new(0),
+                })
+            }),
             workers: limits
                 .cpu
                 .map(|cores| Arc::new(Semaphore::new((cores.ceil() as usize).max(1)))),
@@ -109,6 +148,11 @@ impl Quota {
             cpu.refill();
             cpu.tokens -= used.as_secs_f64();
         }
+    }
+
+    /// The group's memory budget, when it has one.
+    pub(crate) fn memory(&self) -> Option<&Arc<MemoryBudget>> {
+        self.memory.as_ref()
     }
 
     /// The workers the group may occupy at once, when it has a CPU share.

@@ -20,7 +20,7 @@ use crate::capabilities::io::{CallIo, IoView};
 use crate::capabilities::logging::{self, LogBudget};
 use crate::errors::Interrupt;
 use crate::limits::Limits;
-use crate::quota::Quota;
+use crate::quota::{MemoryBudget, Quota};
 use crate::warm::MAX_IDLE_MEMORY;
 
 /// Host resources (streams, pollables, ...) one call may hold at once.
@@ -311,6 +311,10 @@ pub(crate) struct MemoryLimiter {
     pub(crate) refused: bool,
     /// Linear memory the instance has grown to.
     pub(crate) size: usize,
+    /// The tenant's budget this instance's memory is charged to, if it has one.
+    group: Option<Arc<MemoryBudget>>,
+    /// Set when the refusal was the tenant's budget, not the plugin's limit.
+    pub(crate) refused_by: Option<Arc<MemoryBudget>>,
 }
 
 impl MemoryLimiter {
@@ -319,6 +323,21 @@ impl MemoryLimiter {
             limit,
             refused: false,
             size: 0,
+            group: None,
+            refused_by: None,
+        }
+    }
+
+    /// Charges this instance's memory to `group` from now on.
+    pub(crate) fn charge_to(&mut self, group: Option<Arc<MemoryBudget>>) {
+        self.group = group;
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        if let Some(group) = &self.group {
+            group.give(self.size);
         }
     }
 }
@@ -333,6 +352,14 @@ impl ResourceLimiter for MemoryLimiter {
         // Remembered only until a later growth succeeds: a refusal the guest handled
         // does not explain a later, unrelated trap.
         self.refused = desired > self.limit;
+        self.refused_by = None;
+        if !self.refused
+            && let Some(group) = &self.group
+            && !group.take(desired.saturating_sub(self.size))
+        {
+            self.refused = true;
+            self.refused_by = Some(group.clone());
+        }
         if !self.refused {
             self.size = desired;
         }

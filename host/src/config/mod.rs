@@ -118,6 +118,9 @@ pub struct TenantConfig {
     /// (`cpu = "1.5"` or `cpu = 1.5`); past it, its calls are held back.
     #[serde(default, deserialize_with = "cores")]
     pub cpu: Option<f64>,
+    /// Linear memory all the tenant's instances may hold at once, idle warm ones
+    /// included.
+    pub memory: Option<ByteSize>,
     /// Per-plugin overrides of the tenant's plugins, by plugin name
     /// (`[tenants.<name>.plugins.<plugin>]`).
     #[serde(default)]
@@ -383,6 +386,7 @@ impl HostConfig {
                 .rate
                 .map(|rate| (rate, table.burst.unwrap_or(rate.max(1.0)))),
             cpu: table.cpu,
+            memory: table.memory.map(to_usize),
         }
     }
 
