@@ -458,11 +458,12 @@ impl RouteTable {
         let hosts: Arc<[HostPattern]> = config.hosts_of(tenant).into();
         for service in plugin.services() {
             let prefix = format!("/{}/", service.full_name());
+            // Every method's routes: another tenant's version may have other methods.
             let claimants = self
                 .routes
                 .iter()
-                .find(|(path, _)| path.starts_with(&prefix))
-                .map_or(&[][..], |(_, routes)| routes.as_slice());
+                .filter(|(path, _)| path.starts_with(&prefix))
+                .flat_map(|(_, routes)| routes);
             for other in claimants {
                 if hosts.is_empty() || other.hosts.is_empty() {
                     return Err(RefusalReason::ServiceTaken {

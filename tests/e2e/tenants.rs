@@ -301,6 +301,39 @@ async fn two_tenants_serve_one_service_told_apart_by_host() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn two_tenants_may_each_have_a_plugin_called_users() {
+    let dir = tempfile::tempdir().unwrap();
+    place(dir.path(), Some("acme"), USERS);
+    place(dir.path(), Some("globex"), USERS);
+    let config = "[tenants.acme]\nhosts = [\"acme.example.com\"]\n\
+                  [tenants.globex]\nhosts = [\"globex.example.com\"]\n\
+                  [tenants.globex.plugins.users]\ndeadline = \"9s\"\n";
+    let host = TestHost::serving_with_config(dir, config).await;
+    let mut loaded: Vec<(String, String)> = host
+        .report()
+        .loaded
+        .iter()
+        .map(|p| (p.tenant.clone(), p.name.clone()))
+        .collect();
+    loaded.sort();
+    assert_eq!(
+        loaded,
+        [("acme", "users"), ("globex", "users")].map(|(t, n)| (t.to_owned(), n.to_owned()))
+    );
+    let globex = host
+        .report()
+        .loaded
+        .iter()
+        .find(|p| p.tenant == "globex")
+        .unwrap();
+    assert_eq!(
+        globex.limits.deadline,
+        Duration::from_secs(9),
+        "its own table"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn an_ambiguous_claim_is_refused_naming_both_tenants() {
     let dir = tempfile::tempdir().unwrap();
     place(dir.path(), Some("acme"), GREETER);

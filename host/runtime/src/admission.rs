@@ -39,10 +39,11 @@ struct CallerShare {
 
 /// A running call's slot, given back when dropped.
 pub(crate) struct Slot {
+    // Dropped first: the count goes down before the slot is free, never after.
+    _place: Place,
     _plugin: OwnedSemaphorePermit,
     _caller: OwnedSemaphorePermit,
     _call: CallerCall,
-    _place: Place,
 }
 
 /// A call counted in a plugin's calls admitted or waiting, until dropped.

@@ -368,7 +368,9 @@ impl Call {
             return Ok(sandbox);
         }
         match self.instantiate(meter.clone()).await {
-            Err(CallError::Limit(Limit::Sandboxes)) if self.plugin.evict_idle() > 0 => {
+            Err(CallError::Limit(Limit::Sandboxes | Limit::GroupMemory { .. }))
+                if self.plugin.evict_idle() > 0 =>
+            {
                 self.instantiate(meter).await
             }
             outcome => outcome,

@@ -166,7 +166,9 @@ impl Quota {
         let cpu = self.cpu.as_ref()?;
         let mut cpu = cpu.lock().unwrap_or_else(|e| e.into_inner());
         cpu.refill();
-        (cpu.tokens < 0.0).then(|| Duration::from_secs_f64(-cpu.tokens / cpu.rate))
+        (cpu.tokens < 0.0).then(|| {
+            Duration::try_from_secs_f64(-cpu.tokens / cpu.rate).unwrap_or(CPU_WINDOW * 100)
+        })
     }
 
     /// A place for one call: a token now, then a running place (waiting in the queue if
@@ -186,9 +188,15 @@ impl Quota {
         let Some(admission) = &self.admission else {
             return Ok(QuotaSlot { _running: None });
         };
-        admission
-            .admit(&self.name)
-            .await
+        let admitted = admission.admit(&self.name).await;
+        if admitted.is_err()
+            && let Some(bucket) = &self.bucket
+        {
+            // A refused call gives its token back: refusals must not spend the rate.
+            let mut bucket = bucket.lock().unwrap_or_else(|e| e.into_inner());
+            bucket.tokens = (bucket.tokens + 1.0).min(bucket.burst);
+        }
+        admitted
             .map(|slot| QuotaSlot {
                 _running: Some(slot),
             })

@@ -313,6 +313,8 @@ pub(crate) struct MemoryLimiter {
     pub(crate) size: usize,
     /// The tenant's budget this instance's memory is charged to, if it has one.
     group: Option<Arc<MemoryBudget>>,
+    /// What this instance has charged to it, over all its memories.
+    charged: usize,
     /// Set when the refusal was the tenant's budget, not the plugin's limit.
     pub(crate) refused_by: Option<Arc<MemoryBudget>>,
 }
@@ -325,6 +327,7 @@ impl MemoryLimiter {
             size: 0,
             group: None,
             refused_by: None,
+            charged: 0,
         }
     }
 
@@ -337,7 +340,7 @@ impl MemoryLimiter {
 impl Drop for MemoryLimiter {
     fn drop(&mut self) {
         if let Some(group) = &self.group {
-            group.give(self.size);
+            group.give(self.charged);
         }
     }
 }
@@ -345,7 +348,7 @@ impl Drop for MemoryLimiter {
 impl ResourceLimiter for MemoryLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
@@ -355,10 +358,15 @@ impl ResourceLimiter for MemoryLimiter {
         self.refused_by = None;
         if !self.refused
             && let Some(group) = &self.group
-            && !group.take(desired.saturating_sub(self.size))
         {
-            self.refused = true;
-            self.refused_by = Some(group.clone());
+            // Per memory: what this one grows by.
+            let more = desired.saturating_sub(current);
+            if group.take(more) {
+                self.charged += more;
+            } else {
+                self.refused = true;
+                self.refused_by = Some(group.clone());
+            }
         }
         if !self.refused {
             self.size = desired;

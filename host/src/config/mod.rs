@@ -507,6 +507,12 @@ impl HostConfig {
                     ));
                 }
             }
+            if table.cpu.is_some_and(|cores| cores < 0.01) {
+                return Err(invalid(
+                    &key("cpu"),
+                    "is at least 0.01 (a hundredth of a core)".into(),
+                ));
+            }
             if table.burst.is_some_and(|burst| burst < 1.0)
                 || (table.burst.is_some() && table.rate.is_none())
             {

@@ -112,10 +112,10 @@ impl GrpcDoor {
         };
         let identity = request.extensions().get::<CallerIdentity>().cloned();
         // Before any sandbox or byte of the body: a refused caller costs nothing more.
+        // Not counted as abuse: one tenant's misconfigured client behind a shared
+        // address must not get that address penalized for every tenant.
         if let Err(denied) = route.rules.check(identity.as_ref().map(|i| &*i.identity)) {
-            let mut refused = status::denied(&denied).into_http();
-            refused.extensions_mut().insert(Wasted);
-            return refused;
+            return status::denied(&denied).into_http();
         }
         let peer = request.extensions().get::<Peer>().cloned();
         let connection_buffer = peer.as_ref().map(|peer| peer.buffer.clone());
