@@ -10,18 +10,16 @@
 //! client, host and hog share the cores: compare the ratios, not the absolute figures.
 
 use std::fmt::Write as _;
-use std::future::Future;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
 use plugrpc_tests::pb::misbehave::Empty;
 use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
-use plugrpc_tests::pb::user::GetUserRequest;
-use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
+use plugrpc_tests::quiet::{CALLS, SCENARIO_TIME, measure};
 use plugrpc_tests::report::{machine, ms};
 use plugrpc_tests::{TestHost, copy_plugin};
 
@@ -35,10 +33,6 @@ mod plugins {
     plugrpc_tests::foreach_plugin!(declare_plugin);
 }
 
-/// Calls measured per scenario, at most.
-const CALLS: usize = 3_000;
-/// Longest a scenario may measure, whatever it has counted by then.
-const SCENARIO_TIME: Duration = Duration::from_secs(60);
 /// Callers keeping the hog's spinning plugin at its limit, and its greeter busy.
 const SPINNERS: usize = 4;
 const GREETERS: usize = 2;
@@ -152,55 +146,4 @@ fn main() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../benchmarks/tenants.md");
     std::fs::write(&path, &report).unwrap();
     println!("{report}\nwritten to {}", path.display());
-}
-
-struct Stats {
-    p50: Duration,
-    p90: Duration,
-    p99: Duration,
-    rate: f64,
-    failed: usize,
-}
-
-/// Sequential GetUser calls from a client on its own thread and runtime.
-fn measure(host: &TestHost) -> Stats {
-    let mut users = UserServiceClient::with_origin(host.plain_http2(), host.origin());
-    on_client_thread(async move {
-        let mut latencies = Vec::with_capacity(CALLS);
-        let mut failed = 0;
-        let started = Instant::now();
-        for i in 0..CALLS {
-            if started.elapsed() > SCENARIO_TIME {
-                break;
-            }
-            let begin = Instant::now();
-            let id = i64::try_from(i).unwrap() + 1;
-            if users.get_user(GetUserRequest { id }).await.is_err() {
-                failed += 1;
-            }
-            latencies.push(begin.elapsed());
-        }
-        let rate = latencies.len() as f64 / started.elapsed().as_secs_f64();
-        latencies.sort();
-        let at =
-            |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-        Stats {
-            p50: at(0.5),
-            p90: at(0.9),
-            p99: at(0.99),
-            rate,
-            failed,
-        }
-    })
-}
-
-/// Runs a measuring client on its own thread and single-threaded runtime, apart from the host.
-fn on_client_thread<T: Send + 'static>(client: impl Future<Output = T> + Send + 'static) -> T {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    std::thread::spawn(move || runtime.block_on(client))
-        .join()
-        .unwrap()
 }

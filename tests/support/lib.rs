@@ -51,6 +51,7 @@ pub mod pb {
 }
 
 pub mod native;
+pub mod quiet;
 pub mod report;
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
