@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use plugrpc_tests::TestHost;
 use plugrpc_tests::pb::misbehave::Empty;
 use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
-use plugrpc_tests::quiet::{CALLS, SCENARIO_TIME, measure, on_client_thread};
+use plugrpc_tests::quiet::{CALLS, SCENARIO_TIME, host_runtime, measure, on_client_thread};
 use plugrpc_tests::report::{machine, ms};
 use tonic::Request;
 use tonic::metadata::MetadataValue;
@@ -62,11 +62,7 @@ max_caller_share = 100
 }
 
 fn main() {
-    let host_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let host_rt = host_runtime();
     let mut report = String::new();
     let _ = writeln!(report, "# Noisy neighbour\n");
     let _ = writeln!(

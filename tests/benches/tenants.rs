@@ -19,7 +19,7 @@ use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
 use plugrpc_tests::pb::misbehave::Empty;
 use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
-use plugrpc_tests::quiet::{CALLS, SCENARIO_TIME, measure};
+use plugrpc_tests::quiet::{CALLS, SCENARIO_TIME, host_runtime, measure};
 use plugrpc_tests::report::{machine, ms};
 use plugrpc_tests::{TestHost, copy_plugin};
 
@@ -43,11 +43,7 @@ const GOAL: f64 = 1.5;
 const HOG: &str = "[tenants.hog.plugins.misbehave]\ndeadline = \"300ms\"\ncpu_time = \"1m\"\nmax_concurrent_calls = 2\nmax_queued_calls = 16\nmax_caller_share = 100\n";
 
 fn main() {
-    let host_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let host_rt = host_runtime();
     let mut report = String::new();
     let _ = writeln!(report, "# Tenants\n");
     let _ = writeln!(

@@ -62,6 +62,16 @@ pub fn measure(host: &TestHost) -> Stats {
     })
 }
 
+/// The host's runtime in these benchmarks: two workers, as many as the machine's cores,
+/// so a hog can hold them all.
+pub fn host_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 /// Runs a measuring client on its own thread and single-threaded runtime, apart from the
 /// host.
 pub fn on_client_thread<T: Send + 'static>(client: impl Future<Output = T> + Send + 'static) -> T {
