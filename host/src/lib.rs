@@ -20,9 +20,9 @@ mod tls;
 mod watch;
 
 pub use config::{
-    ClientAuth, ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR,
-    DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig, HostConfig, Invalid,
-    KeyHash, LimitOverrides, MAX_SANDBOXES, TenantConfig, TlsConfig,
+    ClientAuth, CompressionConfig, ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LISTEN,
+    DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig,
+    HostConfig, Invalid, KeyHash, LimitOverrides, MAX_SANDBOXES, TenantConfig, TlsConfig,
 };
 pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};

@@ -113,6 +113,27 @@ pub(crate) fn denied(denied: &Denied) -> tonic::Status {
     }
 }
 
+/// The request's `grpc-encoding` is one the host does not speak: UNIMPLEMENTED, as the
+/// gRPC compression spec asks, naming the ones it does (also sent in
+/// `grpc-accept-encoding`).
+pub(crate) fn unsupported_encoding(named: &http::HeaderValue) -> tonic::Status {
+    tonic::Status::unimplemented(format!(
+        "grpc-encoding {:?} is not supported; this host accepts gzip, zstd, deflate and identity",
+        String::from_utf8_lossy(named.as_bytes())
+    ))
+}
+
+/// A response message the host could not frame (compression failed, or it is over the
+/// 4 GiB an envelope can carry): INTERNAL, the cause logged.
+pub(crate) fn unsendable_message(error: &std::io::Error, call: For) -> tonic::Status {
+    tracing::warn!(
+        plugin = call.plugin,
+        method = call.method,
+        "a response message could not be framed: {error}"
+    );
+    tonic::Status::internal("the host could not send a response message")
+}
+
 /// The client's `grpc-timeout` header does not follow the spec.
 pub(crate) fn malformed_timeout(error: &impl std::fmt::Display) -> tonic::Status {
     tonic::Status::invalid_argument(error.to_string())

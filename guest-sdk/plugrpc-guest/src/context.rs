@@ -72,6 +72,21 @@ impl<'a> Context<'a> {
         crate::bindings::plugrpc::plugin::caller::tenant()
     }
 
+    /// Whether the request message read last arrived compressed on the wire; `None`
+    /// before the first, or for one read before the latest batch from the host (ask
+    /// right after reading). Interop servers check it against `expect_compressed`.
+    pub fn request_compressed(&self) -> Option<bool> {
+        self.io.request_compressed()
+    }
+
+    /// Whether response messages sent from now on may be compressed (the default: when
+    /// the client accepts an encoding and the host's `compression` settings allow);
+    /// `false` sends them as they are, for data that is small or compressed already.
+    /// Messages sent before go first, as they were. An error means the call is over.
+    pub fn compress_responses(&self, enabled: bool) -> Result<(), Status> {
+        self.io.compress_responses(enabled)
+    }
+
     /// Adds a response header. Headers go out with the first response messages that leave
     /// (see [`Sink`](crate::Sink) for when), at a read that waits for the client, at
     /// [`send_headers`](Self::send_headers), or with the call's end; one set after that is

@@ -7,6 +7,7 @@ use std::cell::RefCell;
 use prost::Message;
 
 use crate::bindings::plugrpc::plugin::call::{Input, Outcome, Output};
+use crate::bindings::plugrpc::plugin::compression;
 use crate::metadata::Metadata;
 use crate::status::Status;
 
@@ -55,6 +56,10 @@ struct State {
     headers_gone: HeadersGone,
     /// The response trailers the handler set.
     trailers: Metadata,
+    /// Request messages handed to the handler so far.
+    taken: u64,
+    /// Whether the host was last told response messages may be compressed.
+    compress: bool,
 }
 
 impl<'a> Io<'a> {
@@ -72,6 +77,8 @@ impl<'a> Io<'a> {
                 headers_changed: false,
                 headers_gone: HeadersGone::No,
                 trailers: Metadata::default(),
+                taken: 0,
+                compress: true,
             }),
         }
     }
@@ -124,7 +131,26 @@ impl<'a> Io<'a> {
         let mut rest = &state.requests[state.read_to..];
         let decoded = M::decode_length_delimited(&mut rest).map_err(Status::from);
         state.read_to = state.requests.len() - rest.len();
+        state.taken += 1;
         Some(decoded)
+    }
+
+    /// Whether the request message taken last arrived compressed, as the host saw it.
+    pub(crate) fn request_compressed(&self) -> Option<bool> {
+        let last = self.state.borrow().taken.checked_sub(1)?;
+        compression::request_compressed(last)
+    }
+
+    /// Lets response messages sent from now on be compressed or not; the messages still
+    /// pending go first, under the setting they were sent with.
+    pub(crate) fn compress_responses(&self, enabled: bool) -> Result<(), Status> {
+        if self.state.borrow().compress == enabled {
+            return Ok(());
+        }
+        self.flush()?;
+        compression::compress_responses(enabled);
+        self.state.borrow_mut().compress = enabled;
+        Ok(())
     }
 
     fn buffered(&self) -> bool {

@@ -10,6 +10,8 @@ wasmtime::component::bindgen!({
         "plugrpc:plugin/call.[method]output.headers-sent": trappable,
         "plugrpc:plugin/caller.identity": trappable,
         "plugrpc:plugin/caller.tenant": trappable,
+        "plugrpc:plugin/compression.request-compressed": trappable,
+        "plugrpc:plugin/compression.compress-responses": trappable,
         default: async | trappable,
     },
     exports: { default: async },
@@ -25,6 +27,9 @@ pub(crate) use self::plugrpc::plugin::call::{
 };
 pub(crate) use self::plugrpc::plugin::caller::{
     Host as CallerHost, add_to_linker as add_caller_to_linker,
+};
+pub(crate) use self::plugrpc::plugin::compression::{
+    Host as CompressionHost, add_to_linker as add_compression_to_linker,
 };
 pub(crate) use self::plugrpc::plugin::types::{
     CallInfo, Host as TypesHost, Manifest, add_to_linker as add_types_to_linker,

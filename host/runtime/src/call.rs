@@ -26,7 +26,7 @@ use wasmtime::component::Resource;
 use crate::admission::Slot;
 use crate::bindings::{CallInfo, Code, MetadataEntry, Outcome};
 use crate::capabilities::io::{
-    Batch, CallIo, Input, InputError, Output, Packer, Requests, Started, messages_within,
+    Batch, CallIo, Input, InputError, Output, Outputs, Packer, Requests, Started, messages_within,
 };
 use crate::errors::{CallError, Limit, classify, interrupted};
 use crate::metadata;
@@ -135,8 +135,13 @@ pub enum Response {
 
 /// One part of a response body.
 pub enum BodyPart {
-    /// A response message.
-    Message(Bytes),
+    /// A response message, and whether the guest lets it be compressed.
+    Message {
+        /// The encoded message.
+        message: Bytes,
+        /// `false` when the guest asked for it to go uncompressed.
+        compress: bool,
+    },
     /// The end: trailers and how the call ended.
     End {
         /// Trailers the guest set.
@@ -150,6 +155,8 @@ pub enum BodyPart {
 /// result.
 pub(crate) struct Last {
     messages: Vec<Bytes>,
+    /// Whether `messages` may be compressed.
+    compress: bool,
     trailers: Vec<MetadataEntry>,
     result: Result<(), CallError>,
 }
@@ -158,6 +165,7 @@ impl Last {
     fn failed(error: CallError) -> Self {
         Self {
             messages: Vec::new(),
+            compress: true,
             trailers: Vec::new(),
             result: Err(error),
         }
@@ -268,15 +276,16 @@ impl Call {
         state.identity = self.request.identity.take();
         state.tenant = self.request.tenant.clone();
         let outcome = handle(&mut sandbox, &info, &requests).await;
-        let (committed, staged, sent) = sandbox
+        let outputs = sandbox
             .store
             .data_mut()
             .io
             .take()
-            .map_or((false, Vec::new(), 0), CallIo::into_output);
+            .map_or_else(Outputs::default, CallIo::into_output);
+        let committed = outputs.committed;
         let finished = match outcome {
             Ok(outcome) => self
-                .settle(outcome, committed, staged, sent)
+                .settle(outcome, outputs)
                 .unwrap_or_else(|error| Finished::failed(committed, error)),
             Err(trap) => Finished::failed(committed, classify(&sandbox.store, trap)),
         };
@@ -314,19 +323,25 @@ impl Call {
                 size,
                 limit: self.plugin.limits().max_request_size,
             })),
+            Some(Err(InputError::Inflated(compressed))) => {
+                Err(CallError::Limit(Limit::RequestInflated {
+                    compressed,
+                    limit: self.plugin.limits().max_request_size,
+                }))
+            }
             Some(Err(InputError::Failed(status))) => Err(CallError::Request(status)),
             Some(Err(InputError::Idle(after))) => Err(CallError::StreamIdle(after)),
         }
     }
 
     /// The guest's outcome, checked against the contract.
-    fn settle(
-        &self,
-        outcome: Outcome,
-        committed: bool,
-        staged: Vec<MetadataEntry>,
-        sent: usize,
-    ) -> Result<Finished, CallError> {
+    fn settle(&self, outcome: Outcome, outputs: Outputs) -> Result<Finished, CallError> {
+        let Outputs {
+            committed,
+            staged,
+            sent,
+            compress,
+        } = outputs;
         // Staged headers were checked when staged; these are new.
         if let Some(headers) = outcome.headers.as_ref().filter(|_| !committed) {
             metadata::validate(headers).map_err(CallError::InvalidMetadata)?;
@@ -352,6 +367,7 @@ impl Call {
             headers,
             last: Last {
                 messages,
+                compress,
                 trailers: outcome.trailers,
                 result,
             },
@@ -544,8 +560,9 @@ pub struct Body {
     batches: Option<mpsc::Receiver<Batch>>,
     batch: Option<Batch>,
     end: End,
-    /// The last messages, sent with the end.
+    /// The last messages, sent with the end, and whether they may be compressed.
     tail: std::vec::IntoIter<Bytes>,
+    tail_compress: bool,
     last: Option<BodyPart>,
 }
 
@@ -556,6 +573,7 @@ impl Body {
             batch: None,
             end,
             tail: Vec::new().into_iter(),
+            tail_compress: true,
             last: None,
         }
     }
@@ -568,8 +586,11 @@ impl Stream for Body {
         let this = self.get_mut();
         // What the guest sent while it ran, batch by batch.
         loop {
-            if let Some(message) = this.batch.as_mut().and_then(|b| b.messages.next()) {
-                return Poll::Ready(Some(BodyPart::Message(message)));
+            if let Some(batch) = this.batch.as_mut()
+                && let Some(message) = batch.messages.next()
+            {
+                let compress = batch.compress;
+                return Poll::Ready(Some(BodyPart::Message { message, compress }));
             }
             this.batch = None;
             let Some(batches) = this.batches.as_mut() else {
@@ -596,13 +617,15 @@ impl Stream for Body {
         };
         if let Some(last) = last {
             this.tail = last.messages.into_iter();
+            this.tail_compress = last.compress;
             this.last = Some(BodyPart::End {
                 trailers: last.trailers,
                 result: last.result,
             });
         }
         if let Some(message) = this.tail.next() {
-            return Poll::Ready(Some(BodyPart::Message(message)));
+            let compress = this.tail_compress;
+            return Poll::Ready(Some(BodyPart::Message { message, compress }));
         }
         Poll::Ready(this.last.take())
     }

@@ -119,6 +119,13 @@ pub enum Limit {
         /// The limit.
         limit: usize,
     },
+    /// `max_request_size`, passed while decompressing a message.
+    RequestInflated {
+        /// The message's compressed size.
+        compressed: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// `max_response_size`.
     ResponseSize {
         /// The message's size.
@@ -181,6 +188,12 @@ impl fmt::Display for Limit {
                 size(got),
                 size(limit)
             ),
+            Limit::RequestInflated { compressed, limit } => write!(
+                f,
+                "request message of {} compressed decompresses past max_request_size ({})",
+                size(compressed),
+                size(limit)
+            ),
             Limit::ResponseSize { size: got, limit } => write!(
                 f,
                 "response message of {} is over max_response_size ({})",
@@ -203,6 +216,8 @@ pub(crate) enum Interrupt {
     CpuTime,
     #[error("request message of {0} bytes is over the limit")]
     RequestTooLarge(usize),
+    #[error("request message of {0} bytes compressed decompresses past the limit")]
+    RequestInflated(usize),
     #[error("response message of {0} bytes is over the limit")]
     ResponseTooLarge(usize),
     #[error(transparent)]
@@ -226,6 +241,10 @@ pub(crate) fn interrupted(interrupt: &Interrupt, limits: &Limits) -> CallError {
         }),
         Interrupt::RequestTooLarge(size) => CallError::Limit(Limit::RequestSize {
             size: *size,
+            limit: limits.max_request_size,
+        }),
+        Interrupt::RequestInflated(size) => CallError::Limit(Limit::RequestInflated {
+            compressed: *size,
             limit: limits.max_request_size,
         }),
         Interrupt::ResponseTooLarge(size) => CallError::Limit(Limit::ResponseSize {

@@ -23,7 +23,7 @@ mod warm;
 
 pub use bindings::{Code, MetadataEntry, Status};
 pub use call::{Body, BodyPart, Call, CallRequest, MethodKind, Response};
-pub use capabilities::io::{InputError, Requests};
+pub use capabilities::io::{InputError, Received, Requests};
 pub use engine::{Engine, EngineConfig, EngineError};
 pub use errors::{CallError, Limit};
 pub use limits::{DEFAULT_LIMITS, Limits, duration, size};

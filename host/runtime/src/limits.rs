@@ -19,6 +19,7 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     max_response_size: 4 << 20,
     allow_breaking_changes: false,
     reuse_instances: true,
+    compress_responses: true,
 };
 
 /// Everything that bounds one plugin's calls.
@@ -49,6 +50,9 @@ pub struct Limits {
     /// Whether a plugin that declares itself stateless is served from reused instances;
     /// `false` gives it a fresh instance per call like any other plugin.
     pub reuse_instances: bool,
+    /// Whether the plugin's response messages may be compressed for a client that
+    /// accepts it (the host's `[compression]` decides the rest).
+    pub compress_responses: bool,
 }
 
 impl fmt::Display for Limits {

@@ -13,9 +13,11 @@ use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, QuotaLimits, duratio
 use crate::hosts::HostPattern;
 use serde::Deserialize;
 
+mod compression;
 mod edge;
 mod tls;
 
+pub use compression::CompressionConfig;
 pub use edge::EdgeConfig;
 pub use tls::{ClientAuth, KeyHash, TlsConfig};
 
@@ -75,6 +77,8 @@ pub struct HostConfig {
     pub shutdown_grace: Duration,
     /// What one client may hold of the host.
     pub edge: EdgeConfig,
+    /// `[compression]`: response compression.
+    pub compression: CompressionConfig,
     /// TLS on the listener; plaintext when `None`.
     pub tls: Option<TlsConfig>,
     /// API keys by name, as hashes: a request bearing one is the caller `key:<name>`.
@@ -151,6 +155,7 @@ pub struct LimitOverrides {
     max_response_size: Option<ByteSize>,
     allow_breaking_changes: Option<bool>,
     reuse_instances: Option<bool>,
+    compress_responses: Option<bool>,
 }
 
 /// The file as written.
@@ -165,6 +170,8 @@ struct ConfigFile {
     shutdown: ShutdownTable,
     #[serde(default)]
     edge: EdgeConfig,
+    #[serde(default)]
+    compression: CompressionConfig,
     tls: Option<TlsConfig>,
     #[serde(default)]
     api_keys: BTreeMap<String, KeyHash>,
@@ -255,6 +262,7 @@ impl Default for HostConfig {
             watch: true,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             edge: EdgeConfig::default(),
+            compression: CompressionConfig::default(),
             tls: None,
             api_keys: BTreeMap::new(),
             defaults: DEFAULT_LIMITS,
@@ -321,6 +329,7 @@ impl HostConfig {
             watch: file.host.watch.unwrap_or(true),
             shutdown_grace: file.shutdown.grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             edge: file.edge,
+            compression: file.compression,
             tls: file.tls,
             api_keys: file.api_keys,
             defaults,
@@ -608,6 +617,9 @@ fn apply(limits: Limits, overrides: &LimitOverrides) -> Limits {
             .allow_breaking_changes
             .unwrap_or(limits.allow_breaking_changes),
         reuse_instances: overrides.reuse_instances.unwrap_or(limits.reuse_instances),
+        compress_responses: overrides
+            .compress_responses
+            .unwrap_or(limits.compress_responses),
     }
 }
 
@@ -1000,6 +1012,7 @@ mod tests {
             "",
             "[host]",
             "[edge]",
+            "[compression]",
             "[defaults]",
             "[plugins.users]",
             "[plugins.x]",
@@ -1038,6 +1051,9 @@ mod tests {
             "max_request_size",
             "max_response_size",
             "reuse_instances",
+            "compress_responses",
+            "responses",
+            "min_size",
             "cert",
             "key",
             "client_ca",

@@ -1,33 +1,32 @@
-//! The gRPC front door: finds the route, reads `grpc-timeout` and the metadata, lets
-//! tonic's `Grpc` do the framing (message sizes, compression negotiation, trailers), and
-//! turns the request into the call core's input and the core's response back into gRPC.
-//! All four call shapes take the same path: tonic's bidi form, since the core reads a
-//! unary request itself and a streaming body carries trailers on success.
+//! The gRPC front door: finds the route, reads `grpc-timeout`, `grpc-encoding` and the
+//! metadata, and turns the request's envelopes into the call core's input and the core's
+//! response back into envelopes and trailers (compressing each response message the
+//! client, the host and the plugin allow, when it is large enough to gain).
+//! All four call shapes take the same path: the core reads a unary request itself and
+//! a streaming body carries trailers on success.
 
 use std::convert::Infallible;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, BufMut, Bytes};
+use bytes::{Bytes, BytesMut};
 use futures::future::BoxFuture;
-use futures::stream::{Stream, StreamExt};
-use http::HeaderMap;
+use futures::stream::Stream;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use http_body::Frame;
 use plugrpc_runtime::{
-    Body, BodyPart, Call, CallError, CallRequest, InputError, Limit, MetadataEntry, MethodKind,
-    Requests, Response,
+    Body, BodyPart, Call, CallError, CallRequest, Limit, MetadataEntry, MethodKind, Response,
 };
-use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::Status;
 use tonic::metadata::{
     AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef,
     MetadataMap,
 };
-use tonic::server::Grpc;
-use tonic::{Status, Streaming};
 
-use crate::config::EdgeConfig;
+use crate::config::{CompressionConfig, EdgeConfig};
+use crate::doors::envelope::{self, Encoding, Envelopes};
 use crate::doors::request_buffer::{Budget, Buffered};
 use crate::hosts::host_of;
 use crate::identity::CallerIdentity;
@@ -35,9 +34,20 @@ use crate::registry::{Registry, Route};
 use crate::server::{Peer, Wasted};
 use crate::status::{self, For};
 
-/// Response messages as tonic encodes them, ending with an `Ok`-coded status when
-/// trailers are due.
-type Messages = Pin<Box<dyn Stream<Item = Result<Bytes, Status>> + Send>>;
+/// The request's message encoding.
+const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
+/// The encodings the client takes responses in.
+const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
+/// Response headers that are the transport's to set, whatever the guest's headers say.
+const RESERVED_HEADERS: [&str; 5] = [
+    "te",
+    "grpc-status",
+    "grpc-message",
+    "grpc-message-type",
+    "grpc-status-details-bin",
+];
+/// Response bytes gathered before a body frame goes out, when more are ready at once.
+const FRAME_BYTES: usize = 32 << 10;
 
 /// Serves every gRPC path the routing table knows; the rest are UNIMPLEMENTED.
 #[derive(Clone)]
@@ -47,10 +57,17 @@ pub(crate) struct GrpcDoor {
     buffer: Arc<Budget>,
     message_timeout: Duration,
     stream_idle_timeout: Duration,
+    /// Whether responses are compressed at all, and from what size.
+    compress_responses: bool,
+    compress_min_size: usize,
 }
 
 impl GrpcDoor {
-    pub(crate) fn new(registry: Arc<Registry>, edge: &EdgeConfig) -> Self {
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        edge: &EdgeConfig,
+        compression: &CompressionConfig,
+    ) -> Self {
         Self {
             registry,
             buffer: Arc::new(Budget::new(
@@ -59,6 +76,8 @@ impl GrpcDoor {
             )),
             message_timeout: edge.message_timeout,
             stream_idle_timeout: edge.stream_idle_timeout,
+            compress_responses: compression.responses,
+            compress_min_size: compression.min_size_bytes(),
         }
     }
 }
@@ -110,6 +129,19 @@ impl GrpcDoor {
             Ok(timeout) => timeout,
             Err(error) => return status::malformed_timeout(&error).into_http(),
         };
+        let encoding = match request.headers().get(GRPC_ENCODING) {
+            None => None,
+            Some(named) => match Encoding::from_header(named.as_bytes()) {
+                Ok(encoding) => encoding,
+                Err(()) => {
+                    let mut response = status::unsupported_encoding(named).into_http();
+                    response
+                        .headers_mut()
+                        .insert(GRPC_ACCEPT_ENCODING, envelope::ACCEPTED);
+                    return response;
+                }
+            },
+        };
         let identity = request.extensions().get::<CallerIdentity>().cloned();
         // Before any sandbox or byte of the body: a refused caller costs nothing more.
         // Not counted as abuse: one tenant's misconfigured client behind a shared
@@ -117,108 +149,111 @@ impl GrpcDoor {
         if let Err(denied) = route.rules.check(identity.as_ref().map(|i| &*i.identity)) {
             return status::denied(&denied).into_http();
         }
-        let peer = request.extensions().get::<Peer>().cloned();
+        let respond_with = (self.compress_responses && route.plugin.limits().compress_responses)
+            .then(|| Encoding::negotiate(encoding, request.headers().get(GRPC_ACCEPT_ENCODING)))
+            .flatten();
+        let (parts, body) = request.into_parts();
+        let peer = parts.extensions.get::<Peer>().cloned();
         let connection_buffer = peer.as_ref().map(|peer| peer.buffer.clone());
-        let request = request.map(|body| {
-            Buffered::new(
-                body,
-                self.buffer.clone(),
-                connection_buffer,
-                self.message_timeout,
-            )
-        });
-        let mut grpc = Grpc::new(RawCodec)
-            .max_decoding_message_size(route.plugin.limits().max_request_size)
-            // The core checks max_response_size before a message gets here.
-            .max_encoding_message_size(usize::MAX);
+        let body = Buffered::new(
+            body,
+            self.buffer.clone(),
+            connection_buffer,
+            self.message_timeout,
+        );
+        let requests = Envelopes::new(body, encoding, route.plugin.limits().max_request_size);
+        let metadata = metadata_to_guest(&MetadataMap::from_headers(parts.headers));
         let caller = Caller {
             identity,
             peer,
             idle_timeout: self.stream_idle_timeout,
         };
-        let wasted = Arc::new(AtomicBool::new(false));
-        let flag = wasted.clone();
-        let handler = tower::service_fn(move |request: tonic::Request<Streaming<Bytes>>| {
-            call(
-                route.clone(),
-                timeout,
-                caller.clone(),
-                flag.clone(),
-                request,
-            )
-        });
-        let mut response = grpc.streaming(handler, request).await;
-        if wasted.load(Ordering::Relaxed) {
-            response.extensions_mut().insert(Wasted);
+        let call = Call::new(
+            route.plugin.clone(),
+            route.kind,
+            caller.request(&route, timeout, metadata),
+        );
+        let for_call = For {
+            plugin: route.plugin.name(),
+            method: &route.path,
+        };
+        match call.run(Box::pin(requests)).await {
+            Response::Failed { metadata, error } => {
+                let wasted = matches!(error, CallError::Limit(Limit::CallerShare { .. }));
+                let status = guest_metadata(metadata, for_call).map_or_else(
+                    |invalid| invalid,
+                    |metadata| status::failed(error, metadata, for_call),
+                );
+                let mut response = status.into_http();
+                if wasted {
+                    response.extensions_mut().insert(Wasted);
+                }
+                response
+            }
+            Response::Started { headers, body } => match guest_metadata(headers, for_call) {
+                Err(invalid) => invalid.into_http(),
+                Ok(headers) => {
+                    let mut response = http::Response::new(tonic::body::Body::new(GrpcBody {
+                        body,
+                        encoding: respond_with,
+                        min_size: self.compress_min_size,
+                        buffer: BytesMut::new(),
+                        trailers: None,
+                        ended: false,
+                        route,
+                    }));
+                    let out = response.headers_mut();
+                    *out = headers.into_headers();
+                    for reserved in RESERVED_HEADERS {
+                        out.remove(reserved);
+                    }
+                    out.insert(
+                        http::header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/grpc"),
+                    );
+                    if let Some(encoding) = respond_with {
+                        out.insert(GRPC_ENCODING, HeaderValue::from_static(encoding.name()));
+                    }
+                    out.insert(GRPC_ACCEPT_ENCODING, envelope::ACCEPTED);
+                    response
+                }
+            },
         }
-        response
     }
 }
 
 /// Who calls, as the core needs it: the identity, the connection, and the stream idle
 /// timeout.
-#[derive(Clone)]
 struct Caller {
     identity: Option<CallerIdentity>,
     peer: Option<Peer>,
     idle_timeout: Duration,
 }
 
-/// One call through the core: the request as its input, its response as gRPC.
-/// `wasted` is set when the call was refused for the caller's own excess (its share of
-/// the plugin): work the client made the host do for nothing.
-async fn call(
-    route: Route,
-    timeout: Option<Duration>,
-    caller: Caller,
-    wasted: Arc<AtomicBool>,
-    request: tonic::Request<Streaming<Bytes>>,
-) -> Result<tonic::Response<Messages>, Status> {
-    let metadata = metadata_to_guest(request.metadata());
-    let requests: Requests = Box::pin(request.into_inner().map(|item| item.map_err(input_error)));
-    let call = Call::new(
-        route.plugin.clone(),
-        route.kind,
+impl Caller {
+    /// The core's request for a call on `route`.
+    fn request(
+        self,
+        route: &Route,
+        timeout: Option<Duration>,
+        metadata: Vec<MetadataEntry>,
+    ) -> CallRequest {
         CallRequest {
             method: route.path.to_string(),
             timeout,
             metadata,
-            peer: caller.peer.as_ref().map(|peer| peer.addr.to_string()),
+            peer: self.peer.as_ref().map(|peer| peer.addr.to_string()),
             // Anonymous callers are told apart by address: one client's many connections
             // share one share.
-            caller: match (&caller.identity, &caller.peer) {
+            caller: match (&self.identity, &self.peer) {
                 (Some(identity), _) => identity.key.clone(),
                 (None, Some(peer)) => peer.anonymous.clone(),
                 (None, None) => Arc::default(),
             },
-            identity: caller
-                .identity
-                .map(|identity| identity.identity.to_string()),
+            identity: self.identity.map(|identity| identity.identity.to_string()),
             tenant: route.tenant.clone(),
             quota: route.quota.clone(),
-            idle_timeout: (route.kind != MethodKind::Unary).then_some(caller.idle_timeout),
-        },
-    );
-    let for_call = For {
-        plugin: route.plugin.name(),
-        method: &route.path,
-    };
-    match call.run(requests).await {
-        Response::Failed { metadata, error } => {
-            if matches!(error, CallError::Limit(Limit::CallerShare { .. })) {
-                wasted.store(true, Ordering::Relaxed);
-            }
-            Err(guest_metadata(metadata, for_call).map_or_else(
-                |invalid| invalid,
-                |metadata| status::failed(error, metadata, for_call),
-            ))
-        }
-        Response::Started { headers, body } => {
-            let headers = guest_metadata(headers, for_call)?;
-            let messages = GrpcBody { body, route };
-            let mut response = tonic::Response::new(Box::pin(messages) as Messages);
-            *response.metadata_mut() = headers;
-            Ok(response)
+            idle_timeout: (route.kind != MethodKind::Unary).then_some(self.idle_timeout),
         }
     }
 }
@@ -236,51 +271,95 @@ fn is_grpc(content_type: &[u8]) -> bool {
         .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
 }
 
-/// The core's response body as tonic encodes it: each message, then the end as a
-/// status when it is not a plain OK.
+/// The core's response body as gRPC frames it: each message in its envelope (compressed
+/// when negotiated, allowed and large enough), then the status as trailers.
 struct GrpcBody {
     body: Body,
+    /// The response encoding negotiated with the client, if any.
+    encoding: Option<Encoding>,
+    min_size: usize,
+    /// Envelopes not yet handed to the connection.
+    buffer: BytesMut,
+    /// The trailers, once the end is known and until they go.
+    trailers: Option<HeaderMap>,
+    ended: bool,
     route: Route,
 }
 
-impl Stream for GrpcBody {
-    type Item = Result<Bytes, Status>;
+impl GrpcBody {
+    /// The trailers that end the response: `grpc-status` and the rest of the status.
+    fn trailers(&self, end: Option<Status>) -> HeaderMap {
+        let status = end.unwrap_or_else(|| Status::ok(""));
+        let mut trailers = HeaderMap::new();
+        if let Err(unsendable) = status.add_header(&mut trailers) {
+            trailers.clear();
+            // A status whose own text cannot be a header: its code still goes.
+            let _ = Status::new(unsendable.code(), "").add_header(&mut trailers);
+        }
+        trailers
+    }
 
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let part = std::task::ready!(Pin::new(&mut self.body).poll_next(cx));
-        Poll::Ready(match part {
-            None => None,
-            Some(BodyPart::Message(message)) => Some(Ok(message)),
-            Some(BodyPart::End { trailers, result }) => {
-                let call = For {
-                    plugin: self.route.plugin.name(),
-                    method: &self.route.path,
-                };
-                match guest_metadata(trailers, call) {
-                    Ok(trailers) => status::end(result, trailers, call).map(Err),
-                    Err(invalid) => Some(Err(invalid)),
+    fn for_call(&self) -> For<'_> {
+        For {
+            plugin: self.route.plugin.name(),
+            method: &self.route.path,
+        }
+    }
+}
+
+impl http_body::Body for GrpcBody {
+    type Data = Bytes;
+    type Error = Status;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        while this.trailers.is_none() && !this.ended {
+            let part = match Pin::new(&mut this.body).poll_next(cx) {
+                Poll::Ready(part) => part,
+                Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
+                Poll::Pending => break,
+            };
+            match part {
+                Some(BodyPart::Message { message, compress }) => {
+                    let encoding = this
+                        .encoding
+                        .filter(|_| compress && message.len() >= this.min_size);
+                    if let Err(error) = envelope::write(&mut this.buffer, &message, encoding) {
+                        let status = status::unsendable_message(&error, this.for_call());
+                        this.trailers = Some(this.trailers(Some(status)));
+                    } else if this.buffer.len() >= FRAME_BYTES {
+                        break;
+                    }
                 }
+                Some(BodyPart::End { trailers, result }) => {
+                    let call = this.for_call();
+                    let end = match guest_metadata(trailers, call) {
+                        Ok(trailers) => status::end(result, trailers, call),
+                        Err(invalid) => Some(invalid),
+                    };
+                    this.trailers = Some(this.trailers(end));
+                }
+                None => this.trailers = Some(this.trailers(None)),
             }
-        })
+        }
+        if !this.buffer.is_empty() {
+            return Poll::Ready(Some(Ok(Frame::data(this.buffer.split().freeze()))));
+        }
+        match this.trailers.take() {
+            Some(trailers) => {
+                this.ended = true;
+                Poll::Ready(Some(Ok(Frame::trailers(trailers))))
+            }
+            None => Poll::Ready(None),
+        }
     }
-}
 
-/// A request stream error as the core reads it. tonic reports a message over the
-/// decoding limit only in its error text (OUT_OF_RANGE "... length too large: found N
-/// bytes, ..."): this is the one place that text is read.
-fn input_error(status: Status) -> InputError {
-    match oversized_message(&status) {
-        Some(size) => InputError::TooLarge(size),
-        None => InputError::Failed(status::to_guest(&status)),
+    fn is_end_stream(&self) -> bool {
+        self.ended
     }
-}
-
-fn oversized_message(status: &Status) -> Option<usize> {
-    if status.code() != tonic::Code::OutOfRange {
-        return None;
-    }
-    let found = status.message().split_once("length too large: found ")?.1;
-    found.split_once(' ')?.0.parse().ok()
 }
 
 /// The header that carries the client's deadline.
@@ -321,45 +400,6 @@ pub(crate) fn parse_timeout(text: &str) -> Option<Duration> {
         b'n' => Duration::from_nanos(amount),
         _ => return None,
     })
-}
-
-/// Passes message bytes through unchanged in both directions: the host never decodes a
-/// plugin's messages, the guest does.
-#[derive(Clone, Copy, Debug, Default)]
-struct RawCodec;
-
-impl Codec for RawCodec {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = RawCodec;
-    type Decoder = RawCodec;
-
-    fn encoder(&mut self) -> Self::Encoder {
-        RawCodec
-    }
-
-    fn decoder(&mut self) -> Self::Decoder {
-        RawCodec
-    }
-}
-
-impl Encoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-        dst.put(item);
-        Ok(())
-    }
-}
-
-impl Decoder for RawCodec {
-    type Item = Bytes;
-    type Error = Status;
-
-    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-        Ok(Some(src.copy_to_bytes(src.remaining())))
-    }
 }
 
 // gRPC metadata between tonic's maps and the core's entry lists: binary `-bin` values
@@ -447,26 +487,6 @@ mod tests {
         ] {
             assert!(!is_grpc(no.as_bytes()), "{no}");
         }
-    }
-
-    #[test]
-    fn tonics_oversized_message_error_is_recognised() {
-        // The text tonic 0.14's decoder produces (tonic/src/codec/decode.rs).
-        let tonic_says = Status::out_of_range(
-            "Error, decoded message length too large: found 5242880 bytes, the limit is: 4194304 bytes",
-        );
-        assert!(matches!(
-            input_error(tonic_says),
-            InputError::TooLarge(5_242_880)
-        ));
-        assert!(matches!(
-            input_error(Status::out_of_range("other")),
-            InputError::Failed(_)
-        ));
-        assert!(matches!(
-            input_error(Status::internal("length too large: found 1 bytes")),
-            InputError::Failed(_)
-        ));
     }
 
     #[test]

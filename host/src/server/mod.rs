@@ -16,7 +16,7 @@ use tower::layer::util::{Identity, Stack};
 use tracing::Instrument as _;
 use tracing::instrument::Instrumented;
 
-use crate::config::{EdgeConfig, HostConfig, Invalid};
+use crate::config::{CompressionConfig, EdgeConfig, HostConfig, Invalid};
 use crate::doors::grpc::GrpcDoor;
 use crate::doors::request_buffer::Budget;
 use crate::identity::{ApiKeys, IdentityLayer};
@@ -68,6 +68,7 @@ pub struct Host {
     /// How long calls and connections may take to finish after the shutdown signal.
     shutdown_grace: Duration,
     edge: Arc<EdgeConfig>,
+    compression: CompressionConfig,
     /// TLS on the listener, when configured.
     tls: Option<Tls>,
     api_keys: ApiKeys,
@@ -118,6 +119,7 @@ impl Host {
             _engine: engine,
             shutdown_grace: config.shutdown_grace,
             edge: Arc::new(config.edge.clone()),
+            compression: config.compression.clone(),
             tls,
             api_keys: ApiKeys::new(&config.api_keys),
         })
@@ -147,7 +149,8 @@ impl Host {
             "serving gRPC"
         );
         let http = Arc::new(connection::http(&edge));
-        let service = stack(self.api_keys).service(router(self.registry, &edge).prepare());
+        let service =
+            stack(self.api_keys).service(router(self.registry, &edge, &self.compression).prepare());
         let tls = self.tls;
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -215,10 +218,10 @@ type Layers = Stack<IdentityLayer, Stack<RequestSpanLayer, Identity>>;
 /// Where a request goes once through the stack: built-in services by their service
 /// name first (none yet), then every other path to the gRPC door, which serves what
 /// the plugins declare.
-fn router(registry: Arc<Registry>, edge: &EdgeConfig) -> Routes {
+fn router(registry: Arc<Registry>, edge: &EdgeConfig, compression: &CompressionConfig) -> Routes {
     let router = Routes::default()
         .into_axum_router()
-        .fallback_service(GrpcDoor::new(registry, edge));
+        .fallback_service(GrpcDoor::new(registry, edge, compression));
     Routes::from(router)
 }
 

@@ -64,14 +64,36 @@ const HEADERS_GRACE: Duration = Duration::from_millis(10);
 pub enum InputError {
     /// A message over the plugin's `max_request_size`, of this many bytes.
     TooLarge(usize),
+    /// A compressed message of this many bytes that decompresses past the plugin's
+    /// `max_request_size` (a zip bomb is refused before it is whole).
+    Inflated(usize),
     /// The request stream failed (malformed framing, a reset, ...), as this status.
     Failed(Status),
     /// No message went either way for the stream idle timeout, this long.
     Idle(Duration),
 }
 
+/// One request message as its front door decoded it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received {
+    /// The message, decompressed.
+    pub message: Bytes,
+    /// Whether it arrived compressed (a plugin may ask, see `plugrpc:plugin/compression`).
+    pub compressed: bool,
+}
+
+impl Received {
+    /// A message that arrived as it is.
+    pub fn plain(message: Bytes) -> Self {
+        Self {
+            message,
+            compressed: false,
+        }
+    }
+}
+
 /// The request messages of a call, as its front door decodes them.
-pub type Requests = Pin<Box<dyn Stream<Item = Result<Bytes, InputError>> + Send>>;
+pub type Requests = Pin<Box<dyn Stream<Item = Result<Received, InputError>> + Send>>;
 
 /// The guest's handle on the call's input; the input itself is the call's [`CallIo`].
 #[allow(unreachable_pub)] // `pub` because bindgen names it in public traits
@@ -85,6 +107,8 @@ pub struct Output;
 /// batch is dropped.
 pub(crate) struct Batch {
     pub(crate) messages: std::vec::IntoIter<Bytes>,
+    /// Whether the guest let these messages be compressed.
+    pub(crate) compress: bool,
     _buffered: OwnedSemaphorePermit,
 }
 
@@ -118,6 +142,9 @@ impl CallIo {
                 failed: None,
                 ended: false,
                 grace: None,
+                delivered: 0,
+                window_start: 0,
+                window: Vec::new(),
             },
             output: OutputState {
                 parts: None,
@@ -125,6 +152,7 @@ impl CallIo {
                 staged: Vec::new(),
                 sent: 0,
                 max_response_size,
+                compress: true,
             },
             idle: idle_timeout.map(Idle::new),
         }
@@ -164,7 +192,22 @@ impl CallIo {
     /// The next request message, waiting for it; for calls whose request is read
     /// before the guest starts.
     pub(crate) async fn next_request(&mut self) -> Option<Result<Bytes, InputError>> {
-        poll_fn(|cx| self.input.poll_next(cx)).await
+        self.input.begin_batch();
+        let next = poll_fn(|cx| self.input.poll_next(cx)).await;
+        next.map(|received| received.map(|received| self.input.deliver(received)))
+    }
+
+    /// Whether request message `index` (0 is the call's first) arrived compressed, for
+    /// a message the latest batch handed to the guest.
+    pub(crate) fn request_compressed(&self, index: u64) -> Option<bool> {
+        let input = &self.input;
+        let offset = usize::try_from(index.checked_sub(input.window_start)?).ok()?;
+        input.window.get(offset).copied()
+    }
+
+    /// Lets the response messages sent from now on be compressed, or not.
+    pub(crate) fn compress_responses(&mut self, enabled: bool) {
+        self.output.compress = enabled;
     }
 
     /// Adds the request messages that are waiting (up to `max`) to `batch`; waits for
@@ -193,7 +236,7 @@ impl CallIo {
     ) -> Poll<Result<(), InputError>> {
         while batch.count() < max && batch.len() < READ_BATCH_BYTES {
             match self.input.poll_next(cx) {
-                Poll::Ready(Some(Ok(message))) => batch.push(&message),
+                Poll::Ready(Some(Ok(received))) => batch.push(&self.input.deliver(received)),
                 Poll::Ready(None) => break,
                 Poll::Ready(Some(Err(error))) if batch.count() > 0 => {
                     self.input.failed = Some(error);
@@ -223,11 +266,30 @@ impl CallIo {
         Poll::Ready(Ok(()))
     }
 
-    /// Whether headers went out, the headers staged if not, and how many messages left.
-    pub(crate) fn into_output(self) -> (bool, Vec<MetadataEntry>, usize) {
+    /// What the guest left of its output: whether headers went out, the headers staged
+    /// if not, how many messages left, and whether the last ones may be compressed.
+    pub(crate) fn into_output(self) -> Outputs {
         let output = self.output;
-        (output.start.is_none(), output.staged, output.sent)
+        Outputs {
+            committed: output.start.is_none(),
+            staged: output.staged,
+            sent: output.sent,
+            compress: output.compress,
+        }
     }
+}
+
+/// What the guest left of a call's output when it returned.
+#[derive(Default)]
+pub(crate) struct Outputs {
+    /// The response headers went out.
+    pub(crate) committed: bool,
+    /// The headers staged, when they did not.
+    pub(crate) staged: Vec<MetadataEntry>,
+    /// Messages sent before the outcome's.
+    pub(crate) sent: usize,
+    /// Whether the outcome's messages may be compressed.
+    pub(crate) compress: bool,
 }
 
 /// The request side: the door's stream, with an error seen while batching kept for the
@@ -238,6 +300,12 @@ struct InputState {
     ended: bool,
     /// Runs while a read waits with no response headers sent yet.
     grace: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Messages handed to the guest so far.
+    delivered: u64,
+    /// The index of the latest batch's first message...
+    window_start: u64,
+    /// ...and whether each of its messages arrived compressed.
+    window: Vec<bool>,
 }
 
 /// The stream idle timer: when a message last went either way, and a timer that, when
@@ -273,7 +341,20 @@ impl Idle {
 }
 
 impl InputState {
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Bytes, InputError>>> {
+    /// A new batch for the guest begins: the compression flags it may ask about are its.
+    fn begin_batch(&mut self) {
+        self.window_start = self.delivered;
+        self.window.clear();
+    }
+
+    /// Hands a message to the guest's batch, noting how it arrived.
+    fn deliver(&mut self, received: Received) -> Bytes {
+        self.delivered += 1;
+        self.window.push(received.compressed);
+        received.message
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Received, InputError>>> {
         if let Some(error) = self.failed.take() {
             return Poll::Ready(Some(Err(error)));
         }
@@ -301,6 +382,8 @@ struct OutputState {
     staged: Vec<MetadataEntry>,
     sent: usize,
     max_response_size: usize,
+    /// Whether the guest lets its messages be compressed from now on.
+    compress: bool,
 }
 
 impl OutputState {
@@ -341,6 +424,7 @@ impl OutputState {
         self.sent += messages.len();
         let batch = Batch {
             messages: messages.into_iter(),
+            compress: self.compress,
             _buffered: buffered,
         };
         // The response body dropped its end: the client left. Stop the guest.
@@ -389,11 +473,13 @@ impl HostInput for IoView<'_> {
     ) -> wasmtime::Result<Result<Vec<u8>, Status>> {
         let io = self.io(&input)?;
         let max = usize::try_from(max.clamp(1, MAX_READ_MESSAGES)).unwrap_or(1);
+        io.input.begin_batch();
         let mut batch = Packer::default();
         match poll_fn(|cx| io.poll_read(cx, max, &mut batch)).await {
             Ok(()) => Ok(Ok(batch.finish())),
             // Over max_request_size: the host's limit, not the guest's to handle.
             Err(InputError::TooLarge(size)) => Err(Interrupt::RequestTooLarge(size).into()),
+            Err(InputError::Inflated(size)) => Err(Interrupt::RequestInflated(size).into()),
             Err(InputError::Failed(status)) => Ok(Err(status)),
             // The host's limit too: the stream ends whatever the guest would do.
             Err(InputError::Idle(after)) => Err(Interrupt::StreamIdle(after).into()),
@@ -637,7 +723,7 @@ mod tests {
     /// A call's I/O whose request messages are whatever is sent on the returned sender.
     fn fed() -> (
         CallIo,
-        tokio::sync::mpsc::UnboundedSender<Result<Bytes, InputError>>,
+        tokio::sync::mpsc::UnboundedSender<Result<Received, InputError>>,
     ) {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let requests: Requests = Box::pin(futures::stream::unfold(rx, |mut rx| async move {
@@ -649,13 +735,14 @@ mod tests {
 
     /// Sends one message after `delay`, from a task of its own.
     fn send_after(
-        tx: &tokio::sync::mpsc::UnboundedSender<Result<Bytes, InputError>>,
+        tx: &tokio::sync::mpsc::UnboundedSender<Result<Received, InputError>>,
         delay: Duration,
     ) {
         let tx = tx.clone();
         tokio::spawn(async move {
             tokio::time::sleep(delay).await;
-            tx.send(Ok(Bytes::from_static(b"m"))).unwrap();
+            tx.send(Ok(Received::plain(Bytes::from_static(b"m"))))
+                .unwrap();
         });
     }
 

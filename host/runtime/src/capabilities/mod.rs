@@ -6,9 +6,12 @@
 //!   (stdout and stderr belong to `logging`).
 //! - [`io`]: the call's input and output (`plugrpc:plugin/call`).
 //! - [`caller`]: who is calling (`plugrpc:plugin/caller`).
+//! - [`compression`]: how request messages arrived compressed, and whether responses may
+//!   be (`plugrpc:plugin/compression`).
 //! - [`logging`]: `wasi:logging`, stdout and stderr into the host log.
 
 pub(crate) mod caller;
+pub(crate) mod compression;
 pub(crate) mod io;
 pub(crate) mod logging;
 
@@ -21,5 +24,6 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
     wasmtime_wasi::p2::add_to_linker_async(linker)?;
     io::add_to_linker(linker)?;
     caller::add_to_linker(linker)?;
+    compression::add_to_linker(linker)?;
     logging::add_to_linker(linker)
 }
