@@ -116,6 +116,10 @@ fn generate_clients(root: &Path) {
         root.join("tests/proto/versioned/v1/versioned.proto"),
         root.join("tests/proto/multi/v1/alpha.proto"),
         root.join("tests/proto/multi/v1/beta.proto"),
+        root.join("tests/proto/grpc/testing/test.proto"),
+        root.join("proto/grpc/health/v1/health.proto"),
+        root.join("proto/grpc/reflection/v1/reflection.proto"),
+        root.join("proto/grpc/reflection/v1alpha/reflection.proto"),
     ];
     let fds = protox::compile(&protos, [root.join("proto"), root.join("tests/proto")])
         .unwrap_or_else(|e| panic!("compiling the test protos: {e}"));

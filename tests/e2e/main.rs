@@ -5,6 +5,7 @@
 
 mod contract;
 mod edge;
+mod interop;
 mod lifecycle;
 mod plugin_folder;
 mod python_client;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::plugins::USERS;
+use crate::plugins::{INTEROP, USERS};
 use plugrpc_tests::{TestHost, make_certs};
 use tokio::process::Command;
 
@@ -49,22 +49,26 @@ fn root() -> &'static Path {
 
 /// The Python stubs of the users service, generated into a temporary folder.
 async fn stubs(python: &Path) -> tempfile::TempDir {
+    stubs_of(python, "proto", &["user/v1/user_service.proto"]).await
+}
+
+/// Python stubs of `protos` (relative to the repo folder `include`), in a temporary
+/// folder.
+async fn stubs_of(python: &Path, include: &str, protos: &[&str]) -> tempfile::TempDir {
     let stubs = tempfile::tempdir().unwrap();
     let out = stubs.path().to_str().unwrap();
-    let proto_dir = root().join("proto");
-    run(
-        python,
-        &[
-            "-m",
-            "grpc_tools.protoc",
-            "-I",
-            proto_dir.to_str().unwrap(),
-            &format!("--python_out={out}"),
-            &format!("--grpc_python_out={out}"),
-            "user/v1/user_service.proto",
-        ],
-    )
-    .await;
+    let proto_dir = root().join(include);
+    let mut args = vec![
+        "-m".to_owned(),
+        "grpc_tools.protoc".to_owned(),
+        "-I".to_owned(),
+        proto_dir.to_str().unwrap().to_owned(),
+        format!("--python_out={out}"),
+        format!("--grpc_python_out={out}"),
+    ];
+    args.extend(protos.iter().map(|p| (*p).to_owned()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    run(python, &args).await;
     stubs
 }
 
@@ -141,4 +145,60 @@ async fn python_grpcio_client_over_tls_and_mtls() {
     let (success, stdout) = example_client(&python, stubs.path(), &host, &[]).await;
     assert!(!success, "plaintext to the TLS port is refused");
     assert!(stdout.starts_with("GetUser(7) -> UNAVAILABLE"), "{stdout}");
+}
+
+/// The interop cases grpcio's client can make, every one the server side answers.
+const INTEROP_CASES: [&str; 18] = [
+    "empty_unary",
+    "large_unary",
+    "client_streaming",
+    "server_streaming",
+    "ping_pong",
+    "empty_stream",
+    "cancel_after_begin",
+    "cancel_after_first_response",
+    "timeout_on_sleeping_server",
+    "status_code_and_message",
+    "special_status_message",
+    "custom_metadata",
+    "unimplemented_method",
+    "unimplemented_service",
+    "client_compressed_unary",
+    "client_compressed_streaming",
+    "server_compressed_unary",
+    "server_compressed_streaming",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_grpcio_passes_the_interop_cases() {
+    let python = python();
+    let stubs = stubs_of(
+        &python,
+        "tests/proto",
+        &[
+            "grpc/testing/test.proto",
+            "grpc/testing/messages.proto",
+            "grpc/testing/empty.proto",
+        ],
+    )
+    .await;
+    let host = TestHost::with_plugins(&[INTEROP]).await;
+    let client = root().join("tests/python/interop_client.py");
+    let target = format!("localhost:{}", host.addr().port());
+    let stdout = run(
+        &python,
+        &[
+            client.to_str().unwrap(),
+            "--target",
+            &target,
+            "--stubs",
+            stubs.path().to_str().unwrap(),
+        ],
+    )
+    .await;
+    let passed: Vec<&str> = stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("ok ")?.split(' ').next())
+        .collect();
+    assert_eq!(passed, INTEROP_CASES, "{stdout}");
 }

@@ -48,6 +48,26 @@ pub mod pb {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
         tonic::include_proto!("multi.beta.v1");
     }
+    /// `grpc.testing`: the interop test service.
+    pub mod interop {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("grpc.testing");
+    }
+    /// `grpc.health.v1`.
+    pub mod health {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("grpc.health.v1");
+    }
+    /// `grpc.reflection.v1`.
+    pub mod reflection {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("grpc.reflection.v1");
+    }
+    /// `grpc.reflection.v1alpha`.
+    pub mod reflection_v1alpha {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("grpc.reflection.v1alpha");
+    }
 }
 
 pub mod native;
@@ -323,6 +343,18 @@ pub mod raw {
         body
     }
 
+    /// The envelopes of a gRPC body: each message's flags byte and bytes, in order.
+    pub fn envelopes(mut data: &[u8]) -> Vec<(u8, Vec<u8>)> {
+        let mut envelopes = Vec::new();
+        while data.len() >= 5 {
+            let length = u32::from_be_bytes([data[1], data[2], data[3], data[4]]) as usize;
+            envelopes.push((data[0], data[5..5 + length].to_vec()));
+            data = &data[5 + length..];
+        }
+        assert!(data.is_empty(), "a body ending inside an envelope");
+        envelopes
+    }
+
     /// Sends `messages` to `path` as one gRPC request with `metadata`, half-closing
     /// after them, and reads the whole response frame by frame.
     pub async fn wire_call(
@@ -332,8 +364,19 @@ pub mod raw {
         messages: &[Vec<u8>],
         metadata: &[(&str, &str)],
     ) -> WireResponse {
+        wire_request(client, origin, path, frames(messages), metadata).await
+    }
+
+    /// Sends `body` (envelopes made by the caller) to `path` as one gRPC request with
+    /// `metadata`, and reads the whole response frame by frame.
+    pub async fn wire_request(
+        client: &crate::PlainHttp2,
+        origin: &http::Uri,
+        path: &str,
+        body: Vec<u8>,
+        metadata: &[(&str, &str)],
+    ) -> WireResponse {
         use http_body_util::BodyExt as _;
-        let body = frames(messages);
         let mut request = http::Request::post(format!("{origin}{}", path.trim_start_matches('/')))
             .header("content-type", "application/grpc")
             .header("te", "trailers");

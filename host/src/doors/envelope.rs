@@ -309,17 +309,14 @@ mod tests {
         buffer.to_vec()
     }
 
+    /// A frame of a test body.
+    type Chunk = Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>;
+
     /// A body of `chunks` as they would come off the wire.
     fn body(
         chunks: Vec<Vec<u8>>,
-    ) -> http_body_util::StreamBody<
-        futures::stream::Iter<
-            std::vec::IntoIter<
-                Result<http_body::Frame<Bytes>, Box<dyn std::error::Error + Send + Sync>>,
-            >,
-        >,
-    > {
-        let frames: Vec<_> = chunks
+    ) -> http_body_util::StreamBody<futures::stream::Iter<std::vec::IntoIter<Chunk>>> {
+        let frames: Vec<Chunk> = chunks
             .into_iter()
             .map(|chunk| Ok(http_body::Frame::data(Bytes::from(chunk))))
             .collect();
