@@ -34,10 +34,12 @@ lint:
 wasm-target:
 	rustup target add $(WASM_TARGET)
 
-## A virtualenv with grpcio and grpcio-tools for the Python example client.
-$(VENV)/.installed: examples/clients/python/requirements.txt
+## A virtualenv with grpcio and grpcio-tools for the Python example client, and gRPC's
+## health and reflection clients for the tests.
+$(VENV)/.installed: examples/clients/python/requirements.txt tests/python/requirements.txt
 	python3 -m venv $(VENV)
-	$(PYTHON) -m pip install --quiet --disable-pip-version-check -r examples/clients/python/requirements.txt
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
+		-r examples/clients/python/requirements.txt -r tests/python/requirements.txt
 	touch $@
 
 ## Generate the Python stubs from proto/ (the README's client walkthrough).

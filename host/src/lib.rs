@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod authz;
+mod builtin;
 mod compat;
 mod config;
 mod doors;

@@ -50,7 +50,16 @@ pub(crate) struct Registry {
     quotas: std::sync::Mutex<HashMap<Arc<str>, Option<Arc<Quota>>>>,
     /// Written by one sync at a time; the request path never touches it.
     files: Mutex<BTreeMap<PathBuf, Arc<Plugin>>>,
+    /// Counts the tables swapped in, for health watchers to see a change.
+    changes: tokio::sync::watch::Sender<u64>,
 }
+
+/// The services built into the host; no plugin may serve them.
+pub(crate) const BUILT_IN_SERVICES: [&str; 3] = [
+    "grpc.health.v1.Health",
+    "grpc.reflection.v1.ServerReflection",
+    "grpc.reflection.v1alpha.ServerReflection",
+];
 
 impl Registry {
     pub(crate) fn new() -> Self {
@@ -58,7 +67,41 @@ impl Registry {
             table: ArcSwap::from_pointee(RouteTable::default()),
             quotas: std::sync::Mutex::default(),
             files: Mutex::default(),
+            changes: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Told of every table swapped in from now on (the serving set may have changed).
+    pub(crate) fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Every service a caller with `identity` may call on `host`, by full name, with the
+    /// plugin serving it: what health and reflection show that caller. A service is shown
+    /// when the caller may call at least one of its methods.
+    pub(crate) fn visible(
+        &self,
+        identity: Option<&str>,
+        host: Option<&str>,
+    ) -> BTreeMap<String, Arc<Plugin>> {
+        let table = self.table.load();
+        let mut services = BTreeMap::new();
+        for (path, routes) in &table.routes {
+            let Some((service, _method)) = path.trim_start_matches('/').split_once('/') else {
+                continue;
+            };
+            if services.contains_key(service) {
+                continue;
+            }
+            let serving = routes.iter().find(|route| {
+                route.hosts.is_empty()
+                    || host.is_some_and(|host| route.hosts.iter().any(|p| p.matches(host)))
+            });
+            if let Some(route) = serving.filter(|route| route.rules.check(identity).is_ok()) {
+                services.insert(service.to_owned(), route.plugin.clone());
+            }
+        }
+        services
     }
 
     /// The route for a request path, if any plugin serves it for the request's host
@@ -142,6 +185,7 @@ impl Registry {
             }
         }
         self.table.store(Arc::new(table));
+        self.changes.send_modify(|generation| *generation += 1);
         log_changes(&config.plugins_dir, &files, &next);
         report.loaded = next
             .values()
@@ -346,6 +390,12 @@ pub enum RefusalReason {
         /// The serving tenant's host pattern it overlaps.
         theirs: String,
     },
+    /// It declares a service the host itself serves.
+    #[error("service {service} is built into the host and cannot be served by a plugin")]
+    BuiltIn {
+        /// The service's full name.
+        service: String,
+    },
     /// Another plugin serves one of its services.
     #[error("service {service} is already served by plugin {plugin:?} of tenant {tenant:?} ({})", file.display())]
     ServiceTaken {
@@ -453,6 +503,15 @@ impl RouteTable {
             return Err(RefusalReason::NameTaken {
                 name: plugin.name().to_owned(),
                 other: other.plugin.file().to_owned(),
+            });
+        }
+        if let Some(service) = plugin
+            .services()
+            .iter()
+            .find(|service| BUILT_IN_SERVICES.contains(&service.full_name()))
+        {
+            return Err(RefusalReason::BuiltIn {
+                service: service.full_name().to_owned(),
             });
         }
         let hosts: Arc<[HostPattern]> = config.hosts_of(tenant).into();

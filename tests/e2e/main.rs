@@ -3,6 +3,7 @@
 //! unused one fails the build.
 #![deny(dead_code)]
 
+mod builtin;
 mod contract;
 mod edge;
 mod interop;

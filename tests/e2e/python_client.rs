@@ -202,3 +202,68 @@ async fn python_grpcio_passes_the_interop_cases() {
         .collect();
     assert_eq!(passed, INTEROP_CASES, "{stdout}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcio_reflection_resolves_a_plugins_service_through_the_host() {
+    let python = python();
+    let host = TestHost::with_plugins(&[USERS]).await;
+    let client = root().join("tests/python/builtin_client.py");
+    let target = format!("localhost:{}", host.addr().port());
+    let stdout = run(
+        &python,
+        &[client.to_str().unwrap(), "--target", &target, "reflection"],
+    )
+    .await;
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            "services grpc.health.v1.Health grpc.reflection.v1.ServerReflection \
+             grpc.reflection.v1alpha.ServerReflection user.v1.UserService",
+            "method GetUser user.v1.GetUserRequest -> user.v1.User",
+            "method ListUsers user.v1.ListUsersRequest -> stream user.v1.User",
+            "method CreateUsers user.v1.CreateUserRequest stream -> user.v1.CreateUsersResponse",
+            "method Chat user.v1.ChatMessage stream -> stream user.v1.ChatMessage",
+            "fields id name email created_at",
+        ],
+        "{stdout}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn grpcio_health_checking_sees_serving_and_watches_a_removal() {
+    use tokio::io::AsyncBufReadExt as _;
+    let python = python();
+    let host = TestHost::with_plugins(&[USERS]).await;
+    let client = root().join("tests/python/builtin_client.py");
+    let target = format!("localhost:{}", host.addr().port());
+    let mut child = Command::new(&python)
+        .args([client.to_str().unwrap(), "--target", &target, "health"])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python runs");
+    let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut next = async || {
+        tokio::time::timeout(PATIENCE, lines.next_line())
+            .await
+            .expect("python answers in time")
+            .unwrap()
+            .expect("a line")
+    };
+    assert_eq!(next().await, "check - SERVING");
+    assert_eq!(next().await, "check user.v1.UserService SERVING");
+    assert_eq!(
+        next().await,
+        "list - grpc.health.v1.Health grpc.reflection.v1.ServerReflection \
+         grpc.reflection.v1alpha.ServerReflection user.v1.UserService"
+    );
+    assert_eq!(next().await, "watch SERVING");
+    std::fs::remove_file(host.plugins_dir().join(USERS.file_name())).unwrap();
+    assert_eq!(next().await, "watch SERVICE_UNKNOWN");
+    let status = tokio::time::timeout(PATIENCE, child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success());
+}

@@ -16,6 +16,7 @@ use tower::layer::util::{Identity, Stack};
 use tracing::Instrument as _;
 use tracing::instrument::Instrumented;
 
+use crate::builtin::{self, health::HealthService};
 use crate::config::{CompressionConfig, EdgeConfig, HostConfig, Invalid};
 use crate::doors::grpc::GrpcDoor;
 use crate::doors::request_buffer::Budget;
@@ -149,8 +150,9 @@ impl Host {
             "serving gRPC"
         );
         let http = Arc::new(connection::http(&edge));
-        let service =
-            stack(self.api_keys).service(router(self.registry, &edge, &self.compression).prepare());
+        let health = HealthService::new(self.registry.clone());
+        let service = stack(self.api_keys)
+            .service(router(self.registry, &health, &edge, &self.compression).prepare());
         let tls = self.tls;
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -182,6 +184,10 @@ impl Host {
                 () = &mut shutdown => break,
             }
         }
+        // Health checkers hear it before the listener goes: a balancer stops sending new
+        // calls here while the ones in flight finish.
+        health.shutting_down();
+        tokio::task::yield_now().await;
         drop(listener);
         stopping.cancel();
         let drained = tokio::time::timeout(self.shutdown_grace, async {
@@ -215,11 +221,16 @@ fn stack(api_keys: ApiKeys) -> tower::ServiceBuilder<Layers> {
 /// The type [`stack`] builds, innermost last.
 type Layers = Stack<IdentityLayer, Stack<RequestSpanLayer, Identity>>;
 
-/// Where a request goes once through the stack: built-in services by their service
-/// name first (none yet), then every other path to the gRPC door, which serves what
-/// the plugins declare.
-fn router(registry: Arc<Registry>, edge: &EdgeConfig, compression: &CompressionConfig) -> Routes {
-    let router = Routes::default()
+/// Where a request goes once through the stack: the built-in services (health,
+/// reflection) by their service name first, then every other path to the gRPC door,
+/// which serves what the plugins declare (no plugin may declare a built-in's name).
+fn router(
+    registry: Arc<Registry>,
+    health: &HealthService,
+    edge: &EdgeConfig,
+    compression: &CompressionConfig,
+) -> Routes {
+    let router = builtin::routes(&registry, health)
         .into_axum_router()
         .fallback_service(GrpcDoor::new(registry, edge, compression));
     Routes::from(router)
