@@ -19,7 +19,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use crate::plugins::{GREETER, USERS};
+use crate::plugins::{GREETER, IMPOSTOR, USERS};
 
 /// Longest a reload may take to show.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -339,4 +339,19 @@ async fn reflection_v1alpha_answers_as_v1_does() {
         answers.next().await.is_none(),
         "the stream ends with the client's"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_plugin_declaring_a_built_in_service_is_refused() {
+    let host = TestHost::with_plugins(&[IMPOSTOR, USERS]).await;
+    let [refusal] = &host.report().refused[..] else {
+        panic!("{:?}", host.report().refused);
+    };
+    assert_eq!(
+        refusal.reason.to_string(),
+        "service grpc.health.v1.Health is built into the host and cannot be served by a plugin"
+    );
+    let mut health = HealthClient::new(host.channel().await);
+    let reply = health.check(check(USERS_SERVICE)).await.unwrap();
+    assert_eq!(reply.into_inner().status(), ServingStatus::Serving);
 }
