@@ -5,6 +5,7 @@ EXAMPLE_PLUGINS := greeter users
 PLUGINS_DIR := target/plugins
 VENV := .venv
 PYTHON := $(VENV)/bin/python
+NODE_CLIENTS := tests/node/node_modules/.installed
 
 .PHONY: run plugins test bench lint wasm-target python-client
 
@@ -19,7 +20,7 @@ plugins: wasm-target
 	cp $(foreach p,$(EXAMPLE_PLUGINS),target/$(WASM_TARGET)/plugin/$(p).wasm) $(PLUGINS_DIR)/
 
 ## Run the whole test suite (Rust and the Python client against a live host).
-test: wasm-target $(VENV)/.installed
+test: wasm-target $(VENV)/.installed $(NODE_CLIENTS)
 	PLUGRPC_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --no-fail-fast
 
 ## The benchmark suite: writes BENCHMARKS.md (needs taskset; takes a few minutes).
@@ -40,6 +41,11 @@ $(VENV)/.installed: examples/clients/python/requirements.txt tests/python/requir
 	python3 -m venv $(VENV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check \
 		-r examples/clients/python/requirements.txt -r tests/python/requirements.txt
+	touch $@
+
+## The npm clients the tests run (buf curl), as tests/node/package-lock.json pins them.
+$(NODE_CLIENTS): tests/node/package.json tests/node/package-lock.json
+	cd tests/node && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 ## Generate the Python stubs from proto/ (the README's client walkthrough).

@@ -8,6 +8,7 @@ mod contract;
 mod edge;
 mod interop;
 mod lifecycle;
+mod node_clients;
 mod plugin_folder;
 mod python_client;
 mod reload;
