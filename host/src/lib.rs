@@ -21,7 +21,7 @@ mod tls;
 mod watch;
 
 pub use config::{
-    ClientAuth, CompressionConfig, ConfigError, DEFAULT_GUEST_STACK, DEFAULT_LISTEN,
+    ClientAuth, CompressionConfig, ConfigError, CorsConfig, DEFAULT_GUEST_STACK, DEFAULT_LISTEN,
     DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig,
     HostConfig, Invalid, KeyHash, LimitOverrides, MAX_SANDBOXES, TenantConfig, TlsConfig,
 };

@@ -31,6 +31,8 @@ pub(crate) struct Route {
     /// Its tenant's quota over all the tenant's plugins, if it has one.
     pub(crate) quota: Option<Arc<Quota>>,
     pub(crate) kind: MethodKind,
+    /// The method's descriptor: its message types, for the doors that speak JSON.
+    pub(crate) method: prost_reflect::MethodDescriptor,
     /// The path itself, made once at load for every call of it to share.
     pub(crate) path: Arc<str>,
 }
@@ -566,6 +568,7 @@ impl RouteTable {
                     hosts: hosts.clone(),
                     quota: quota.clone(),
                     kind,
+                    method: method.clone(),
                     path: Arc::from(path.as_str()),
                 };
                 self.routes.entry(path).or_default().push(route);

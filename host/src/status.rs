@@ -205,6 +205,9 @@ fn of(error: CallError, call: For) -> tonic::Status {
         CallError::MissingRequest => {
             tonic::Status::internal("the client half-closed without sending a request message")
         }
+        CallError::ExtraRequest(kind) => tonic::Status::internal(format!(
+            "the client sent more than one request message to a {kind} method"
+        )),
         CallError::Instantiate(error) => {
             if let Some(before) = throttle::allow(plugin, "instantiate") {
                 let before = throttle::left_out(before);

@@ -3,6 +3,7 @@
 //! unused one fails the build.
 #![deny(dead_code)]
 
+mod browser;
 mod builtin;
 mod contract;
 mod edge;
@@ -17,6 +18,7 @@ mod tenants;
 mod tls;
 mod users;
 mod warm;
+mod web;
 
 /// A constant per plugin crate of the repo, as built for this run. Declared by a macro of
 /// this crate, not the support library's: rustc does not report dead code in items an

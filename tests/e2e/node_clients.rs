@@ -1,5 +1,6 @@
 //! Clients from npm that nobody here wrote, installed by `make test` (`npm ci` in
-//! tests/node): `buf curl` lists, describes and calls through the host's reflection alone.
+//! tests/node): `buf curl` lists, describes and calls through the host's reflection alone;
+//! the Connect project's Node clients call every shape over Connect and gRPC-Web.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -62,8 +63,16 @@ async fn buf_curl_lists_and_calls_through_reflection_and_sees_a_plugin_dropped_i
         ]
     );
     let methods = buf_curl(&host, &["--list-methods"], "").await;
-    assert!(methods.contains("user.v1.UserService/ListUsers"), "{methods}");
-    let user = buf_curl(&host, &["-d", r#"{"id":7}"#], "/user.v1.UserService/GetUser").await;
+    assert!(
+        methods.contains("user.v1.UserService/ListUsers"),
+        "{methods}"
+    );
+    let user = buf_curl(
+        &host,
+        &["-d", r#"{"id":7}"#],
+        "/user.v1.UserService/GetUser",
+    )
+    .await;
     let user: serde_json::Value = serde_json::from_str(&user).unwrap();
     assert_eq!(user["name"], "user-7");
     assert_eq!(user["id"], "7", "int64 is a string in proto3 JSON");
@@ -75,7 +84,10 @@ async fn buf_curl_lists_and_calls_through_reflection_and_sees_a_plugin_dropped_i
         if services.lines().any(|line| line == "helloworld.Greeter") {
             break;
         }
-        assert!(started.elapsed() < PATIENCE, "greeter never listed: {services}");
+        assert!(
+            started.elapsed() < PATIENCE,
+            "greeter never listed: {services}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let reply = buf_curl(
@@ -85,4 +97,75 @@ async fn buf_curl_lists_and_calls_through_reflection_and_sees_a_plugin_dropped_i
     )
     .await;
     assert!(reply.contains("buf"), "{reply}");
+}
+
+/// The users service's descriptors, as `buf build` writes them, for the Node clients.
+async fn users_descriptors() -> tempfile::NamedTempFile {
+    let out = tempfile::NamedTempFile::new().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let status = Command::new(node_bin("buf"))
+        .current_dir(root)
+        .args([
+            "build",
+            "proto",
+            "--path",
+            "proto/user/v1/user_service.proto",
+            "-o",
+        ])
+        .arg(out.path())
+        .status()
+        .await
+        .expect("buf runs");
+    assert!(status.success(), "buf build failed");
+    out
+}
+
+/// What connect_client.mjs prints when every call it makes is answered.
+const ANSWERED: [&str; 3] = [
+    r#"GetUser {"id":"7","name":"user-7","email":"user-7@example.com","createdAt":"2024-01-01T00:00:07Z"}"#,
+    "GetUser(0) NotFound no user with id 0 google.rpc.ResourceInfo",
+    "ListUsers user-1,user-2,user-3",
+];
+
+/// And the streams from clients, which the Node transports send over HTTP/2 only.
+const STREAMED: [&str; 2] = [
+    r#"CreateUsers {"count":3}"#,
+    "Chat ada said: hello | ada said: bye",
+];
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_nodes_clients_call_every_shape_over_connect_and_grpc_web() {
+    let host = TestHost::with_plugins(&[USERS]).await;
+    let descriptors = users_descriptors().await;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/connect_client.mjs");
+    let base = format!("http://127.0.0.1:{}", host.addr().port());
+    for protocol in ["connect", "connect-json", "grpcweb"] {
+        for version in ["http1", "http2"] {
+            let output = Command::new("node")
+                .arg(&script)
+                .args([&base, protocol, version])
+                .arg(descriptors.path())
+                .kill_on_drop(true)
+                .output();
+            let output = tokio::time::timeout(PATIENCE, output)
+                .await
+                .expect("node finishes")
+                .expect("node runs");
+            let stdout = String::from_utf8_lossy(&output.stdout);
+            assert!(
+                output.status.success(),
+                "{protocol} {version}: {stdout}{}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+            let mut expected = ANSWERED.to_vec();
+            if version == "http2" {
+                expected.extend(STREAMED);
+            }
+            assert_eq!(
+                stdout.lines().collect::<Vec<_>>(),
+                expected,
+                "{protocol} {version}"
+            );
+        }
+    }
 }

@@ -172,6 +172,10 @@ async fn a_missing_plugins_folder_stops_startup_with_its_name() {
 #[tokio::test(flavor = "multi_thread")]
 async fn every_plugin_crate_of_the_repo_loads_on_this_contract() {
     async fn loads(plugin: Plugin) {
+        if plugin.name == "impostor" {
+            // Built to be refused: it claims a built-in service (builtin.rs).
+            return;
+        }
         let host = TestHost::with_plugins(&[plugin]).await;
         let report = host.report();
         assert!(

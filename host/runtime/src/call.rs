@@ -314,23 +314,31 @@ impl Call {
         Ok((group, slot, requests, self.sandbox(meter).await?))
     }
 
-    /// The one request of a unary or server-streaming call, as a batch for the guest.
+    /// The one request of a unary or server-streaming call, as a batch for the guest;
+    /// the request stream must end after it.
     async fn read_request(&self, io: &mut CallIo) -> Result<Vec<u8>, CallError> {
-        match io.next_request().await {
-            Some(Ok(message)) => Ok(Packer::one(&message)),
-            None => Err(CallError::MissingRequest),
-            Some(Err(InputError::TooLarge(size))) => Err(CallError::Limit(Limit::RequestSize {
-                size,
-                limit: self.plugin.limits().max_request_size,
-            })),
-            Some(Err(InputError::Inflated(compressed))) => {
-                Err(CallError::Limit(Limit::RequestInflated {
-                    compressed,
-                    limit: self.plugin.limits().max_request_size,
-                }))
+        let message = match io.next_request().await {
+            Some(Ok(message)) => message,
+            None => return Err(CallError::MissingRequest),
+            Some(Err(error)) => return Err(self.input_failed(error)),
+        };
+        match io.rest_of_request().await {
+            Ok(false) => Ok(Packer::one(&message)),
+            Ok(true) => Err(CallError::ExtraRequest(self.kind.name())),
+            Err(error) => Err(self.input_failed(error)),
+        }
+    }
+
+    /// Why reading the request failed, as the call's error.
+    fn input_failed(&self, error: InputError) -> CallError {
+        let limit = self.plugin.limits().max_request_size;
+        match error {
+            InputError::TooLarge(size) => CallError::Limit(Limit::RequestSize { size, limit }),
+            InputError::Inflated(compressed) => {
+                CallError::Limit(Limit::RequestInflated { compressed, limit })
             }
-            Some(Err(InputError::Failed(status))) => Err(CallError::Request(status)),
-            Some(Err(InputError::Idle(after))) => Err(CallError::StreamIdle(after)),
+            InputError::Failed(status) => CallError::Request(status),
+            InputError::Idle(after) => CallError::StreamIdle(after),
         }
     }
 

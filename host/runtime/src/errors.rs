@@ -33,6 +33,9 @@ pub enum CallError {
     /// A unary or server-streaming call's client half-closed without a request.
     #[error("the client sent no request message")]
     MissingRequest,
+    /// A unary or server-streaming call's client sent a second request message.
+    #[error("the client sent more than one request message to a {0} method")]
+    ExtraRequest(&'static str),
     /// No instance could be made.
     #[error("instantiating the plugin failed: {0:#}")]
     Instantiate(wasmtime::Error),

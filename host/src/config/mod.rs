@@ -14,10 +14,12 @@ use crate::hosts::HostPattern;
 use serde::Deserialize;
 
 mod compression;
+mod cors;
 mod edge;
 mod tls;
 
 pub use compression::CompressionConfig;
+pub use cors::CorsConfig;
 pub use edge::EdgeConfig;
 pub use tls::{ClientAuth, KeyHash, TlsConfig};
 
@@ -79,6 +81,9 @@ pub struct HostConfig {
     pub edge: EdgeConfig,
     /// `[compression]`: response compression.
     pub compression: CompressionConfig,
+    /// `[cors]`: browser origins that may call the default tenant (and tenants without
+    /// their own).
+    pub cors: CorsConfig,
     /// TLS on the listener; plaintext when `None`.
     pub tls: Option<TlsConfig>,
     /// API keys by name, as hashes: a request bearing one is the caller `key:<name>`.
@@ -125,6 +130,9 @@ pub struct TenantConfig {
     /// Linear memory all the tenant's instances may hold at once, idle warm ones
     /// included.
     pub memory: Option<ByteSize>,
+    /// Browser origins that may call the tenant's plugins (`[tenants.<name>.cors]`);
+    /// `[cors]` when not set.
+    pub cors: Option<CorsConfig>,
     /// Per-plugin overrides of the tenant's plugins, by plugin name
     /// (`[tenants.<name>.plugins.<plugin>]`).
     #[serde(default)]
@@ -172,6 +180,8 @@ struct ConfigFile {
     edge: EdgeConfig,
     #[serde(default)]
     compression: CompressionConfig,
+    #[serde(default)]
+    cors: CorsConfig,
     tls: Option<TlsConfig>,
     #[serde(default)]
     api_keys: BTreeMap<String, KeyHash>,
@@ -263,6 +273,7 @@ impl Default for HostConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             edge: EdgeConfig::default(),
             compression: CompressionConfig::default(),
+            cors: CorsConfig::default(),
             tls: None,
             api_keys: BTreeMap::new(),
             defaults: DEFAULT_LIMITS,
@@ -330,6 +341,7 @@ impl HostConfig {
             shutdown_grace: file.shutdown.grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             edge: file.edge,
             compression: file.compression,
+            cors: file.cors,
             tls: file.tls,
             api_keys: file.api_keys,
             defaults,
@@ -483,6 +495,12 @@ impl HostConfig {
             ));
         }
         self.edge.validate()?;
+        self.cors.validate("cors")?;
+        for (name, tenant) in &self.tenants {
+            if let Some(cors) = &tenant.cors {
+                cors.validate(&format!("tenants.{name}.cors"))?;
+            }
+        }
         if let Some(tls) = &self.tls {
             tls.validate()?;
         }
@@ -1013,6 +1031,7 @@ mod tests {
             "[host]",
             "[edge]",
             "[compression]",
+            "[cors]",
             "[defaults]",
             "[plugins.users]",
             "[plugins.x]",
@@ -1054,6 +1073,8 @@ mod tests {
             "compress_responses",
             "responses",
             "min_size",
+            "allowed_origins",
+            "max_age",
             "cert",
             "key",
             "client_ca",

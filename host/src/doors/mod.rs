@@ -1,6 +1,124 @@
 //! Front doors: each turns one wire protocol into calls of the runtime's call core and
-//! writes their responses back. Today: gRPC over HTTP/2, with compressed messages.
+//! writes their responses back, on the one port, for every plugin, from the plugin's
+//! descriptors alone. A request goes to the door its content-type names:
+//!
+//! - `application/grpc...` (HTTP/2): [`grpc`];
+//! - `application/grpc-web...` (HTTP/1.1 or 2, binary or base64 text): [`grpc_web`];
+//! - `application/proto`, `application/json` (unary POST), a GET with a `message`
+//!   query, `application/connect+...` (streams): [`connect`];
+//! - anything else: 415, naming what the host speaks.
+//!
+//! A CORS preflight is answered before any door ([`cors`]), and a web response to an
+//! allowed origin is marked for its page.
 
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use crate::config::HostConfig;
+use crate::registry::Registry;
+use crate::status;
+
+pub(crate) mod connect;
+pub(crate) mod cors;
 pub(crate) mod envelope;
+pub(crate) mod front;
 pub(crate) mod grpc;
+pub(crate) mod grpc_web;
+pub(crate) mod json;
 pub(crate) mod request_buffer;
+pub(crate) mod response;
+
+use front::Front;
+use grpc::HttpResponse;
+
+/// Every door, behind one service: the router's fallback for every path the built-in
+/// services do not take.
+#[derive(Clone)]
+pub(crate) struct Doors {
+    front: Front,
+    cors: Arc<cors::Cors>,
+}
+
+impl Doors {
+    pub(crate) fn new(registry: Arc<Registry>, config: &HostConfig) -> Self {
+        Self {
+            front: Front::new(registry, &config.edge, &config.compression),
+            cors: Arc::new(cors::Cors::new(config)),
+        }
+    }
+}
+
+/// The door a request is for.
+enum Door {
+    Grpc,
+    GrpcWeb { text: bool },
+    Connect(Option<connect::Kind>),
+    None,
+}
+
+fn door(parts: &http::request::Parts) -> Door {
+    let content_type = parts
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .map(http::HeaderValue::as_bytes);
+    match content_type {
+        Some(value) if grpc::is_grpc(value) => Door::Grpc,
+        Some(value) => match (grpc_web::kind(value), connect::kind(value)) {
+            (Some(text), _) => Door::GrpcWeb { text },
+            (None, Some(kind)) => Door::Connect(Some(kind)),
+            (None, None) => Door::None,
+        },
+        None if connect::is_get(parts) => Door::Connect(None),
+        None => Door::None,
+    }
+}
+
+impl<B> tower::Service<http::Request<B>> for Doors
+where
+    B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+{
+    type Response = HttpResponse;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<HttpResponse, Infallible>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let doors = self.clone();
+        Box::pin(async move { Ok(doors.serve(request).await) })
+    }
+}
+
+impl Doors {
+    async fn serve<B>(&self, request: http::Request<B>) -> HttpResponse
+    where
+        B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
+    {
+        let (parts, body) = request.into_parts();
+        if let Some(preflight) = self.cors.preflight(&self.front, &parts) {
+            return preflight;
+        }
+        let door = door(&parts);
+        let marks = match door {
+            Door::Grpc => http::HeaderMap::new(),
+            _ => self.cors.marks(&self.front, &parts),
+        };
+        let request = http::Request::from_parts(parts, body);
+        let mut response = match door {
+            Door::Grpc => grpc::serve(&self.front, request).await,
+            Door::GrpcWeb { text } => grpc_web::serve(&self.front, request, text).await,
+            Door::Connect(kind) => connect::serve(&self.front, request, kind).await,
+            Door::None => status::not_grpc(request.headers().get(http::header::CONTENT_TYPE)),
+        };
+        response.headers_mut().extend(marks);
+        response
+    }
+}

@@ -118,6 +118,21 @@ impl<B> Buffered<B> {
     }
 }
 
+impl<B> Buffered<B> {
+    /// `body` as one unframed message (a Connect unary request), charged whole to the
+    /// budgets and timed from its first byte to its end.
+    pub(crate) fn whole(
+        body: B,
+        host: Arc<Budget>,
+        connection: Option<Arc<Budget>>,
+        message_timeout: Duration,
+    ) -> Self {
+        let mut buffered = Self::new(body, host, connection, message_timeout);
+        buffered.framing.whole = true;
+        buffered
+    }
+}
+
 impl<B> Drop for Buffered<B> {
     fn drop(&mut self) {
         for budget in self.budgets.iter().flatten() {
@@ -185,11 +200,18 @@ struct Framing {
     partial: usize,
     /// Messages received whole so far: a change means the partial one is a new message.
     completed: u64,
+    /// The body is one message with no envelope (a Connect unary request): every byte
+    /// is partial until the body ends.
+    whole: bool,
 }
 
 impl Framing {
     /// Follows `data` through the framing.
     fn read(&mut self, mut data: &[u8]) {
+        if self.whole {
+            self.partial += data.len();
+            return;
+        }
         while !data.is_empty() {
             if self.prefix_len < 5 {
                 let n = (5 - self.prefix_len).min(data.len());
@@ -215,6 +237,7 @@ impl Framing {
             if self.prefix_len == 5 && self.remaining == 0 {
                 *self = Self {
                     completed: self.completed + 1,
+                    whole: self.whole,
                     ..Self::default()
                 };
             }

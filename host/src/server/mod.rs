@@ -17,8 +17,8 @@ use tracing::Instrument as _;
 use tracing::instrument::Instrumented;
 
 use crate::builtin::{self, health::HealthService};
-use crate::config::{CompressionConfig, EdgeConfig, HostConfig, Invalid};
-use crate::doors::grpc::GrpcDoor;
+use crate::config::{EdgeConfig, HostConfig, Invalid};
+use crate::doors::Doors;
 use crate::doors::request_buffer::Budget;
 use crate::identity::{ApiKeys, IdentityLayer};
 use crate::registry::{LoadReport, Registry, RegistryError};
@@ -69,7 +69,8 @@ pub struct Host {
     /// How long calls and connections may take to finish after the shutdown signal.
     shutdown_grace: Duration,
     edge: Arc<EdgeConfig>,
-    compression: CompressionConfig,
+    /// The config, for the doors' settings.
+    config: Arc<HostConfig>,
     /// TLS on the listener, when configured.
     tls: Option<Tls>,
     api_keys: ApiKeys,
@@ -120,7 +121,7 @@ impl Host {
             _engine: engine,
             shutdown_grace: config.shutdown_grace,
             edge: Arc::new(config.edge.clone()),
-            compression: config.compression.clone(),
+            config: config.clone(),
             tls,
             api_keys: ApiKeys::new(&config.api_keys),
         })
@@ -151,8 +152,8 @@ impl Host {
         );
         let http = Arc::new(connection::http(&edge));
         let health = HealthService::new(self.registry.clone());
-        let service = stack(self.api_keys)
-            .service(router(self.registry, &health, &edge, &self.compression).prepare());
+        let service =
+            stack(self.api_keys).service(router(self.registry, &health, &self.config).prepare());
         let tls = self.tls;
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -224,15 +225,10 @@ type Layers = Stack<IdentityLayer, Stack<RequestSpanLayer, Identity>>;
 /// Where a request goes once through the stack: the built-in services (health,
 /// reflection) by their service name first, then every other path to the gRPC door,
 /// which serves what the plugins declare (no plugin may declare a built-in's name).
-fn router(
-    registry: Arc<Registry>,
-    health: &HealthService,
-    edge: &EdgeConfig,
-    compression: &CompressionConfig,
-) -> Routes {
+fn router(registry: Arc<Registry>, health: &HealthService, config: &HostConfig) -> Routes {
     let router = builtin::routes(&registry, health)
         .into_axum_router()
-        .fallback_service(GrpcDoor::new(registry, edge, compression));
+        .fallback_service(Doors::new(registry, config));
     Routes::from(router)
 }
 

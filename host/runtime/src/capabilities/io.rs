@@ -197,6 +197,17 @@ impl CallIo {
         next.map(|received| received.map(|received| self.input.deliver(received)))
     }
 
+    /// After the one request of a unary or server-streaming call: waits for the client
+    /// to end its request stream (so the body is read whole, and an HTTP/1.1 connection
+    /// can carry the next request). `Some(true)` when another message came instead.
+    pub(crate) async fn rest_of_request(&mut self) -> Result<bool, InputError> {
+        match poll_fn(|cx| self.input.poll_next(cx)).await {
+            None => Ok(false),
+            Some(Ok(_)) => Ok(true),
+            Some(Err(error)) => Err(error),
+        }
+    }
+
     /// Whether request message `index` (0 is the call's first) arrived compressed, for
     /// a message the latest batch handed to the guest.
     pub(crate) fn request_compressed(&self, index: u64) -> Option<bool> {
