@@ -16,6 +16,7 @@ use tokio::sync::Mutex;
 use crate::authz::{Pattern, Rules};
 use crate::compat;
 use crate::config::{DEFAULT_TENANT, HostConfig, is_tenant_name};
+use crate::doors::http_rule::{self, BadRule, Binding};
 use crate::hosts::HostPattern;
 
 /// Where one `/package.Service/Method` path goes.
@@ -37,11 +38,23 @@ pub(crate) struct Route {
     pub(crate) path: Arc<str>,
 }
 
+/// An HTTP request a `google.api.http` binding matched.
+pub(crate) struct Transcoded {
+    /// The route of the bound method.
+    pub(crate) route: Route,
+    /// The binding.
+    pub(crate) binding: Arc<Binding>,
+    /// The values of its path variables, by field path.
+    pub(crate) variables: Vec<(String, String)>,
+}
+
 /// Every routable method path of every serving plugin: one route per path, or several
 /// of tenants told apart by host.
 #[derive(Default)]
 pub(crate) struct RouteTable {
     routes: HashMap<String, Vec<Route>>,
+    /// Every `google.api.http` binding of every serving method, in load order.
+    bindings: Vec<Arc<Binding>>,
 }
 
 /// The live routing table, and the plugin serving from each file.
@@ -113,25 +126,34 @@ impl Registry {
         path: &str,
         host: impl FnOnce() -> Option<String>,
     ) -> Option<Route> {
-        let table = self.table.load();
-        let candidates = table.routes.get(path)?;
-        if let [only] = candidates.as_slice()
-            && only.hosts.is_empty()
-        {
-            return Some(only.clone());
-        }
-        let host = host();
-        candidates
-            .iter()
-            .find(|route| {
-                route.hosts.is_empty()
-                    || host
-                        .as_deref()
-                        .is_some_and(|host| route.hosts.iter().any(|p| p.matches(host)))
-            })
-            .cloned()
+        self.table.load().lookup(path, host)
     }
 
+    /// The route and `google.api.http` binding for an HTTP request, with the values of
+    /// the binding's path variables, if a serving method is bound to its verb and path.
+    pub(crate) fn transcode(
+        &self,
+        verb: &http::Method,
+        path: &str,
+        host: impl Fn() -> Option<String>,
+    ) -> Option<Transcoded> {
+        let table = self.table.load();
+        table
+            .bindings
+            .iter()
+            .filter(|binding| binding.verb == *verb)
+            .find_map(|binding| {
+                let variables = binding.template.matches(path)?;
+                let route = table.lookup(&binding.grpc_path, &host)?;
+                Some(Transcoded {
+                    route,
+                    binding: binding.clone(),
+                    variables,
+                })
+            })
+    }
+
+    /// `tenant`'s quota, made on first use.
     /// `tenant`'s quota, made on first use.
     fn quota(&self, config: &HostConfig, tenant: &Arc<str>) -> Option<Arc<Quota>> {
         let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
@@ -398,6 +420,14 @@ pub enum RefusalReason {
         /// The service's full name.
         service: String,
     },
+    /// A method's `google.api.http` annotation cannot be served.
+    #[error("method {method}: its google.api.http annotation {reason}")]
+    HttpRule {
+        /// The method's full name.
+        method: String,
+        /// What is wrong with the annotation.
+        reason: String,
+    },
     /// Another plugin serves one of its services.
     #[error("service {service} is already served by plugin {plugin:?} of tenant {tenant:?} ({})", file.display())]
     ServiceTaken {
@@ -487,6 +517,26 @@ fn tenant_of(dir: &Path, file: &Path) -> Arc<str> {
 }
 
 impl RouteTable {
+    /// The route for `path` on the request's host.
+    fn lookup(&self, path: &str, host: impl FnOnce() -> Option<String>) -> Option<Route> {
+        let candidates = self.routes.get(path)?;
+        if let [only] = candidates.as_slice()
+            && only.hosts.is_empty()
+        {
+            return Some(only.clone());
+        }
+        let host = host();
+        candidates
+            .iter()
+            .find(|route| {
+                route.hosts.is_empty()
+                    || host
+                        .as_deref()
+                        .is_some_and(|host| route.hosts.iter().any(|p| p.matches(host)))
+            })
+            .cloned()
+    }
+
     /// Adds every method of `tenant`'s `plugin`, or nothing if it conflicts with what is
     /// in the table: plugin names are unique within a tenant, services across all.
     fn add(
@@ -515,6 +565,20 @@ impl RouteTable {
             return Err(RefusalReason::BuiltIn {
                 service: service.full_name().to_owned(),
             });
+        }
+        let mut bindings = Vec::new();
+        for service in plugin.services() {
+            for method in service.methods() {
+                let path: Arc<str> =
+                    Arc::from(format!("/{}/{}", service.full_name(), method.name()));
+                let found = http_rule::bindings(&method, &path).map_err(|bad: BadRule| {
+                    RefusalReason::HttpRule {
+                        method: bad.method,
+                        reason: bad.reason,
+                    }
+                })?;
+                bindings.extend(found.into_iter().map(Arc::new));
+            }
         }
         let hosts: Arc<[HostPattern]> = config.hosts_of(tenant).into();
         for service in plugin.services() {
@@ -574,6 +638,7 @@ impl RouteTable {
                 self.routes.entry(path).or_default().push(route);
             }
         }
+        self.bindings.extend(bindings);
         Ok(())
     }
 }

@@ -8,6 +8,7 @@
 //! benchmark's edge section.
 
 mod attack;
+mod web;
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -95,6 +96,14 @@ enum Workload {
     OpenStreams,
     /// Greeter.SayHello over a new connection per call (TCP, TLS with --ca, HTTP/2).
     Connect,
+    /// UserService.GetUser as a Connect unary call with JSON (the web doors).
+    ConnectJson,
+    /// UserService.GetUser as a gRPC-Web call (binary).
+    GrpcWeb,
+    /// grpc.testing.TestService.UnaryCall with `size` bytes each way, uncompressed.
+    BigUnary,
+    /// The same, gzip-compressed both ways.
+    BigUnaryGzip,
     /// `size` TCP connections that never send a byte, held for the duration.
     AttackSilent,
     /// Chat streams cancelled once accepted, 50 at a time on each connection.
@@ -219,7 +228,7 @@ async fn worker(
 ) -> Tally {
     let mut tally = Tally::default();
     let mut greeter = GreeterClient::new(channel.clone());
-    let mut users = UserServiceClient::new(channel);
+    let mut users = UserServiceClient::new(channel.clone());
     let name = "x".repeat(size);
     let mut next = Instant::now();
     while Instant::now() < until {
@@ -250,6 +259,10 @@ async fn worker(
                     .map(|_| 1),
                 Err(error) => Err(tonic::Status::unavailable(error.to_string())),
             },
+            Workload::ConnectJson => web::connect_json(&channel).await,
+            Workload::GrpcWeb => web::grpc_web(&channel).await,
+            Workload::BigUnary => web::big_unary(&channel, size, false).await,
+            Workload::BigUnaryGzip => web::big_unary(&channel, size, true).await,
             Workload::OpenStreams
             | Workload::AttackSilent
             | Workload::AttackResets

@@ -12,7 +12,7 @@ use plugrpc_tests::{TestHost, raw};
 use prost::Message as _;
 use tokio::process::Command;
 
-use crate::plugins::{INTEROP, USERS};
+use crate::plugins::{INTEROP, PROBE, USERS};
 
 /// Longest one curl run may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -354,4 +354,103 @@ async fn cors_preflight_and_responses_follow_the_tenants_origins() {
     ])
     .await;
     assert_eq!(answer.status, 204);
+}
+
+/// The lines of a newline-delimited JSON body.
+fn ndjson(answer: &Answer) -> Vec<serde_json::Value> {
+    answer
+        .body
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line:?}")))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn curl_calls_plugins_through_their_google_api_http_annotations() {
+    let host = TestHost::with_plugins(&[USERS, PROBE]).await;
+
+    // The users example: GET /v1/users/{id}, and a server stream as NDJSON.
+    let answer = curl(&[&url(&host, "/v1/users/7")]).await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.header("content-type"), Some("application/json"));
+    assert_eq!(answer.json()["email"], "user-7@example.com");
+    let answer = curl(&[&url(&host, "/v1/users?limit=3")]).await;
+    assert_eq!(answer.header("content-type"), Some("application/x-ndjson"));
+    let names: Vec<_> = ndjson(&answer).iter().map(|u| u["name"].clone()).collect();
+    assert_eq!(names, ["user-1", "user-2", "user-3"]);
+    let answer = curl(&[&url(&host, "/v1/users/0")]).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["code"], "not_found");
+
+    // body "*", a path variable with query parameters, a multi-segment variable with a
+    // verb, a body field and a response field.
+    let answer = curl(&[
+        &url(&host, "/v1/echo"),
+        "-H",
+        "content-type: application/json",
+        "-H",
+        "x-user: ada",
+        "-d",
+        r#"{"text":"hi","count":2}"#,
+    ])
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.json()["text"], "hi");
+    assert_eq!(answer.json()["method"], "/probe.v1.Probe/Echo");
+    assert_eq!(answer.header("echo-user"), Some("ada"));
+    assert_eq!(answer.header("trailer-trailer-user"), Some("ada"));
+    let answer = curl(&[&url(&host, "/v1/echo/hello%20world?count=3")]).await;
+    assert_eq!(answer.json()["text"], "hello world");
+    let answer = curl(&[
+        "-X",
+        "PUT",
+        &url(&host, "/v1/rooms/r1/texts/t2:count"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "5",
+    ])
+    .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert_eq!(answer.body, r#""rooms/r1/texts/t2""#);
+
+    // Errors: the code's HTTP status; a stream that fails after messages ends with an
+    // error line.
+    let answer = curl(&[&url(&host, "/v1/fail/5?message=gone")]).await;
+    assert_eq!(answer.status, 404);
+    assert_eq!(answer.json()["message"], "gone");
+    let answer = curl(&[&url(&host, "/v1/fail-late/boom?count=2")]).await;
+    let lines = ndjson(&answer);
+    assert_eq!(lines.len(), 3, "{}", answer.body);
+    assert_eq!(lines[1]["text"], "boom #1");
+    assert_eq!(lines[2]["error"]["code"], "aborted");
+    assert_eq!(lines[2]["error"]["message"], "boom");
+
+    // Bad input is a 400 naming what is wrong, never a 500.
+    for (path, named) in [
+        ("/v1/echo/x?count=many", "count"),
+        ("/v1/echo/x?nosuch=1", "nosuch"),
+    ] {
+        let answer = curl(&[&url(&host, path)]).await;
+        assert_eq!(answer.status, 400, "{path}: {}", answer.body);
+        let message = answer.json()["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(named), "{path}: {message}");
+    }
+    let answer = curl(&[
+        &url(&host, "/v1/echo"),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        "[1]",
+    ])
+    .await;
+    assert_eq!(answer.status, 400);
+    let answer = curl(&[&url(&host, "/v1/nothing/here")]).await;
+    assert_eq!(answer.status, 404);
+    assert!(
+        answer.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("/v1/nothing/here")
+    );
 }

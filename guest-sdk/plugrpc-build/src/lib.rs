@@ -18,8 +18,6 @@ mod service_gen;
 
 use std::path::{Path, PathBuf};
 
-use prost::Message;
-
 /// Why code generation failed; shown by cargo as the build script's error.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -47,8 +45,15 @@ pub fn compile(protos: &[impl AsRef<Path>], includes: &[impl AsRef<Path>]) -> Re
         println!("cargo:rerun-if-changed={}", path.display());
     }
 
-    let fds = protox::compile(protos, includes)?;
-    let descriptor = fds.encode_to_vec();
+    let mut compiler = protox::Compiler::new(includes)?;
+    compiler
+        .include_source_info(true)
+        .include_imports(true)
+        .open_files(protos)?;
+    let fds = compiler.file_descriptor_set();
+    // Encoded by protox itself, not from `fds`: prost's option types would drop the
+    // options' extensions (`google.api.http`), which the host reads.
+    let descriptor = compiler.encode_file_descriptor_set();
     let descriptor_file = descriptor_file_name(&descriptor);
     std::fs::write(out_dir.join(&descriptor_file), descriptor)?;
 

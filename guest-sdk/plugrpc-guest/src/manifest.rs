@@ -4,7 +4,6 @@
 use std::collections::HashSet;
 
 use prost::Message;
-use prost_types::FileDescriptorSet;
 
 use crate::bindings::plugrpc::plugin::types::Manifest;
 use crate::export::Plugin;
@@ -20,26 +19,40 @@ pub fn describe(name: &str, version: &str, stateless: bool, plugin: &Plugin) -> 
     }
 }
 
+/// A `FileDescriptorSet` whose files stay encoded: decoding them into prost's types
+/// would drop their options' extensions (`google.api.http`), which the host reads.
+#[derive(Clone, PartialEq, Message)]
+struct EncodedFiles {
+    #[prost(bytes = "vec", repeated, tag = "1")]
+    file: Vec<Vec<u8>>,
+}
+
+/// The one field of a `FileDescriptorProto` the union needs.
+#[derive(Clone, PartialEq, Message)]
+struct FileName {
+    #[prost(string, optional, tag = "1")]
+    name: Option<String>,
+}
+
 /// One encoded FileDescriptorSet holding each file of `sets` once (by name), in the
-/// order first met, so each file still follows its imports.
+/// order first met, so each file still follows its imports; each file's bytes as built.
 fn union<'a>(sets: impl Iterator<Item = &'a [u8]>) -> Vec<u8> {
-    let mut union = FileDescriptorSet::default();
+    let mut union = EncodedFiles::default();
     let mut names = HashSet::new();
     for set in sets {
-        let set = FileDescriptorSet::decode(set)
+        let set = EncodedFiles::decode(set)
             .expect("plugrpc_build embeds an encoded FileDescriptorSet in every server");
-        union.file.extend(
-            set.file
-                .into_iter()
-                .filter(|f| names.insert(f.name.clone())),
-        );
+        union.file.extend(set.file.into_iter().filter(|file| {
+            let name = FileName::decode(file.as_slice()).map(|f| f.name).ok();
+            names.insert(name.flatten())
+        }));
     }
     union.encode_to_vec()
 }
 
 #[cfg(test)]
 mod tests {
-    use prost_types::FileDescriptorProto;
+    use prost_types::{FileDescriptorProto, FileDescriptorSet};
 
     use super::*;
 
@@ -65,5 +78,22 @@ mod tests {
         let union = FileDescriptorSet::decode(&union([&a[..], &b[..]].into_iter())[..]).unwrap();
         let names: Vec<_> = union.file.iter().map(|f| f.name()).collect();
         assert_eq!(names, ["common.proto", "a.proto", "b.proto"]);
+    }
+
+    #[test]
+    fn union_keeps_each_files_bytes_as_built() {
+        // A file with a field prost's types do not know (an option extension, say).
+        let mut file = FileDescriptorProto {
+            name: Some("annotated.proto".to_owned()),
+            ..FileDescriptorProto::default()
+        }
+        .encode_to_vec();
+        file.extend_from_slice(&[0x98, 0x06, 0x07]); // field 99, varint 7
+        let set = EncodedFiles {
+            file: vec![file.clone()],
+        }
+        .encode_to_vec();
+        let union = EncodedFiles::decode(&union([&set[..]].into_iter())[..]).unwrap();
+        assert_eq!(union.file, [file]);
     }
 }

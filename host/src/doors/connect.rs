@@ -545,7 +545,7 @@ fn decompress(route: &Route, message: Bytes, encoding: Option<Encoding>) -> Resu
 }
 
 /// `metadata` added to `headers`, each key behind `prefix`.
-fn add_metadata(headers: &mut HeaderMap, metadata: MetadataMap, prefix: &str) {
+pub(crate) fn add_metadata(headers: &mut HeaderMap, metadata: MetadataMap, prefix: &str) {
     for (name, value) in metadata.into_headers().iter() {
         let name = format!("{prefix}{name}");
         if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {

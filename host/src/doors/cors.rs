@@ -96,9 +96,18 @@ impl Cors {
 
     /// The policy for a request: that of the tenant its path routes to.
     fn policy(&self, front: &Front, parts: &http::request::Parts) -> &Policy {
-        front
-            .registry()
-            .lookup(parts.uri.path(), || request_host(parts))
+        let registry = front.registry();
+        let host = || request_host(parts);
+        // A preflight names the verb it is for; a request is its own.
+        let verb = parts
+            .headers
+            .get(header::ACCESS_CONTROL_REQUEST_METHOD)
+            .filter(|_| parts.method == Method::OPTIONS)
+            .and_then(|verb| Method::from_bytes(verb.as_bytes()).ok())
+            .unwrap_or_else(|| parts.method.clone());
+        registry
+            .lookup(parts.uri.path(), host)
+            .or_else(|| Some(registry.transcode(&verb, parts.uri.path(), host)?.route))
             .and_then(|route| self.tenants.get(&*route.tenant))
             .unwrap_or(&self.default)
     }

@@ -4,8 +4,10 @@
 //!
 //! - `application/grpc...` (HTTP/2): [`grpc`];
 //! - `application/grpc-web...` (HTTP/1.1 or 2, binary or base64 text): [`grpc_web`];
+//! - `application/connect+...` (streams): [`connect`];
+//! - a verb and path a plugin's `google.api.http` annotation binds: [`transcode`];
 //! - `application/proto`, `application/json` (unary POST), a GET with a `message`
-//!   query, `application/connect+...` (streams): [`connect`];
+//!   query: [`connect`];
 //! - anything else: 415, naming what the host speaks.
 //!
 //! A CORS preflight is answered before any door ([`cors`]), and a web response to an
@@ -19,7 +21,7 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 
 use crate::config::HostConfig;
-use crate::registry::Registry;
+use crate::registry::{self, Registry};
 use crate::status;
 
 pub(crate) mod connect;
@@ -28,9 +30,11 @@ pub(crate) mod envelope;
 pub(crate) mod front;
 pub(crate) mod grpc;
 pub(crate) mod grpc_web;
+pub(crate) mod http_rule;
 pub(crate) mod json;
 pub(crate) mod request_buffer;
 pub(crate) mod response;
+pub(crate) mod transcode;
 
 use front::Front;
 use grpc::HttpResponse;
@@ -57,23 +61,41 @@ enum Door {
     Grpc,
     GrpcWeb { text: bool },
     Connect(Option<connect::Kind>),
+    Transcode(registry::Transcoded),
     None,
 }
 
-fn door(parts: &http::request::Parts) -> Door {
-    let content_type = parts
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .map(http::HeaderValue::as_bytes);
-    match content_type {
-        Some(value) if grpc::is_grpc(value) => Door::Grpc,
-        Some(value) => match (grpc_web::kind(value), connect::kind(value)) {
-            (Some(text), _) => Door::GrpcWeb { text },
+impl Doors {
+    fn door(&self, parts: &http::request::Parts) -> Door {
+        let content_type = parts
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .map(http::HeaderValue::as_bytes);
+        let connect = content_type.and_then(connect::kind);
+        match content_type {
+            Some(value) if grpc::is_grpc(value) => return Door::Grpc,
+            Some(value) => {
+                if let Some(text) = grpc_web::kind(value) {
+                    return Door::GrpcWeb { text };
+                }
+                if let Some(kind @ connect::Kind::Streaming(_)) = connect {
+                    return Door::Connect(Some(kind));
+                }
+            }
+            None => {}
+        }
+        let transcoded = self
+            .front
+            .registry()
+            .transcode(&parts.method, parts.uri.path(), || {
+                front::request_host(parts)
+            });
+        match (transcoded, connect) {
+            (Some(transcoded), _) => Door::Transcode(transcoded),
             (None, Some(kind)) => Door::Connect(Some(kind)),
+            (None, None) if connect::is_get(parts) => Door::Connect(None),
             (None, None) => Door::None,
-        },
-        None if connect::is_get(parts) => Door::Connect(None),
-        None => Door::None,
+        }
     }
 }
 
@@ -106,7 +128,7 @@ impl Doors {
         if let Some(preflight) = self.cors.preflight(&self.front, &parts) {
             return preflight;
         }
-        let door = door(&parts);
+        let door = self.door(&parts);
         let marks = match door {
             Door::Grpc => http::HeaderMap::new(),
             _ => self.cors.marks(&self.front, &parts),
@@ -116,6 +138,17 @@ impl Doors {
             Door::Grpc => grpc::serve(&self.front, request).await,
             Door::GrpcWeb { text } => grpc_web::serve(&self.front, request, text).await,
             Door::Connect(kind) => connect::serve(&self.front, request, kind).await,
+            Door::Transcode(transcoded) => transcode::serve(&self.front, request, transcoded).await,
+            Door::None
+                if request.headers().get(http::header::CONTENT_TYPE).is_none()
+                    && matches!(*request.method(), http::Method::GET | http::Method::DELETE) =>
+            {
+                connect::error_response(&tonic::Status::not_found(format!(
+                    "no plugin binds {} {}",
+                    request.method(),
+                    request.uri().path()
+                )))
+            }
             Door::None => status::not_grpc(request.headers().get(http::header::CONTENT_TYPE)),
         };
         response.headers_mut().extend(marks);

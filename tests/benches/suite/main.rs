@@ -7,6 +7,7 @@
 //!
 //! `make bench` (= `cargo bench -p plugrpc-tests --bench suite`)
 
+mod doors;
 mod edge;
 mod plot;
 mod python;
@@ -217,7 +218,8 @@ fn main() {
          |---|---|---|---|---|---|---|---|---|",
         DURATION.as_secs()
     );
-    // PLUGRPC_BENCH_ONLY=<loadgen workload> runs one workload (=edge: the edge sections)
+    // PLUGRPC_BENCH_ONLY=<loadgen workload> runs one workload (=edge: the edge sections;
+    // =doors: the doors section)
     // while iterating; the committed report is always a full run.
     for workload in WORKLOADS
         .iter()
@@ -290,9 +292,13 @@ fn main() {
         add(runtime.block_on(deploys(&mut measured)));
         add(edge::tls(&runtime));
         add(edge::attacks(&runtime));
+        add(doors::doors(&runtime));
         let summary = goals(&results, &measured);
         eprintln!("{summary}");
         report = report.replacen("## Workloads", &format!("{summary}\n## Workloads"), 1);
+    }
+    if only.as_deref() == Some("doors") {
+        report.push_str(&doors::doors(&runtime));
     }
     if only.as_deref() == Some("edge") {
         report.push_str(&edge::tls(&runtime));

@@ -1,5 +1,9 @@
-//! Generates the probe.v1 messages, Probe trait and server.
+//! Generates the probe.v1 messages, Probe trait and server (google/api's annotations
+//! come from the repo's proto/).
 fn main() {
-    plugrpc_build::compile(&["../../proto/probe/v1/probe.proto"], &["../../proto"])
-        .expect("probe.proto compiles");
+    plugrpc_build::compile(
+        &["../../proto/probe/v1/probe.proto"],
+        &["../../proto", "../../../proto"],
+    )
+    .expect("probe.proto compiles");
 }
