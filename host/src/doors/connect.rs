@@ -152,21 +152,15 @@ where
         }
     }
     drop(body);
-    let message = decompress(&route, bytes.freeze(), encoding).map_err(unary_error)?;
-    let accept = parts.headers.get(http::header::ACCEPT_ENCODING);
-    let respond_with = front.response_encoding(&route, encoding, accept);
-    unary(
-        front,
-        parts,
+    let request = Unary {
         route,
         caller,
         timeout,
         codec,
-        message,
-        encoding.is_some(),
-        respond_with,
-    )
-    .await
+        body: bytes.freeze(),
+        encoding,
+    };
+    unary(front, parts, request).await
 }
 
 /// A unary GET: the message is in the query.
@@ -242,38 +236,48 @@ async fn unary_get(
     if message.len() > route.plugin.limits().max_request_size {
         return Err(unary_error(too_large(&route, message.len())));
     }
-    let message = decompress(&route, Bytes::from(message), encoding).map_err(unary_error)?;
     let timeout = timeout(&parts.headers).map_err(unary_error)?;
-    let accept = parts.headers.get(http::header::ACCEPT_ENCODING);
-    let respond_with = front.response_encoding(&route, encoding, accept);
-    unary(
-        front,
-        parts,
+    let request = Unary {
         route,
         caller,
         timeout,
         codec,
-        message,
-        encoding.is_some(),
-        respond_with,
-    )
-    .await
+        body: Bytes::from(message),
+        encoding,
+    };
+    unary(front, parts, request).await
 }
 
-/// Runs a unary call on one request message and answers with its one response message.
-#[allow(clippy::too_many_arguments)] // the two unary forms' shared tail
-async fn unary(
-    front: &Front,
-    parts: &http::request::Parts,
+/// A unary Connect request, read: its route and caller, and its body as it came.
+struct Unary {
     route: Route,
     caller: front::Caller,
     timeout: Option<Duration>,
     codec: Codec,
-    message: Bytes,
-    compressed: bool,
-    respond_with: Option<Encoding>,
+    /// The message as it came, compressed with `encoding` if set.
+    body: Bytes,
+    encoding: Option<Encoding>,
+}
+
+/// Runs a unary call on one request message and answers with its one response message.
+async fn unary(
+    front: &Front,
+    parts: &http::request::Parts,
+    request: Unary,
 ) -> Result<HttpResponse, HttpResponse> {
+    let Unary {
+        route,
+        caller,
+        timeout,
+        codec,
+        body,
+        encoding,
+    } = request;
     let unary_error = |status: Status| error_response(&status);
+    let message = decompress(&route, body, encoding).map_err(unary_error)?;
+    let compressed = encoding.is_some();
+    let accept = parts.headers.get(http::header::ACCEPT_ENCODING);
+    let respond_with = front.response_encoding(&route, encoding, accept);
     let message = match codec {
         Codec::Proto => message,
         Codec::Json => json::to_proto(&route.method.input(), &message).map_err(unary_error)?,

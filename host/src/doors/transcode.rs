@@ -118,18 +118,21 @@ struct Output {
 }
 
 impl Output {
-    fn json(&self, message: &[u8]) -> Result<Value, Status> {
-        let json: Value = serde_json::from_slice(&json::to_json(&self.descriptor, message)?)
-            .map_err(|e| Status::internal(format!("re-reading the response JSON: {e}")))?;
+    /// A response message as the body's JSON, in the message's field order.
+    fn json(&self, message: &[u8]) -> Result<Vec<u8>, Status> {
+        let json = json::to_json(&self.descriptor, message)?;
         let Some(field) = &self.response_body else {
             return Ok(json);
         };
+        let whole: Value = serde_json::from_slice(&json)
+            .map_err(|e| Status::internal(format!("re-reading the response JSON: {e}")))?;
         // The JSON names fields by their JSON name; the binding by their proto name.
         let name = self
             .descriptor
             .get_field_by_name(field)
             .map_or_else(|| field.clone(), |f| f.json_name().to_owned());
-        Ok(json.get(&name).cloned().unwrap_or(Value::Null))
+        let part = whole.get(&name).cloned().unwrap_or(Value::Null);
+        Ok(serde_json::to_vec(&part).unwrap_or_default())
     }
 }
 
@@ -163,7 +166,7 @@ async fn unary(
         .json(&reply.unwrap_or_default())
         .map_err(|status| error_response(&status))?;
     let mut response = http::Response::new(tonic::body::Body::new(http_body_util::Full::new(
-        Bytes::from(serde_json::to_vec(&json).unwrap_or_default()),
+        Bytes::from(json),
     )));
     let out = response.headers_mut();
     add_metadata(out, headers, "");
@@ -184,23 +187,25 @@ fn ndjson(
 ) -> HttpResponse {
     let lines = body.filter_map(move |part| {
         let line = match part {
-            BodyPart::Message { message, .. } => match output.json(&message) {
-                Ok(json) => Some(json),
-                Err(status) => Some(serde_json::json!({ "error": error_json(&status) })),
-            },
+            BodyPart::Message { message, .. } => {
+                Some(output.json(&message).unwrap_or_else(|status| {
+                    serde_json::to_vec(&serde_json::json!({ "error": error_json(&status) }))
+                        .unwrap_or_default()
+                }))
+            }
             BodyPart::End { trailers, result } => {
                 let call = front::for_call(&route);
                 let status = match guest_metadata(trailers, call) {
                     Ok(trailers) => status::end(result, trailers, call),
                     Err(invalid) => Some(invalid),
                 };
-                status
-                    .filter(|s| s.code() != Code::Ok)
-                    .map(|status| serde_json::json!({ "error": error_json(&status) }))
+                status.filter(|s| s.code() != Code::Ok).map(|status| {
+                    serde_json::to_vec(&serde_json::json!({ "error": error_json(&status) }))
+                        .unwrap_or_default()
+                })
             }
         };
-        futures::future::ready(line.map(|json| {
-            let mut line = serde_json::to_vec(&json).unwrap_or_default();
+        futures::future::ready(line.map(|mut line| {
             line.push(b'\n');
             Ok::<_, Status>(http_body::Frame::data(Bytes::from(line)))
         }))
