@@ -930,6 +930,27 @@ mod tests {
                 "edge.request_buffer: 1.0 MiB is less than request_buffer_per_connection (32.0 MiB)",
             ),
             ("[edge]\nmax_streams = 5", "edge.max_streams: unknown field"),
+            (
+                "[cors]\nallowed_origins = [\"app.example\"]",
+                "cors.allowed_origins: \"app.example\" is not an origin",
+            ),
+            (
+                "[tenants.acme.cors]\nallowed_origins = [\"https://a.example/\"]",
+                "tenants.acme.cors.allowed_origins: \"https://a.example/\" is not an origin",
+            ),
+            (
+                "[cors]\nallowed_origins = [\"*\"]\nallow_credentials = true",
+                "cors.allow_credentials: browsers refuse credentials",
+            ),
+            (
+                "[cors]\nexposed_headers = [\"bad header\"]",
+                "cors: \"bad header\" is not a header name",
+            ),
+            (
+                "[compression]\nlevel = 9",
+                "compression.level: unknown field",
+            ),
+            ("[compression]\nmin_size = \"lots\"", "compression.min_size"),
             ("[tls]\ncert = \"a.pem\"", "tls: missing field `key`"),
             (
                 "[tls]\ncert = \"a\"\nkey = \"b\"\nclient_auth = \"optional\"",

@@ -97,8 +97,8 @@ impl Encoding {
             .or_else(|| Self::ALL.into_iter().find(|&encoding| listed(encoding)))
     }
 
-    /// `data`, compressed at the encoding's default level.
-    pub(crate) fn compress(self, data: &[u8], into: &mut Vec<u8>) -> std::io::Result<()> {
+    /// `data`, compressed at the encoding's fastest level, written to `into`.
+    pub(crate) fn compress(self, data: &[u8], into: impl Write) -> std::io::Result<()> {
         match self {
             Self::Gzip => {
                 let mut encoder = flate2::write::GzEncoder::new(into, flate2::Compression::fast());
@@ -148,31 +148,44 @@ impl Encoding {
     }
 }
 
+/// Messages at least this large go out as they are, behind their prefix, not copied
+/// into the outgoing buffer.
+const ZERO_COPY: usize = 16 << 10;
+
 /// Appends `message` to `buffer` as one envelope, compressed with `encoding` when given.
+/// A large uncompressed message is not copied: only its prefix is appended, and the
+/// message is returned, to go out right after the buffer.
 pub(crate) fn write(
     buffer: &mut BytesMut,
-    message: &[u8],
+    message: Bytes,
     encoding: Option<Encoding>,
-) -> std::io::Result<()> {
+) -> std::io::Result<Option<Bytes>> {
+    let too_large = |_| std::io::Error::other("message over 4 GiB");
+    let Some(encoding) = encoding else {
+        let length = u32::try_from(message.len()).map_err(too_large)?;
+        buffer.reserve(
+            PREFIX
+                + if message.len() < ZERO_COPY {
+                    message.len()
+                } else {
+                    0
+                },
+        );
+        buffer.put_u8(0);
+        buffer.put_u32(length);
+        if message.len() >= ZERO_COPY {
+            return Ok(Some(message));
+        }
+        buffer.extend_from_slice(&message);
+        return Ok(None);
+    };
     let start = buffer.len();
     buffer.put_bytes(0, PREFIX);
-    let flags = match encoding {
-        Some(encoding) => {
-            let mut compressed = Vec::new();
-            encoding.compress(message, &mut compressed)?;
-            buffer.extend_from_slice(&compressed);
-            COMPRESSED
-        }
-        None => {
-            buffer.extend_from_slice(message);
-            0
-        }
-    };
-    let length = buffer.len() - start - PREFIX;
-    let length = u32::try_from(length).map_err(|_| std::io::Error::other("message over 4 GiB"))?;
-    buffer[start] = flags;
+    encoding.compress(&message, (&mut *buffer).writer())?;
+    let length = u32::try_from(buffer.len() - start - PREFIX).map_err(too_large)?;
+    buffer[start] = COMPRESSED;
     buffer[start + 1..start + PREFIX].copy_from_slice(&length.to_be_bytes());
-    Ok(())
+    Ok(None)
 }
 
 /// The request messages in a body of envelopes, as the call core reads them: each one
@@ -305,7 +318,8 @@ mod tests {
 
     fn envelope(message: &[u8], encoding: Option<Encoding>) -> Vec<u8> {
         let mut buffer = BytesMut::new();
-        write(&mut buffer, message, encoding).unwrap();
+        let tail = write(&mut buffer, Bytes::copy_from_slice(message), encoding).unwrap();
+        buffer.extend_from_slice(&tail.unwrap_or_default());
         buffer.to_vec()
     }
 

@@ -51,6 +51,8 @@ pub(crate) struct EnvelopeBody {
     ending: Ending,
     /// Envelopes not yet handed to the connection.
     buffer: BytesMut,
+    /// A large message to go out as it is, after `buffer` (which holds its prefix).
+    tail: Option<Bytes>,
     /// The end, once known and until it goes.
     end: Option<End>,
     ended: bool,
@@ -79,6 +81,7 @@ impl EnvelopeBody {
             min_size,
             ending,
             buffer: BytesMut::new(),
+            tail: None,
             end: None,
             ended: false,
             json: None,
@@ -152,7 +155,7 @@ impl http_body::Body for EnvelopeBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
         let this = &mut *self;
-        while this.end.is_none() && !this.ended {
+        while this.end.is_none() && !this.ended && this.tail.is_none() {
             let part = match Pin::new(&mut this.body).poll_next(cx) {
                 Poll::Ready(part) => part,
                 Poll::Pending if this.buffer.is_empty() => return Poll::Pending,
@@ -173,11 +176,14 @@ impl http_body::Body for EnvelopeBody {
                     let encoding = this
                         .encoding
                         .filter(|_| compress && message.len() >= this.min_size);
-                    if let Err(error) = envelope::write(&mut this.buffer, &message, encoding) {
-                        let status = status::unsendable_message(&error, for_call(&this.route));
-                        this.end = Some(this.end(Some(status)));
-                    } else if this.buffer.len() >= FRAME_BYTES {
-                        break;
+                    match envelope::write(&mut this.buffer, message, encoding) {
+                        Err(error) => {
+                            let status = status::unsendable_message(&error, for_call(&this.route));
+                            this.end = Some(this.end(Some(status)));
+                        }
+                        Ok(tail @ Some(_)) => this.tail = tail,
+                        Ok(None) if this.buffer.len() >= FRAME_BYTES => break,
+                        Ok(None) => {}
                     }
                 }
                 Some(BodyPart::End { trailers, result }) => {
@@ -194,6 +200,9 @@ impl http_body::Body for EnvelopeBody {
         if !this.buffer.is_empty() {
             let bytes = this.buffer.split().freeze();
             return Poll::Ready(Some(Ok(Frame::data(this.chunk(bytes)))));
+        }
+        if let Some(tail) = this.tail.take() {
+            return Poll::Ready(Some(Ok(Frame::data(this.chunk(tail)))));
         }
         match this.end.take() {
             Some(end) => {
