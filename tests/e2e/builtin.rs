@@ -298,8 +298,30 @@ async fn reflection_describes_plugins_and_built_ins_and_follows_a_reload() {
         }
         other => panic!("{other:?}"),
     }
+    // The users proto's google.api.http annotation extends MethodOptions.
+    const HTTP_RULE: i32 = 72_295_728;
+    match reflection
+        .ask(MessageRequest::AllExtensionNumbersOfType(
+            "google.protobuf.MethodOptions".to_owned(),
+        ))
+        .await
+    {
+        MessageResponse::AllExtensionNumbersResponse(numbers) => {
+            assert_eq!(numbers.extension_number, [HTTP_RULE]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let extending = reflection
+        .files(MessageRequest::FileContainingExtension(
+            plugrpc_tests::pb::reflection::ExtensionRequest {
+                containing_type: "google.protobuf.MethodOptions".to_owned(),
+                extension_number: HTTP_RULE,
+            },
+        ))
+        .await;
+    assert_eq!(extending[0], "google/api/annotations.proto");
 
-    // A plugin dropped in shows in the next answer on the same stream.
+    // A plugin dropped in shows in the next answer on the same stream; one removed goes.
     copy_plugin(GREETER, &host.plugins_dir().join(GREETER.file_name()));
     let started = tokio::time::Instant::now();
     while !reflection
@@ -309,6 +331,22 @@ async fn reflection_describes_plugins_and_built_ins_and_follows_a_reload() {
     {
         assert!(started.elapsed() < PATIENCE, "greeter never listed");
         tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    std::fs::remove_file(host.plugins_dir().join(USERS.file_name())).unwrap();
+    while reflection.list().await.contains(&USERS_SERVICE.to_owned()) {
+        assert!(started.elapsed() < PATIENCE, "users still listed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    match reflection
+        .ask(MessageRequest::FileContainingSymbol(
+            USERS_SERVICE.to_owned(),
+        ))
+        .await
+    {
+        MessageResponse::ErrorResponse(error) => {
+            assert_eq!(error.error_code, Code::NotFound as i32);
+        }
+        other => panic!("a removed service is not found: {other:?}"),
     }
 }
 

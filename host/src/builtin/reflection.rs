@@ -178,17 +178,23 @@ impl Snapshot {
         })
     }
 
+    /// The extension numbers of `message` across every pool (each plugin may extend it).
     fn extension_numbers(&self, message: &str) -> Option<Vec<i32>> {
-        let message = self
+        let mut found = false;
+        let mut numbers = std::collections::BTreeSet::new();
+        for message in self
             .pools
             .iter()
-            .find_map(|pool| pool.get_message_by_name(message))?;
-        let mut numbers: Vec<i32> = message
-            .extensions()
-            .filter_map(|extension| i32::try_from(extension.number()).ok())
-            .collect();
-        numbers.sort_unstable();
-        Some(numbers)
+            .filter_map(|pool| pool.get_message_by_name(message))
+        {
+            found = true;
+            numbers.extend(
+                message
+                    .extensions()
+                    .filter_map(|extension| i32::try_from(extension.number()).ok()),
+            );
+        }
+        found.then(|| numbers.into_iter().collect())
     }
 }
 
