@@ -234,7 +234,9 @@ impl<B> Envelopes<B> {
             return Some(Err(InputError::TooLarge(length)));
         }
         if self.buffer.len() < PREFIX + length {
-            self.buffer.reserve(PREFIX + length - self.buffer.len());
+            // No reserve for the announced length: the buffer grows with what arrives, so
+            // a prefix claiming megabytes on many streams holds nothing until they come
+            // (and what comes is charged to the edge's request buffers).
             return None;
         }
         self.buffer.advance(PREFIX);
