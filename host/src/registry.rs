@@ -420,14 +420,6 @@ pub enum RefusalReason {
         /// The service's full name.
         service: String,
     },
-    /// A method's `google.api.http` annotation cannot be served.
-    #[error("method {method}: its google.api.http annotation {reason}")]
-    HttpRule {
-        /// The method's full name.
-        method: String,
-        /// What is wrong with the annotation.
-        reason: String,
-    },
     /// Another plugin serves one of its services.
     #[error("service {service} is already served by plugin {plugin:?} of tenant {tenant:?} ({})", file.display())]
     ServiceTaken {
@@ -571,12 +563,16 @@ impl RouteTable {
             for method in service.methods() {
                 let path: Arc<str> =
                     Arc::from(format!("/{}/{}", service.full_name(), method.name()));
-                let found = http_rule::bindings(&method, &path).map_err(|bad: BadRule| {
-                    RefusalReason::HttpRule {
-                        method: bad.method,
-                        reason: bad.reason,
-                    }
-                })?;
+                // A binding the host cannot serve costs the plugin its HTTP/JSON door for
+                // that method only: it is still served on every other door.
+                let found = http_rule::bindings(&method, &path).unwrap_or_else(|bad: BadRule| {
+                    tracing::warn!(
+                        tenant = %tenant,
+                        plugin = plugin.name(),
+                        "{bad}: not served as HTTP/JSON (gRPC, gRPC-Web and Connect serve it)"
+                    );
+                    Vec::new()
+                });
                 bindings.extend(found.into_iter().map(Arc::new));
             }
         }

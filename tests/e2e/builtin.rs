@@ -263,6 +263,20 @@ async fn reflection_describes_plugins_and_built_ins_and_follows_a_reload() {
         ))
         .await;
     assert_eq!(files[0], "user/v1/user_service.proto");
+    // Files go out with their options' extensions: the google.api.http binding is there.
+    match reflection
+        .ask(MessageRequest::FileByFilename(
+            "user/v1/user_service.proto".to_owned(),
+        ))
+        .await
+    {
+        MessageResponse::FileDescriptorResponse(files) => {
+            let file = &files.file_descriptor_proto[0];
+            let binding = b"/v1/users/{id}";
+            assert!(file.windows(binding.len()).any(|w| w == binding));
+        }
+        other => panic!("{other:?}"),
+    }
     // The same file again: itself, its dependencies already sent on this stream.
     let again = reflection
         .files(MessageRequest::FileByFilename(

@@ -35,6 +35,11 @@ use crate::quota::{Quota, QuotaSlot};
 use crate::sandbox::{CallState, CpuMeter, Deadline, Sandbox};
 use crate::warm::WarmPool;
 
+/// How long a unary or server-streaming call waits, after its one request message, for
+/// the client to end its request stream (a client sends the end with the message, or
+/// right after it).
+const REST_OF_REQUEST: Duration = Duration::from_millis(100);
+
 /// How a method is called, as its descriptor declares it: the four gRPC shapes. The
 /// core runs them all one way; the shape says only how many messages go each way.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,10 +327,12 @@ impl Call {
             None => return Err(CallError::MissingRequest),
             Some(Err(error)) => return Err(self.input_failed(error)),
         };
-        match io.rest_of_request().await {
-            Ok(false) => Ok(Packer::one(&message)),
-            Ok(true) => Err(CallError::ExtraRequest(self.kind.name())),
-            Err(error) => Err(self.input_failed(error)),
+        // A client that keeps its stream open after its one message is not waited for
+        // past a moment (it would hold the call's slot); its body is left unread.
+        match tokio::time::timeout(REST_OF_REQUEST, io.rest_of_request()).await {
+            Err(_) | Ok(Ok(false)) => Ok(Packer::one(&message)),
+            Ok(Ok(true)) => Err(CallError::ExtraRequest(self.kind.name())),
+            Ok(Err(error)) => Err(self.input_failed(error)),
         }
     }
 

@@ -45,23 +45,38 @@ impl HealthService {
 
     /// What `viewer` is told of `service`: `None` when it is not one the viewer may see.
     fn status(&self, viewer: &Viewer, service: &str) -> Option<ServingStatus> {
+        self.status_while(viewer, service, *self.stopping.borrow())
+    }
+
+    /// The same, the host stopping or not as `stopping` says.
+    fn status_while(
+        &self,
+        viewer: &Viewer,
+        service: &str,
+        stopping: bool,
+    ) -> Option<ServingStatus> {
         let known = service.is_empty()
             || BUILT_IN_SERVICES.contains(&service)
             || self.visible(viewer).contains_key(service);
-        known.then(|| self.serving())
+        known.then_some(serving(stopping))
     }
 
     fn serving(&self) -> ServingStatus {
-        if *self.stopping.borrow() {
-            ServingStatus::NotServing
-        } else {
-            ServingStatus::Serving
-        }
+        serving(*self.stopping.borrow())
     }
 
     fn visible(&self, viewer: &Viewer) -> BTreeMap<String, Arc<plugrpc_runtime::Plugin>> {
         self.registry
             .visible(viewer.identity.as_deref(), viewer.host.as_deref())
+    }
+}
+
+/// Every known service's status while the host is stopping, or not.
+fn serving(stopping: bool) -> ServingStatus {
+    if stopping {
+        ServingStatus::NotServing
+    } else {
+        ServingStatus::Serving
     }
 }
 
@@ -152,12 +167,13 @@ impl Watch {
             }
             self.changes.mark_unchanged();
             self.stopping.mark_unchanged();
+            // Read once: the status and the decision to end follow the same value.
+            let stopping = *self.stopping.borrow();
             let status = self
                 .health
-                .status(&self.viewer, &self.service)
+                .status_while(&self.viewer, &self.service, stopping)
                 .unwrap_or(ServingStatus::ServiceUnknown);
             // Stopping is the last word: the stream ends so it cannot hold the drain.
-            let stopping = *self.stopping.borrow();
             if self.last != Some(status) {
                 self.last = Some(status);
                 self.ended = stopping;

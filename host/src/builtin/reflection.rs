@@ -59,9 +59,15 @@ impl Reflection {
                 pools.push(service.parent_pool().clone());
             }
         }
-        let mut services: Vec<String> = BUILT_IN_SERVICES.iter().map(|s| (*s).to_owned()).collect();
-        services.extend(visible.into_keys());
-        services.sort();
+        let mut services: Vec<(String, Option<DescriptorPool>)> = BUILT_IN_SERVICES
+            .iter()
+            .map(|s| ((*s).to_owned(), Some(BUILT_IN.clone())))
+            .collect();
+        services.extend(visible.into_iter().map(|(name, plugin)| {
+            let pool = plugin.services().first().map(|s| s.parent_pool().clone());
+            (name, pool)
+        }));
+        services.sort_by(|a, b| a.0.cmp(&b.0));
         Snapshot { services, pools }
     }
 
@@ -80,30 +86,31 @@ impl Reflection {
                     service: snapshot
                         .services
                         .iter()
-                        .map(|name| ServiceResponse { name: name.clone() })
+                        .map(|(name, _)| ServiceResponse { name: name.clone() })
                         .collect(),
                 }))
             }
             Some(MessageRequest::FileByFilename(name)) => snapshot
                 .file(name)
-                .ok_or_else(|| Status::not_found(format!("no file {name:?}")))
+                .ok_or_else(|| Status::not_found(format!("no file {:?}", shown(name))))
                 .map(|file| files_with_dependencies(&file, sent)),
             Some(MessageRequest::FileContainingSymbol(symbol)) => snapshot
                 .file_containing(symbol)
-                .ok_or_else(|| Status::not_found(format!("no symbol {symbol:?}")))
+                .ok_or_else(|| Status::not_found(format!("no symbol {:?}", shown(symbol))))
                 .map(|file| files_with_dependencies(&file, sent)),
             Some(MessageRequest::FileContainingExtension(extension)) => snapshot
                 .file_extending(&extension.containing_type, extension.extension_number)
                 .ok_or_else(|| {
                     Status::not_found(format!(
                         "no extension {} of {:?}",
-                        extension.extension_number, extension.containing_type
+                        extension.extension_number,
+                        shown(&extension.containing_type)
                     ))
                 })
                 .map(|file| files_with_dependencies(&file, sent)),
             Some(MessageRequest::AllExtensionNumbersOfType(name)) => snapshot
                 .extension_numbers(name)
-                .ok_or_else(|| Status::not_found(format!("no message type {name:?}")))
+                .ok_or_else(|| Status::not_found(format!("no message type {:?}", shown(name))))
                 .map(|numbers| {
                     MessageResponse::AllExtensionNumbersResponse(ExtensionNumberResponse {
                         base_type_name: name.clone(),
@@ -127,8 +134,10 @@ impl Reflection {
 
 /// What one viewer may see at one moment.
 struct Snapshot {
-    /// Every service name it may call, built-ins included, sorted.
-    services: Vec<String>,
+    /// Every service name it may call, built-ins included, sorted, with the descriptors
+    /// of the plugin serving it (a service is described by its server, never by another
+    /// plugin that happens to carry a copy of its file).
+    services: Vec<(String, Option<DescriptorPool>)>,
     /// Where their descriptors are, the built-ins' first.
     pools: Vec<DescriptorPool>,
 }
@@ -145,11 +154,8 @@ impl Snapshot {
     /// it may call defines it.
     fn file_containing(&self, symbol: &str) -> Option<FileDescriptor> {
         let service = |name: &str| {
-            self.services.iter().any(|s| s == name).then(|| {
-                self.pools
-                    .iter()
-                    .find_map(|pool| pool.get_service_by_name(name))
-            })?
+            let (_, pool) = self.services.iter().find(|(s, _)| s == name)?;
+            pool.as_ref()?.get_service_by_name(name)
         };
         if let Some(found) = service(symbol) {
             return Some(found.parent_file());
@@ -198,15 +204,24 @@ impl Snapshot {
     }
 }
 
+/// A name from a request as an error message repeats it: at most 200 characters.
+fn shown(name: &str) -> &str {
+    name.char_indices()
+        .nth(200)
+        .map_or(name, |(at, _)| &name[..at])
+}
+
 /// `file` and every file it depends on that this stream has not sent yet (`file` itself
 /// always goes: it is the answer).
 fn files_with_dependencies(file: &FileDescriptor, sent: &mut HashSet<String>) -> MessageResponse {
-    let mut encoded = vec![file.file_descriptor_proto().encode_to_vec()];
+    // prost-reflect's own encoding keeps options' extensions (google.api.http, custom
+    // options), which the prost-types struct would drop.
+    let mut encoded = vec![file.encode_to_vec()];
     sent.insert(file.name().to_owned());
     let mut pending: Vec<FileDescriptor> = file.dependencies().collect();
     while let Some(dependency) = pending.pop() {
         if sent.insert(dependency.name().to_owned()) {
-            encoded.push(dependency.file_descriptor_proto().encode_to_vec());
+            encoded.push(dependency.encode_to_vec());
             pending.extend(dependency.dependencies());
         }
     }
