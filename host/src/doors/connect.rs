@@ -123,6 +123,17 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     let unary_error = |status: Status| error_response(&status);
+    if parts.method != http::Method::POST {
+        let mut response = unary_error(Status::unimplemented(format!(
+            "a Connect unary call is a POST (or a GET with ?message=), not a {}",
+            parts.method
+        )));
+        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        response
+            .headers_mut()
+            .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
+        return Err(response);
+    }
     let route = front.route(parts.uri.path(), parts).map_err(unary_error)?;
     if route.kind != MethodKind::Unary {
         return Err(streaming_needed(&route, codec));
@@ -191,6 +202,9 @@ async fn unary_get(
     };
     let unary_error = |status: Status| error_response(&status);
     let route = front.route(parts.uri.path(), parts).map_err(unary_error)?;
+    if route.kind != MethodKind::Unary {
+        return Err(streaming_needed(&route, codec));
+    }
     let side_effects = route
         .method
         .method_descriptor_proto()
@@ -551,6 +565,9 @@ fn decompress(route: &Route, message: Bytes, encoding: Option<Encoding>) -> Resu
 /// `metadata` added to `headers`, each key behind `prefix`.
 pub(crate) fn add_metadata(headers: &mut HeaderMap, metadata: MetadataMap, prefix: &str) {
     for (name, value) in metadata.into_headers().iter() {
+        if front::reserved_response_header(name.as_str()) {
+            continue;
+        }
         let name = format!("{prefix}{name}");
         if let Ok(name) = HeaderName::from_bytes(name.as_bytes()) {
             headers.append(name, value.clone());

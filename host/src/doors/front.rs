@@ -212,6 +212,27 @@ pub(crate) fn guest_metadata(
     metadata_from_guest(entries).map_err(|invalid| status::invalid_guest_metadata(&invalid, call))
 }
 
+/// Response headers the host sets or HTTP itself owns: a guest's header or trailer of one
+/// of these names (or prefixes) is dropped, so a plugin cannot break the framing (a
+/// `content-length` on a streamed HTTP/1.1 body, a false `content-encoding`) or CORS.
+pub(crate) fn reserved_response_header(name: &str) -> bool {
+    const NAMES: [&str; 11] = [
+        "te",
+        "trailer",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "transfer-encoding",
+        "proxy-connection",
+        "content-length",
+        "content-type",
+        "content-encoding",
+        "accept-encoding",
+    ];
+    const PREFIXES: [&str; 3] = ["grpc-", "connect-", "access-control-"];
+    NAMES.contains(&name) || PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+}
+
 /// Headers that belong to HTTP/2 and gRPC framing, not to the application.
 pub(crate) const GRPC_FRAMING: &[&str] = &[
     "te",

@@ -22,15 +22,6 @@ use crate::status;
 pub(crate) const GRPC_ENCODING: HeaderName = HeaderName::from_static("grpc-encoding");
 /// The encodings the client takes responses in.
 pub(crate) const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
-/// Response headers that are the transport's to set, whatever the guest's headers say.
-const RESERVED_HEADERS: [&str; 5] = [
-    "te",
-    "grpc-status",
-    "grpc-message",
-    "grpc-message-type",
-    "grpc-status-details-bin",
-];
-
 /// A response as the doors send it.
 pub(crate) type HttpResponse = http::Response<tonic::body::Body>;
 
@@ -123,8 +114,13 @@ where
                     let mut response = http::Response::new(tonic::body::Body::new(body));
                     let out = response.headers_mut();
                     *out = headers.into_headers();
-                    for reserved in RESERVED_HEADERS {
-                        out.remove(reserved);
+                    let reserved: Vec<_> = out
+                        .keys()
+                        .filter(|name| front::reserved_response_header(name.as_str()))
+                        .cloned()
+                        .collect();
+                    for name in reserved {
+                        out.remove(name);
                     }
                     out.insert(
                         http::header::CONTENT_TYPE,
@@ -152,12 +148,19 @@ fn request_encoding(headers: &HeaderMap) -> Result<Option<Encoding>, tonic::Stat
     Encoding::from_header(named.as_bytes()).map_err(|()| status::unsupported_encoding(named))
 }
 
-/// Whether a content-type is gRPC's: `application/grpc`, alone or with a `+codec` or
-/// parameters.
+/// Whether what follows a gRPC content-type's base says protobuf: nothing, `+proto`, or
+/// parameters (the doors speak no other codec; `+json` is refused as not gRPC).
+pub(crate) fn protobuf_suffix(rest: &[u8]) -> bool {
+    let rest = rest.strip_prefix(b"+proto").unwrap_or(rest);
+    matches!(rest.first(), None | Some(b';'))
+}
+
+/// Whether a content-type is gRPC's (protobuf): `application/grpc`, alone or with
+/// `+proto` or parameters.
 pub(crate) fn is_grpc(content_type: &[u8]) -> bool {
     content_type
         .strip_prefix(b"application/grpc")
-        .is_some_and(|rest| matches!(rest.first(), None | Some(b'+' | b';')))
+        .is_some_and(protobuf_suffix)
 }
 
 /// The header that carries the client's deadline.

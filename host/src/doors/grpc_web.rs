@@ -21,7 +21,7 @@ pub(crate) fn kind(content_type: &[u8]) -> Option<bool> {
         Some(rest) => (true, rest),
         None => (false, rest),
     };
-    matches!(rest.first(), None | Some(b'+' | b';')).then_some(text)
+    grpc::protobuf_suffix(rest).then_some(text)
 }
 
 /// Serves a gRPC-Web request: the body's envelopes (decoded from base64 for text) into

@@ -84,6 +84,17 @@ impl Doors {
             }
             None => {}
         }
+        // A method's own path is Connect's, whatever a binding's template would also match.
+        let connect_call = connect.is_some() || connect::is_get(parts);
+        if connect_call
+            && self
+                .front
+                .registry()
+                .lookup(parts.uri.path(), || front::request_host(parts))
+                .is_some()
+        {
+            return Door::Connect(connect);
+        }
         let transcoded = self
             .front
             .registry()
@@ -151,7 +162,13 @@ impl Doors {
             }
             Door::None => status::not_grpc(request.headers().get(http::header::CONTENT_TYPE)),
         };
-        response.headers_mut().extend(marks);
+        for (name, value) in &marks {
+            if name == http::header::VARY {
+                response.headers_mut().append(name, value.clone());
+            } else {
+                response.headers_mut().insert(name, value.clone());
+            }
+        }
         response
     }
 }

@@ -129,6 +129,9 @@ impl<B> Buffered<B> {
     ) -> Self {
         let mut buffered = Self::new(body, host, connection, message_timeout);
         buffered.framing.whole = true;
+        // Timed from the start: a client that sends headers and no body byte is not
+        // waited for past the message timeout either.
+        buffered.timer = Some(Box::pin(tokio::time::sleep(message_timeout)));
         buffered
     }
 }

@@ -25,6 +25,11 @@ use crate::registry::{Route, Transcoded};
 use crate::server::Wasted;
 use crate::status;
 
+/// Parts a field path may have: deeper than JSON's own nesting bound is never a field.
+const MAX_FIELD_DEPTH: usize = 32;
+/// Query parameters one request may set.
+const MAX_QUERY_PARAMETERS: usize = 256;
+
 /// Serves a request a binding matched, with the path's variable values.
 pub(crate) async fn serve<B>(
     front: &Front,
@@ -259,7 +264,13 @@ fn request_message(
         set_text(&mut root, input, field, value, false)?;
     }
     if binding.body.as_deref() != Some("*") {
-        for (key, value) in form_urlencoded::parse(query.unwrap_or_default().as_bytes()) {
+        let parameters = form_urlencoded::parse(query.unwrap_or_default().as_bytes());
+        for (count, (key, value)) in parameters.enumerate() {
+            if count == MAX_QUERY_PARAMETERS {
+                return Err(Status::invalid_argument(format!(
+                    "more than {MAX_QUERY_PARAMETERS} query parameters"
+                )));
+            }
             if variables.iter().any(|(field, _)| *field == key) {
                 continue;
             }
@@ -283,6 +294,11 @@ fn field_at(
             message.full_name()
         ))
     };
+    if path.split('.').nth(MAX_FIELD_DEPTH).is_some() {
+        return Err(Status::invalid_argument(format!(
+            "a field path has more than {MAX_FIELD_DEPTH} parts"
+        )));
+    }
     let mut parents = Vec::new();
     let mut current = message.clone();
     let mut parts = path.split('.').peekable();
