@@ -383,6 +383,11 @@ async fn unary(
         );
     }
     out.insert(http::header::ACCEPT_ENCODING, envelope::ACCEPTED);
+    // The answer depends on what the client accepts (a cacheable GET above all).
+    out.append(
+        http::header::VARY,
+        HeaderValue::from_static("accept-encoding"),
+    );
     Ok(response)
 }
 

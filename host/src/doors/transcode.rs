@@ -303,7 +303,11 @@ fn field_at(
     let mut current = message.clone();
     let mut parts = path.split('.').peekable();
     while let Some(part) = parts.next() {
-        let field = current.get_field_by_name(part).ok_or_else(unknown)?;
+        // Proto names, or the JSON names clients of grpc-gateway also send (`pageSize`).
+        let field = current
+            .get_field_by_name(part)
+            .or_else(|| current.get_field_by_json_name(part))
+            .ok_or_else(unknown)?;
         if parts.peek().is_none() {
             return Ok((parents, field));
         }
