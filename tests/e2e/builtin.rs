@@ -20,6 +20,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
 use crate::plugins::{GREETER, IMPOSTOR, USERS};
+use crate::tenants::{api_keys, bearing};
 
 /// Longest a reload may take to show.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -123,25 +124,6 @@ async fn health_watch_follows_a_removal_a_return_and_the_shutdown() {
         .unwrap();
 }
 
-/// `[api_keys]` for `ops-key` (key:ops), and a tenant `acme` only key:ops may call.
-fn acme_for_ops() -> String {
-    use sha2::Digest as _;
-    format!(
-        "[api_keys]\nops = {:?}\n[tenants.acme]\nallow = [\"key:ops\"]\n",
-        format!("{:x}", sha2::Sha256::digest(b"ops-key"))
-    )
-}
-
-/// `message` with `authorization: Bearer <key>`, if any.
-fn bearing<T>(message: T, key: Option<&str>) -> tonic::Request<T> {
-    let mut request = tonic::Request::new(message);
-    if let Some(key) = key {
-        let value = format!("Bearer {key}").parse().unwrap();
-        request.metadata_mut().insert("authorization", value);
-    }
-    request
-}
-
 /// A host with users in the default tenant and greeter in acme, which only key:ops may
 /// call.
 async fn two_tenants() -> TestHost {
@@ -149,7 +131,8 @@ async fn two_tenants() -> TestHost {
     std::fs::create_dir(dir.path().join("acme")).unwrap();
     copy_plugin(USERS, &dir.path().join(USERS.file_name()));
     copy_plugin(GREETER, &dir.path().join("acme").join(GREETER.file_name()));
-    TestHost::serving_with_config(dir, &acme_for_ops()).await
+    let config = format!("{}[tenants.acme]\nallow = [\"key:ops\"]\n", api_keys());
+    TestHost::serving_with_config(dir, &config).await
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -128,7 +128,7 @@ async fn a_tenant_folder_moved_in_is_served_and_moved_out_goes() {
 }
 
 /// `[api_keys]` lines for the keys `ci-key` (key:ci) and `ops-key` (key:ops).
-fn api_keys() -> String {
+pub(crate) fn api_keys() -> String {
     use sha2::Digest as _;
     let hash = |key: &str| format!("{:x}", sha2::Sha256::digest(key.as_bytes()));
     format!(
@@ -139,7 +139,7 @@ fn api_keys() -> String {
 }
 
 /// `request` sent with `authorization: Bearer <key>`, if any.
-fn bearing<T>(request: T, key: Option<&str>) -> tonic::Request<T> {
+pub(crate) fn bearing<T>(request: T, key: Option<&str>) -> tonic::Request<T> {
     let mut request = tonic::Request::new(request);
     if let Some(key) = key {
         let value = format!("Bearer {key}").parse().unwrap();

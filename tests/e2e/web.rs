@@ -196,11 +196,6 @@ async fn connect_get_serves_methods_without_side_effects_only() {
     assert_eq!(answer.status, 400);
 }
 
-/// The envelopes of a gRPC-Web body: (flags, bytes) each.
-fn web_envelopes(body: &[u8]) -> Vec<(u8, Vec<u8>)> {
-    raw::envelopes(body)
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_web_binary_and_text_over_http1() {
     let host = TestHost::with_plugins(&[USERS]).await;
@@ -229,7 +224,7 @@ async fn grpc_web_binary_and_text_over_http1() {
         } else {
             body.to_vec()
         };
-        let envelopes = web_envelopes(&body);
+        let envelopes = raw::envelopes(&body);
         assert_eq!(envelopes.len(), 2, "a message and the trailers");
         let user = plugrpc_tests::pb::user::User::decode(&envelopes[0].1[..]).unwrap();
         assert_eq!(user.name, "user-3");

@@ -15,11 +15,10 @@
 use std::time::Duration;
 
 use base64::Engine as _;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt as _;
 use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use http_body_util::BodyExt as _;
-use plugrpc_runtime::{BodyPart, InputError, MethodKind, Received, Response};
+use plugrpc_runtime::{InputError, MethodKind, Received, Response};
 use prost::Message as _;
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
@@ -89,23 +88,26 @@ pub(crate) fn is_get(request: &http::request::Parts) -> bool {
         })
 }
 
-/// Serves a Connect request of `kind` (or a Connect GET, when `kind` is `None`).
+/// Serves a Connect request of `kind` (or a Connect GET, when `kind` is `None`) on
+/// `route`, the one serving its path (none: UNIMPLEMENTED).
 pub(crate) async fn serve<B>(
     front: &Front,
     request: http::Request<B>,
     kind: Option<Kind>,
+    route: Option<Route>,
 ) -> HttpResponse
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     let (parts, body) = request.into_parts();
+    let route = route.ok_or_else(|| status::no_route(parts.uri.path()));
     match kind {
-        Some(Kind::Streaming(codec)) => streaming(front, parts, body, codec).await,
-        Some(Kind::Unary(codec)) => match unary_post(front, &parts, body, codec).await {
+        Some(Kind::Streaming(codec)) => streaming(front, parts, body, codec, route).await,
+        Some(Kind::Unary(codec)) => match unary_post(front, &parts, body, codec, route).await {
             Ok(response) | Err(response) => response,
         },
-        None => match unary_get(front, &parts).await {
+        None => match unary_get(front, &parts, route).await {
             Ok(response) | Err(response) => response,
         },
     }
@@ -117,6 +119,7 @@ async fn unary_post<B>(
     parts: &http::request::Parts,
     body: B,
     codec: Codec,
+    route: Result<Route, Status>,
 ) -> Result<HttpResponse, HttpResponse>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -134,7 +137,7 @@ where
             .insert(http::header::ALLOW, HeaderValue::from_static("POST"));
         return Err(response);
     }
-    let route = front.route(parts.uri.path(), parts).map_err(unary_error)?;
+    let route = route.map_err(unary_error)?;
     if route.kind != MethodKind::Unary {
         return Err(streaming_needed(&route, codec));
     }
@@ -150,25 +153,15 @@ where
     let caller = front
         .admit(&route, &parts.extensions)
         .map_err(unary_error)?;
-    let limit = route.plugin.limits().max_request_size;
-    let mut body = front.buffered(body, &caller, true);
-    let mut bytes = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|error| unary_error(Status::from_error(error)))?;
-        if let Ok(data) = frame.into_data() {
-            bytes.extend_from_slice(&data);
-            if bytes.len() > limit {
-                return Err(unary_error(too_large(&route, bytes.len())));
-            }
-        }
-    }
-    drop(body);
+    let body = front::read_whole(front, body, &caller, &route)
+        .await
+        .map_err(unary_error)?;
     let request = Unary {
         route,
         caller,
         timeout,
         codec,
-        body: bytes.freeze(),
+        body,
         encoding,
     };
     unary(front, parts, request).await
@@ -178,6 +171,7 @@ where
 async fn unary_get(
     front: &Front,
     parts: &http::request::Parts,
+    route: Result<Route, Status>,
 ) -> Result<HttpResponse, HttpResponse> {
     let query = parts.uri.query().unwrap_or_default();
     let mut message = None;
@@ -201,7 +195,7 @@ async fn unary_get(
         }
     };
     let unary_error = |status: Status| error_response(&status);
-    let route = front.route(parts.uri.path(), parts).map_err(unary_error)?;
+    let route = route.map_err(unary_error)?;
     if route.kind != MethodKind::Unary {
         return Err(streaming_needed(&route, codec));
     }
@@ -307,7 +301,7 @@ async fn unary(
             compressed,
         })
     });
-    let (headers, mut body) = match call.run(Box::pin(requests)).await {
+    let (headers, body) = match call.run(Box::pin(requests)).await {
         Response::Failed { metadata, error } => {
             let (status, wasted) = front::failed(&route, metadata, error);
             let mut response = error_response(&status);
@@ -320,33 +314,13 @@ async fn unary(
     };
     let call_for = front::for_call(&route);
     let headers = guest_metadata(headers, call_for).map_err(unary_error)?;
-    let mut reply = None;
-    let mut compress = true;
-    let mut end = None;
-    while let Some(part) = body.next().await {
-        match part {
-            BodyPart::Message {
-                message,
-                compress: allowed,
-            } => {
-                reply = Some(message);
-                compress = allowed;
-            }
-            BodyPart::End { trailers, result } => {
-                end = Some(match guest_metadata(trailers, call_for) {
-                    Ok(trailers) => (status::end(result, trailers.clone(), call_for), trailers),
-                    Err(invalid) => (Some(invalid), MetadataMap::new()),
-                });
-            }
-        }
-    }
-    let (status, trailers) = end.unwrap_or_default();
-    if let Some(status) = status.filter(|status| status.code() != Code::Ok) {
+    let answer = front::unary_answer(&route, body).await;
+    if let Some(status) = answer.failed {
         let mut response = error_response(&status);
         add_metadata(response.headers_mut(), headers, "");
         return Err(response);
     }
-    let reply = reply.unwrap_or_default();
+    let (reply, compress, trailers) = (answer.reply, answer.compress, answer.trailers);
     let reply = match codec {
         Codec::Proto => reply,
         Codec::Json => {
@@ -397,6 +371,7 @@ async fn streaming<B>(
     parts: http::request::Parts,
     body: B,
     codec: Codec,
+    route: Result<Route, Status>,
 ) -> HttpResponse
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -416,7 +391,7 @@ where
             .insert(http::header::CONTENT_TYPE, content_type.clone());
         response
     };
-    let route = match front.route(parts.uri.path(), &parts) {
+    let route = match route {
         Ok(route) => route,
         Err(status) => return ended(status),
     };

@@ -6,8 +6,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::{Bytes, BytesMut};
+use futures::StreamExt as _;
 use http::HeaderValue;
-use plugrpc_runtime::{Call, CallError, CallRequest, Limit, MetadataEntry, MethodKind};
+use plugrpc_runtime::{
+    Body, BodyPart, Call, CallError, CallRequest, Limit, MetadataEntry, MethodKind,
+};
 use tonic::Status;
 use tonic::metadata::{
     AsciiMetadataKey, AsciiMetadataValue, BinaryMetadataKey, BinaryMetadataValue, KeyAndValueRef,
@@ -168,6 +172,76 @@ impl Front {
         };
         Call::new(route.plugin.clone(), route.kind, request)
     }
+}
+
+/// The whole body of a request that is one unframed message (Connect unary,
+/// transcoding), charged to the edge's buffers and timed while it arrives; past the
+/// route's `max_request_size` it is RESOURCE_EXHAUSTED.
+pub(crate) async fn read_whole<B>(
+    front: &Front,
+    body: B,
+    caller: &Caller,
+    route: &Route,
+) -> Result<Bytes, Status>
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt as _;
+    let limit = route.plugin.limits().max_request_size;
+    let mut body = front.buffered(body, caller, true);
+    let mut bytes = BytesMut::new();
+    while let Some(frame) = body.frame().await {
+        if let Ok(data) = frame.map_err(Status::from_error)?.into_data() {
+            bytes.extend_from_slice(&data);
+            if bytes.len() > limit {
+                return Err(Status::resource_exhausted(format!(
+                    "plugin {}: request message of at least {} is over max_request_size ({})",
+                    route.plugin.name(),
+                    plugrpc_runtime::size(bytes.len()),
+                    plugrpc_runtime::size(limit)
+                )));
+            }
+        }
+    }
+    Ok(bytes.freeze())
+}
+
+/// A unary call's answer, read whole: its one message (and whether the guest let it be
+/// compressed), and how it ended: a status unless OK, and the trailers.
+pub(crate) struct UnaryAnswer {
+    pub(crate) reply: Bytes,
+    pub(crate) compress: bool,
+    pub(crate) failed: Option<Status>,
+    pub(crate) trailers: MetadataMap,
+}
+
+/// Reads a started unary call's body to its end.
+pub(crate) async fn unary_answer(route: &Route, mut body: Body) -> UnaryAnswer {
+    let call = for_call(route);
+    let mut answer = UnaryAnswer {
+        reply: Bytes::new(),
+        compress: true,
+        failed: None,
+        trailers: MetadataMap::new(),
+    };
+    while let Some(part) = body.next().await {
+        match part {
+            BodyPart::Message { message, compress } => {
+                answer.reply = message;
+                answer.compress = compress;
+            }
+            BodyPart::End { trailers, result } => match guest_metadata(trailers, call) {
+                Ok(trailers) => {
+                    answer.failed = status::end(result, trailers.clone(), call)
+                        .filter(|status| status.code() != tonic::Code::Ok);
+                    answer.trailers = trailers;
+                }
+                Err(invalid) => answer.failed = Some(invalid),
+            },
+        }
+    }
+    answer
 }
 
 /// The host a request names (`:authority`, else `Host`), without its port.

@@ -59,8 +59,11 @@ impl Doors {
 /// The door a request is for.
 enum Door {
     Grpc,
-    GrpcWeb { text: bool },
-    Connect(Option<connect::Kind>),
+    GrpcWeb {
+        text: bool,
+    },
+    /// Connect, with the route of the request's path when one serves it.
+    Connect(Option<connect::Kind>, Option<registry::Route>),
     Transcode(registry::Transcoded),
     None,
 }
@@ -72,28 +75,26 @@ impl Doors {
             .get(http::header::CONTENT_TYPE)
             .map(http::HeaderValue::as_bytes);
         let connect = content_type.and_then(connect::kind);
-        match content_type {
-            Some(value) if grpc::is_grpc(value) => return Door::Grpc,
-            Some(value) => {
-                if let Some(text) = grpc_web::kind(value) {
-                    return Door::GrpcWeb { text };
-                }
-                if let Some(kind @ connect::Kind::Streaming(_)) = connect {
-                    return Door::Connect(Some(kind));
-                }
+        if let Some(value) = content_type {
+            if grpc::is_grpc(value) {
+                return Door::Grpc;
             }
-            None => {}
+            if let Some(text) = grpc_web::kind(value) {
+                return Door::GrpcWeb { text };
+            }
         }
-        // A method's own path is Connect's, whatever a binding's template would also match.
+        // A method's own path is Connect's, whatever a binding's template would also
+        // match; the route found is the call's (not looked up again).
         let connect_call = connect.is_some() || connect::is_get(parts);
-        if connect_call
-            && self
-                .front
-                .registry()
-                .lookup(parts.uri.path(), || front::request_host(parts))
-                .is_some()
-        {
-            return Door::Connect(connect);
+        let route = connect_call
+            .then(|| {
+                self.front
+                    .registry()
+                    .lookup(parts.uri.path(), || front::request_host(parts))
+            })
+            .flatten();
+        if route.is_some() || matches!(connect, Some(connect::Kind::Streaming(_))) {
+            return Door::Connect(connect, route);
         }
         let transcoded = self
             .front
@@ -103,8 +104,8 @@ impl Doors {
             });
         match (transcoded, connect) {
             (Some(transcoded), _) => Door::Transcode(transcoded),
-            (None, Some(kind)) => Door::Connect(Some(kind)),
-            (None, None) if connect::is_get(parts) => Door::Connect(None),
+            (None, Some(kind)) => Door::Connect(Some(kind), None),
+            (None, None) if connect::is_get(parts) => Door::Connect(None, None),
             (None, None) => Door::None,
         }
     }
@@ -148,7 +149,7 @@ impl Doors {
         let mut response = match door {
             Door::Grpc => grpc::serve(&self.front, request).await,
             Door::GrpcWeb { text } => grpc_web::serve(&self.front, request, text).await,
-            Door::Connect(kind) => connect::serve(&self.front, request, kind).await,
+            Door::Connect(kind, route) => connect::serve(&self.front, request, kind, route).await,
             Door::Transcode(transcoded) => transcode::serve(&self.front, request, transcoded).await,
             Door::None
                 if request.headers().get(http::header::CONTENT_TYPE).is_none()

@@ -6,10 +6,9 @@
 //! after the first message as a last line `{"error":{...}}`. Errors before any message
 //! are the code's HTTP status with Connect's error JSON.
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use futures::StreamExt as _;
 use http::HeaderValue;
-use http_body_util::BodyExt as _;
 use plugrpc_runtime::{BodyPart, MethodKind, Received, Response};
 use prost_reflect::{FieldDescriptor, Kind, MessageDescriptor};
 use serde_json::{Map, Value};
@@ -64,23 +63,9 @@ where
     let error = |status: Status| error_response(&status);
     let (parts, body) = request.into_parts();
     let caller = front.admit(&route, &parts.extensions).map_err(error)?;
-    let limit = route.plugin.limits().max_request_size;
-    let mut body = front.buffered(body, &caller, true);
-    let mut bytes = BytesMut::new();
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| error(Status::from_error(e)))?;
-        if let Ok(data) = frame.into_data() {
-            bytes.extend_from_slice(&data);
-            if bytes.len() > limit {
-                return Err(error(Status::resource_exhausted(format!(
-                    "plugin {}: the request body is over max_request_size ({})",
-                    route.plugin.name(),
-                    plugrpc_runtime::size(limit)
-                ))));
-            }
-        }
-    }
-    drop(body);
+    let bytes = front::read_whole(front, body, &caller, &route)
+        .await
+        .map_err(error)?;
     let input = route.method.input();
     let message =
         request_message(&input, binding, &variables, parts.uri.query(), &bytes).map_err(error)?;
@@ -145,30 +130,18 @@ impl Output {
 async fn unary(
     route: Route,
     headers: MetadataMap,
-    mut body: plugrpc_runtime::Body,
+    body: plugrpc_runtime::Body,
     output: Output,
 ) -> Result<HttpResponse, HttpResponse> {
-    let call = front::for_call(&route);
-    let (mut reply, mut end) = (None, None);
-    while let Some(part) = body.next().await {
-        match part {
-            BodyPart::Message { message, .. } => reply = Some(message),
-            BodyPart::End { trailers, result } => {
-                end = Some(match guest_metadata(trailers, call) {
-                    Ok(trailers) => (status::end(result, trailers.clone(), call), trailers),
-                    Err(invalid) => (Some(invalid), MetadataMap::new()),
-                });
-            }
-        }
-    }
-    let (status, trailers) = end.unwrap_or_default();
-    if let Some(status) = status.filter(|s| s.code() != Code::Ok) {
+    let answer = front::unary_answer(&route, body).await;
+    if let Some(status) = answer.failed {
         let mut response = error_response(&status);
         add_metadata(response.headers_mut(), headers, "");
         return Err(response);
     }
+    let (reply, trailers) = (answer.reply, answer.trailers);
     let json = output
-        .json(&reply.unwrap_or_default())
+        .json(&reply)
         .map_err(|status| error_response(&status))?;
     let mut response = http::Response::new(tonic::body::Body::new(http_body_util::Full::new(
         Bytes::from(json),

@@ -143,7 +143,6 @@ impl CallIo {
                 ended: false,
                 grace: None,
                 delivered: 0,
-                window_start: 0,
                 window: Vec::new(),
             },
             output: OutputState {
@@ -212,7 +211,8 @@ impl CallIo {
     /// a message the latest batch handed to the guest.
     pub(crate) fn request_compressed(&self, index: u64) -> Option<bool> {
         let input = &self.input;
-        let offset = usize::try_from(index.checked_sub(input.window_start)?).ok()?;
+        let first = input.delivered - input.window.len() as u64;
+        let offset = usize::try_from(index.checked_sub(first)?).ok()?;
         input.window.get(offset).copied()
     }
 
@@ -311,10 +311,8 @@ struct InputState {
     ended: bool,
     /// Runs while a read waits with no response headers sent yet.
     grace: Option<Pin<Box<tokio::time::Sleep>>>,
-    /// Messages handed to the guest so far.
+    /// Messages handed to the guest so far; the latest batch is the last of them...
     delivered: u64,
-    /// The index of the latest batch's first message...
-    window_start: u64,
     /// ...and whether each of its messages arrived compressed.
     window: Vec<bool>,
 }
@@ -354,7 +352,6 @@ impl Idle {
 impl InputState {
     /// A new batch for the guest begins: the compression flags it may ask about are its.
     fn begin_batch(&mut self) {
-        self.window_start = self.delivered;
         self.window.clear();
     }
 
