@@ -1,7 +1,7 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 
 WASM_TARGET := wasm32-wasip2
-EXAMPLE_PLUGINS := greeter users
+EXAMPLE_PLUGINS := frontdesk greeter users
 PLUGINS_DIR := target/plugins
 VENV := .venv
 PYTHON := $(VENV)/bin/python
@@ -9,9 +9,10 @@ NODE_CLIENTS := tests/node/node_modules/.installed
 
 .PHONY: run plugins test bench lint wasm-target python-client
 
-## Build the example plugins and serve them on 127.0.0.1:50051.
+## Build the example plugins and serve them on 127.0.0.1:50051, with the example config
+## that grants them their capabilities (users' data is kept under data/).
 run: plugins
-	cargo run --release -p plugrpc -- serve --plugins $(PLUGINS_DIR)
+	cargo run --release -p plugrpc -- serve --config examples/plugrpc.toml --plugins $(PLUGINS_DIR)
 
 ## Build the example plugins into target/plugins/ (profile `plugin`: release with LTO).
 plugins: wasm-target

@@ -8,11 +8,13 @@
 
 mod authz;
 mod builtin;
+mod capabilities;
 mod compat;
 mod config;
 mod doors;
 mod hosts;
 mod identity;
+pub mod outbound;
 mod registry;
 mod server;
 mod status;
@@ -20,10 +22,12 @@ mod throttle;
 mod tls;
 mod watch;
 
+pub use capabilities::CapabilityError;
 pub use config::{
-    ClientAuth, CompressionConfig, ConfigError, CorsConfig, DEFAULT_GUEST_STACK, DEFAULT_LISTEN,
-    DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig,
-    HostConfig, Invalid, KeyHash, LimitOverrides, MAX_SANDBOXES, TenantConfig, TlsConfig,
+    ClientAuth, CompressionConfig, ConfigError, ConfigValue, CorsConfig, DEFAULT_DATA_DIR,
+    DEFAULT_GUEST_STACK, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig, HostConfig, Invalid, KeyHash,
+    KvBackendKind, KvConfig, KvTable, LimitOverrides, MAX_SANDBOXES, TenantConfig, TlsConfig,
 };
 pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};

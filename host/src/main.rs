@@ -26,7 +26,8 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Config file (`plugrpc.toml`): listen address, plugins folder, limits. Optional.
+    /// Config file (`plugrpc.toml`): listen address, plugins folder, limits, grants.
+    /// Optional; watched while serving, so plugins' config values change without a restart.
     #[arg(long)]
     config: Option<PathBuf>,
     /// Folder of `.wasm` plugins [default: plugins_dir from the config, else ./plugins].
@@ -35,6 +36,10 @@ struct ServeArgs {
     /// Address to listen on [default: listen from the config, else 127.0.0.1:50051].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Folder the host keeps data in (the embedded key-value store) [default: host.data_dir
+    /// from the config, else ./data].
+    #[arg(long)]
+    data: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -65,6 +70,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     config.plugins_dir = args.plugins.unwrap_or(config.plugins_dir);
     config.listen = args.listen.unwrap_or(config.listen);
+    config.data_dir = args.data.unwrap_or(config.data_dir);
     let host = Host::bind(&config)
         .await
         .context("plugrpc could not start")?;

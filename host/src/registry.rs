@@ -14,6 +14,7 @@ use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin, Quota, Quot
 use tokio::sync::Mutex;
 
 use crate::authz::{Pattern, Rules};
+use crate::capabilities::Capabilities;
 use crate::compat;
 use crate::config::{DEFAULT_TENANT, HostConfig, is_tenant_name};
 use crate::doors::http_rule::{self, BadRule, Binding};
@@ -67,6 +68,8 @@ pub(crate) struct Registry {
     files: Mutex<BTreeMap<PathBuf, Arc<Plugin>>>,
     /// Counts the tables swapped in, for health watchers to see a change.
     changes: tokio::sync::watch::Sender<u64>,
+    /// What plugins are granted from: the key-value backend, outbound targets.
+    capabilities: Capabilities,
 }
 
 /// The services built into the host; no plugin may serve them.
@@ -77,13 +80,41 @@ pub(crate) const BUILT_IN_SERVICES: [&str; 3] = [
 ];
 
 impl Registry {
-    pub(crate) fn new() -> Self {
+    pub(crate) fn new(capabilities: Capabilities) -> Self {
         Self {
             table: ArcSwap::from_pointee(RouteTable::default()),
             quotas: std::sync::Mutex::default(),
             files: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
+            capabilities,
         }
+    }
+
+    /// The host's capabilities, for the server to open the local door.
+    pub(crate) fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Gives every serving plugin its config values from `config`, from its next call
+    /// on; a plugin whose values cannot be read (a variable unset, a file gone) keeps
+    /// the ones it has, and the problem is logged. How many plugins got new values.
+    pub(crate) async fn update_config_values(&self, config: &HostConfig) -> usize {
+        let files = self.files.lock().await;
+        let mut updated = 0;
+        for plugin in files.values() {
+            let tenant = tenant_of(&config.plugins_dir, plugin.file());
+            match config.config_values(&tenant, plugin.name()) {
+                Ok(values) => {
+                    plugin.set_config(crate::config::to_guest(values));
+                    updated += 1;
+                }
+                Err(invalid) => tracing::warn!(
+                    plugin = plugin.name(),
+                    "keeping the plugin's config values: {invalid}"
+                ),
+            }
+        }
+        updated
     }
 
     /// Told of every table swapped in from now on (the serving set may have changed).
@@ -177,7 +208,16 @@ impl Registry {
         let mut candidates = Vec::new();
         for (tenant, file) in plugin_files(&config.plugins_dir)? {
             let old = files.get(&file).cloned();
-            match load_if_changed(engine, config, &tenant, &file, old.as_ref()).await {
+            match load_if_changed(
+                engine,
+                &self.capabilities,
+                config,
+                &tenant,
+                &file,
+                old.as_ref(),
+            )
+            .await
+            {
                 Ok(plugin) => candidates.push((tenant, plugin)),
                 Err(reason) => {
                     report.refuse(&file, reason);
@@ -227,6 +267,7 @@ impl Registry {
 /// that must not break callers of the old version.
 async fn load_if_changed(
     engine: &Engine,
+    capabilities: &Capabilities,
     config: &HostConfig,
     tenant: &str,
     file: &Path,
@@ -246,7 +287,8 @@ async fn load_if_changed(
         return Ok(old.clone());
     }
     let new = Plugin::load(engine, file, wasm, hash, |name| {
-        config.tenant_limits_for(tenant, name)
+        let grants = capabilities.grants(config, tenant, name)?;
+        Ok((config.tenant_limits_for(tenant, name), grants))
     })
     .await?;
     if let Some(old) = old {

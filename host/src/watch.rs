@@ -2,6 +2,7 @@
 //! so a copy in progress is read once it is complete (and, if read too early, refused
 //! with the working version left serving until the next change).
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,6 +27,14 @@ pub(crate) struct FolderWatch {
 impl Drop for FolderWatch {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+impl FolderWatch {
+    /// Stops the watch and waits until its task is gone, with the registry it held.
+    pub(crate) async fn stop(mut self) {
+        self.task.abort();
+        let _ = (&mut self.task).await;
     }
 }
 
@@ -58,6 +67,63 @@ pub(crate) fn watch(
             }
             if let Err(error) = registry.sync(&engine, &config).await {
                 tracing::error!("reloading plugins: {error}");
+            }
+        }
+    });
+    Ok(FolderWatch {
+        _watcher: watcher,
+        task,
+    })
+}
+
+/// Starts watching the config file `file`: once a change settles, every serving plugin
+/// gets the file's config values; a file that no longer parses is logged and changes
+/// nothing. Other settings apply when the host restarts.
+pub(crate) fn watch_config(
+    registry: Arc<Registry>,
+    file: PathBuf,
+    plugins_dir: PathBuf,
+) -> Result<FolderWatch, notify::Error> {
+    let (changed, mut changes) = mpsc::channel::<()>(1);
+    let name = file.file_name().map(ToOwned::to_owned);
+    let mut watcher =
+        notify::recommended_watcher(move |event: notify::Result<Event>| match event {
+            Ok(event)
+                if !matches!(event.kind, EventKind::Access(_))
+                    && event.paths.iter().any(|p| p.file_name() == name.as_deref()) =>
+            {
+                // A full channel already means "reload soon".
+                let _ = changed.try_send(());
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!("watching the config file: {error}"),
+        })?;
+    // The folder, not the file: an editor that saves by renaming replaces the file.
+    let folder = match file.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
+        _ => PathBuf::from("."),
+    };
+    watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+    let task = tokio::spawn(async move {
+        while changes.recv().await.is_some() {
+            loop {
+                match tokio::time::timeout(SETTLE, changes.recv()).await {
+                    Ok(Some(())) => continue,
+                    Ok(None) => return,
+                    Err(_) => break,
+                }
+            }
+            match HostConfig::from_file(&file) {
+                Ok(mut config) => {
+                    // The folder being served, whatever the file says now.
+                    config.plugins_dir.clone_from(&plugins_dir);
+                    let updated = registry.update_config_values(&config).await;
+                    tracing::info!(
+                        file = %file.display(),
+                        "config values reloaded for {updated} plugins; other settings apply at restart"
+                    );
+                }
+                Err(error) => tracing::warn!("config file not reloaded: {error}"),
             }
         }
     });

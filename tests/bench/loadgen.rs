@@ -8,6 +8,7 @@
 //! benchmark's edge section.
 
 mod attack;
+mod capabilities;
 mod web;
 
 use std::collections::BTreeMap;
@@ -104,6 +105,15 @@ enum Workload {
     BigUnary,
     /// The same, gzip-compressed both ways.
     BigUnaryGzip,
+    /// keeper.v1.Keeper.Get of one key (a key-value read per call).
+    KvGet,
+    /// keeper.v1.Keeper.Put of `size` bytes to one key (a key-value write per call).
+    KvPut,
+    /// caller.v1.Caller.Hello relayed through the target `local` (one outbound hop).
+    HopLocal,
+    /// caller.v1.Caller.Hello relayed through the target `native` (one outbound hop over
+    /// the network).
+    HopNative,
     /// `size` TCP connections that never send a byte, held for the duration.
     AttackSilent,
     /// Chat streams cancelled once accepted, 50 at a time on each connection.
@@ -263,6 +273,10 @@ async fn worker(
             Workload::GrpcWeb => web::grpc_web(&channel).await,
             Workload::BigUnary => web::big_unary(&channel, size, false).await,
             Workload::BigUnaryGzip => web::big_unary(&channel, size, true).await,
+            Workload::KvGet => capabilities::kv_get(&channel).await,
+            Workload::KvPut => capabilities::kv_put(&channel, size).await,
+            Workload::HopLocal => capabilities::hop(&channel, "local").await,
+            Workload::HopNative => capabilities::hop(&channel, "native").await,
             Workload::OpenStreams
             | Workload::AttackSilent
             | Workload::AttackResets
@@ -291,7 +305,7 @@ async fn list_users(
 ) -> Result<u64, tonic::Status> {
     let limit = i32::try_from(size).unwrap_or(i32::MAX);
     let mut stream = users
-        .list_users(ListUsersRequest { limit })
+        .list_users(ListUsersRequest { limit, after_id: 0 })
         .await?
         .into_inner();
     let mut messages = 0;

@@ -22,7 +22,7 @@ use plugrpc_tests::report::{machine, ms};
 use tonic::Request;
 use tonic::metadata::MetadataValue;
 
-use plugins::{MISBEHAVE, USERS};
+use plugins::{MISBEHAVE, USERS_FIXTURE};
 
 /// The repo's plugin crates, as built for this run; a benchmark uses a few of them.
 #[allow(dead_code)]
@@ -91,7 +91,7 @@ fn main() {
         ("beside a hog with 2 slots (both cores)", 2),
     ] {
         let host = host_rt.block_on(TestHost::with_config(
-            &[USERS, MISBEHAVE],
+            &[USERS_FIXTURE, MISBEHAVE],
             &config(hog_slots.max(1)),
         ));
         let stop = Arc::new(AtomicBool::new(false));
@@ -134,7 +134,10 @@ fn main() {
         drop(host);
     }
 
-    let host = host_rt.block_on(TestHost::with_config(&[USERS, MISBEHAVE], &config(2)));
+    let host = host_rt.block_on(TestHost::with_config(
+        &[USERS_FIXTURE, MISBEHAVE],
+        &config(2),
+    ));
     let overshoot = deadline_overshoot(&host);
     let _ = writeln!(
         report,

@@ -16,7 +16,7 @@ use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
 use plugrpc_tests::report::{median_min_max, ms};
 use plugrpc_tests::{Plugin, TestHost};
 
-use plugins::{USERS, VERSIONED_V1, VERSIONED_V2};
+use plugins::{USERS_FIXTURE, VERSIONED_V1, VERSIONED_V2};
 
 /// The repo's plugin crates, as built for this run; a benchmark uses a few of them.
 #[allow(dead_code)]
@@ -101,7 +101,7 @@ fn main() {
             let config = format!("[host]\ncache_dir = {:?}\n", cache.path().display().to_string());
             for times in [&mut cold, &mut warm] {
                 let started = Instant::now();
-                let host = TestHost::with_config(&[USERS], &config).await;
+                let host = TestHost::with_config(&[USERS_FIXTURE], &config).await;
                 times.push(started.elapsed());
                 host.stop().await;
             }
@@ -113,7 +113,7 @@ fn main() {
             "## Host start with the users plugin ({} KiB of wasm)\n\n{STARTS} starts each; time to a bound, serving host.\n\n\
              | compile cache | p50 | min | max |\n|---|---|---|---|\n| cold (empty) | {} |\n| warm | {} |\n\n\
              Cached start is {:.1}x faster at the median.\n",
-            std::fs::metadata(USERS.wasm()).unwrap().len() / 1024,
+            std::fs::metadata(USERS_FIXTURE.wasm()).unwrap().len() / 1024,
             median_min_max(&cold),
             median_min_max(&warm),
             cold[STARTS / 2].as_secs_f64() / warm[STARTS / 2].as_secs_f64(),

@@ -23,7 +23,7 @@ use plugrpc_tests::quiet::{CALLS, SCENARIO_TIME, host_runtime, measure};
 use plugrpc_tests::report::{machine, ms};
 use plugrpc_tests::{TestHost, copy_plugin};
 
-use plugins::{GREETER, MISBEHAVE, USERS};
+use plugins::{GREETER, MISBEHAVE, USERS_FIXTURE};
 
 /// The repo's plugin crates, as built for this run; a benchmark uses a few of them.
 #[allow(dead_code)]
@@ -77,7 +77,11 @@ fn main() {
         ),
     ] {
         let dir = tempfile::tempdir().unwrap();
-        for (tenant, plugin) in [("quiet", USERS), ("hog", MISBEHAVE), ("hog", GREETER)] {
+        for (tenant, plugin) in [
+            ("quiet", USERS_FIXTURE),
+            ("hog", MISBEHAVE),
+            ("hog", GREETER),
+        ] {
             let folder = dir.path().join(tenant);
             std::fs::create_dir_all(&folder).unwrap();
             copy_plugin(plugin, &folder.join(plugin.file_name()));

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::process::Command;
 
-use crate::plugins::USERS;
+use crate::plugins::USERS_FIXTURE;
 
 /// Longest the browser may take to load the page and run its calls.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -107,7 +107,7 @@ async fn a_page_from_a_listed_origin_calls_through_connect_and_grpc_web_and_othe
     let listed = PageServer::start().await;
     let unlisted = PageServer::start().await;
     let config = format!("[cors]\nallowed_origins = [{:?}]\n", listed.origin());
-    let host = TestHost::with_config(&[USERS], &config).await;
+    let host = TestHost::with_config(&[USERS_FIXTURE], &config).await;
 
     assert_eq!(
         browse(&listed, &host).await,

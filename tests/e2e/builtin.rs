@@ -19,7 +19,7 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Code;
 
-use crate::plugins::{GREETER, IMPOSTOR, USERS};
+use crate::plugins::{GREETER, IMPOSTOR, USERS_FIXTURE};
 use crate::tenants::{api_keys, bearing};
 
 /// Longest a reload may take to show.
@@ -46,7 +46,7 @@ async fn next_status(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_check_and_list_name_the_host_and_every_served_service() {
-    let host = TestHost::with_plugins(&[USERS, GREETER]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE, GREETER]).await;
     let mut health = HealthClient::new(host.channel().await);
     for service in ["", USERS_SERVICE, GREETER_SERVICE, "grpc.health.v1.Health"] {
         let reply = health.check(check(service)).await.unwrap().into_inner();
@@ -81,7 +81,7 @@ async fn health_check_and_list_name_the_host_and_every_served_service() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn health_watch_follows_a_removal_a_return_and_the_shutdown() {
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let mut health = HealthClient::new(host.channel().await);
     let mut users = health
         .watch(check(USERS_SERVICE))
@@ -102,13 +102,13 @@ async fn health_watch_follows_a_removal_a_return_and_the_shutdown() {
         "unknown, and the stream stays open"
     );
 
-    let file = host.plugins_dir().join(USERS.file_name());
+    let file = host.plugins_dir().join(USERS_FIXTURE.file_name());
     std::fs::remove_file(&file).unwrap();
     assert_eq!(
         next_status(&mut users).await,
         Some(ServingStatus::ServiceUnknown)
     );
-    copy_plugin(USERS, &file);
+    copy_plugin(USERS_FIXTURE, &file);
     assert_eq!(next_status(&mut users).await, Some(ServingStatus::Serving));
     copy_plugin(GREETER, &host.plugins_dir().join(GREETER.file_name()));
     assert_eq!(next_status(&mut later).await, Some(ServingStatus::Serving));
@@ -129,7 +129,7 @@ async fn health_watch_follows_a_removal_a_return_and_the_shutdown() {
 async fn two_tenants() -> TestHost {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("acme")).unwrap();
-    copy_plugin(USERS, &dir.path().join(USERS.file_name()));
+    copy_plugin(USERS_FIXTURE, &dir.path().join(USERS_FIXTURE.file_name()));
     copy_plugin(GREETER, &dir.path().join("acme").join(GREETER.file_name()));
     let config = format!("{}[tenants.acme]\nallow = [\"key:ops\"]\n", api_keys());
     TestHost::serving_with_config(dir, &config).await
@@ -229,7 +229,7 @@ impl Reflecting {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reflection_describes_plugins_and_built_ins_and_follows_a_reload() {
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let mut reflection = Reflecting::open(&host, None).await;
     assert_eq!(
         reflection.list().await,
@@ -329,7 +329,7 @@ async fn reflection_describes_plugins_and_built_ins_and_follows_a_reload() {
         assert!(started.elapsed() < PATIENCE, "greeter never listed");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    std::fs::remove_file(host.plugins_dir().join(USERS.file_name())).unwrap();
+    std::fs::remove_file(host.plugins_dir().join(USERS_FIXTURE.file_name())).unwrap();
     while reflection.list().await.contains(&USERS_SERVICE.to_owned()) {
         assert!(started.elapsed() < PATIENCE, "users still listed");
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -349,7 +349,7 @@ async fn reflection_describes_plugins_and_built_ins_and_follows_a_reload() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn reflection_v1alpha_answers_as_v1_does() {
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let mut client =
         alpha::server_reflection_client::ServerReflectionClient::new(host.channel().await);
     let request = alpha::ServerReflectionRequest {
@@ -378,7 +378,7 @@ async fn reflection_v1alpha_answers_as_v1_does() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_plugin_declaring_a_built_in_service_is_refused() {
-    let host = TestHost::with_plugins(&[IMPOSTOR, USERS]).await;
+    let host = TestHost::with_plugins(&[IMPOSTOR, USERS_FIXTURE]).await;
     let [refusal] = &host.report().refused[..] else {
         panic!("{:?}", host.report().refused);
     };

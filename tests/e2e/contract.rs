@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::plugins::{PROBE, USERS};
+use crate::plugins::{PROBE, USERS_FIXTURE};
 use bytes::Bytes;
 use plugrpc_tests::pb::probe::probe_client::ProbeClient;
 use plugrpc_tests::pb::probe::{EchoReply, EchoRequest, FailRequest};
@@ -15,7 +15,7 @@ use tonic::{Code, Request};
 use tonic_types::StatusExt;
 
 async fn probe() -> (TestHost, ProbeClient<tonic::transport::Channel>) {
-    let host = TestHost::with_plugins(&[PROBE, USERS]).await;
+    let host = TestHost::with_plugins(&[PROBE, USERS_FIXTURE]).await;
     let client = ProbeClient::new(host.channel().await);
     (host, client)
 }

@@ -11,7 +11,7 @@ use plugrpc_tests::{LogCapture, TestHost};
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpSocket, TcpStream};
 
-use crate::plugins::USERS;
+use crate::plugins::USERS_FIXTURE;
 
 /// Where attacks come from: another loopback address, so per-IP caps tell them apart.
 const ATTACKER: &str = "127.0.0.2";
@@ -57,7 +57,7 @@ async fn closed_by_host(mut stream: TcpStream) -> Duration {
 #[tokio::test(flavor = "multi_thread")]
 async fn silent_connections_are_capped_per_ip_and_closed_when_they_send_no_request() {
     let host = TestHost::with_config(
-        &[USERS],
+        &[USERS_FIXTURE],
         "[edge]\nmax_connections_per_ip = 50\nfirst_request_timeout = \"2s\"\n",
     )
     .await;
@@ -102,7 +102,7 @@ async fn silent_connections_are_capped_per_ip_and_closed_when_they_send_no_reque
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_idle_for_idle_timeout_is_closed_and_an_old_one_told_to_go_away() {
-    let host = TestHost::with_config(&[USERS], "[edge]\nidle_timeout = \"300ms\"\n").await;
+    let host = TestHost::with_config(&[USERS_FIXTURE], "[edge]\nidle_timeout = \"300ms\"\n").await;
     let (mut client, connection) = h2_connect(host.addr()).await;
     let driver = tokio::spawn(connection);
     call_get_user(&mut client, &host).await;
@@ -110,7 +110,7 @@ async fn a_connection_idle_for_idle_timeout_is_closed_and_an_old_one_told_to_go_
     assert!(closed.is_ok(), "the idle connection is closed by the host");
 
     let host = TestHost::with_config(
-        &[USERS],
+        &[USERS_FIXTURE],
         "[edge]\nmax_connection_age = \"300ms\"\nmax_connection_age_grace = \"1500ms\"\n",
     )
     .await;
@@ -130,7 +130,7 @@ async fn a_connection_idle_for_idle_timeout_is_closed_and_an_old_one_told_to_go_
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_connection_may_open_100_streams() {
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let (mut client, connection) = h2_connect(host.addr()).await;
     tokio::spawn(connection);
     // After a round trip, the server's SETTINGS have surely arrived.
@@ -142,7 +142,7 @@ async fn a_connection_may_open_100_streams() {
 async fn streams_cancelled_just_after_acceptance_close_the_connection_and_spare_others() {
     let log = LogCapture::install();
     let host = TestHost::with_config(
-        &[USERS],
+        &[USERS_FIXTURE],
         "[edge]\nmax_resets_per_second = 100\nabuse_penalty = \"60s\"\n",
     )
     .await;
@@ -250,7 +250,7 @@ async fn call_get_user(client: &mut h2::client::SendRequest<bytes::Bytes>, host:
 #[tokio::test(flavor = "multi_thread")]
 async fn large_messages_that_never_finish_are_bounded_by_the_request_buffers() {
     let host = TestHost::with_config(
-        &[USERS],
+        &[USERS_FIXTURE],
         "[edge]\nrequest_buffer_per_connection = \"8MiB\"\nrequest_buffer = \"16MiB\"\nmessage_timeout = \"2s\"\n",
     )
     .await;
@@ -297,7 +297,8 @@ async fn large_messages_that_never_finish_are_bounded_by_the_request_buffers() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_message_that_trickles_in_is_ended_after_message_timeout() {
-    let host = TestHost::with_config(&[USERS], "[edge]\nmessage_timeout = \"500ms\"\n").await;
+    let host =
+        TestHost::with_config(&[USERS_FIXTURE], "[edge]\nmessage_timeout = \"500ms\"\n").await;
     let (mut client, connection) = h2_connect(host.addr()).await;
     tokio::spawn(connection);
     let (response, mut stream) = client
@@ -320,7 +321,7 @@ async fn a_message_that_trickles_in_is_ended_after_message_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn one_connection_of_idle_streams_takes_only_its_share_and_its_streams_end_when_idle() {
     let host = TestHost::with_config(
-        &[USERS],
+        &[USERS_FIXTURE],
         "[edge]\nstream_idle_timeout = \"1s\"\n[plugins.users]\nmax_concurrent_calls = 8\nmax_queued_calls = 8\n",
     )
     .await;
@@ -360,7 +361,7 @@ async fn one_connection_of_idle_streams_takes_only_its_share_and_its_streams_end
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_stops_reading_a_stream_loses_it_after_stream_idle_timeout() {
     let host = TestHost::with_config(
-        &[USERS],
+        &[USERS_FIXTURE],
         "[edge]\nstream_idle_timeout = \"1s\"\n[plugins.users]\nmax_concurrent_calls = 1\nmax_queued_calls = 4\n",
     )
     .await;
@@ -373,6 +374,7 @@ async fn a_client_that_stops_reading_a_stream_loses_it_after_stream_idle_timeout
         .unwrap();
     let request = prost::Message::encode_to_vec(&plugrpc_tests::pb::user::ListUsersRequest {
         limit: 10_000_000,
+        after_id: 0,
     });
     stream
         .send_data(plugrpc_tests::raw::frames(&[request]).into(), true)
@@ -408,7 +410,7 @@ async fn a_client_that_stops_reading_a_stream_loses_it_after_stream_idle_timeout
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_over_http1_is_refused_with_505() {
     use tokio::io::AsyncWriteExt;
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let mut stream = TcpStream::connect(host.addr()).await.unwrap();
     stream
         .write_all(

@@ -10,7 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::Request;
 
-use crate::plugins::USERS;
+use crate::plugins::USERS_FIXTURE;
 
 /// Far longer than the grace the test sets: reaching it means the host never stopped.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -18,7 +18,7 @@ const PATIENCE: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread")]
 async fn a_silent_connection_and_an_idle_stream_do_not_keep_the_host_from_stopping() {
     let log = LogCapture::install();
-    let host = TestHost::with_config(&[USERS], "[shutdown]\ngrace = \"300ms\"\n").await;
+    let host = TestHost::with_config(&[USERS_FIXTURE], "[shutdown]\ngrace = \"300ms\"\n").await;
     // A client that connects and never says anything.
     let _silent = tokio::net::TcpStream::connect(host.addr()).await.unwrap();
     // A bidi stream left open, with an hour's deadline.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use plugrpc_tests::{TestHost, copy_plugin};
 use tokio::process::Command;
 
-use crate::plugins::{GREETER, USERS};
+use crate::plugins::{GREETER, USERS_FIXTURE};
 
 /// Longest one client run may take.
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -51,7 +51,7 @@ async fn buf_curl(host: &TestHost, args: &[&str], path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn buf_curl_lists_and_calls_through_reflection_and_sees_a_plugin_dropped_in() {
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let services = buf_curl(&host, &["--list-services"], "").await;
     assert_eq!(
         services.lines().collect::<Vec<_>>(),
@@ -135,7 +135,7 @@ const STREAMED: [&str; 2] = [
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_nodes_clients_call_every_shape_over_connect_and_grpc_web() {
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let descriptors = users_descriptors().await;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("node/connect_client.mjs");
     let base = format!("http://127.0.0.1:{}", host.addr().port());

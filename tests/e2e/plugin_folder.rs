@@ -1,7 +1,7 @@
 //! Loading the plugins folder: bad files are refused one line each while the rest serve,
 //! and a service claimed twice stays with the first plugin.
 
-use crate::plugins::{GREETER, GREETER_TWIN, MULTI, USERS};
+use crate::plugins::{GREETER, GREETER_TWIN, MULTI, USERS_FIXTURE};
 use plugrpc::{Host, HostConfig};
 use plugrpc::{LoadError, RefusalReason};
 use plugrpc_tests::pb::helloworld::HelloRequest;
@@ -25,7 +25,7 @@ fn refusals_of(log: &LogCapture, file: &str) -> Vec<String> {
 async fn bad_files_are_refused_with_one_log_line_each_and_the_rest_serve() {
     let log = LogCapture::install();
     let dir = tempfile::tempdir().unwrap();
-    copy_plugin(USERS, &dir.path().join("users.wasm"));
+    copy_plugin(USERS_FIXTURE, &dir.path().join("users.wasm"));
     std::fs::write(
         dir.path().join("corrupt.wasm"),
         b"\0asm this is not webassembly",
@@ -171,12 +171,16 @@ async fn a_missing_plugins_folder_stops_startup_with_its_name() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_plugin_crate_of_the_repo_loads_on_this_contract() {
+    /// Every capability, for every plugin of the repo that imports one.
+    const GRANT_ALL: &str = "[plugins.users.kv]\n[plugins.keeper.kv]\n\
+        [plugins.caller.outbound.local]\nendpoints = [\"local\"]\n\
+        [plugins.frontdesk.outbound.local]\nendpoints = [\"local\"]\n";
     async fn loads(plugin: Plugin) {
         if plugin.name == "impostor" {
             // Built to be refused: it claims a built-in service (builtin.rs).
             return;
         }
-        let host = TestHost::with_plugins(&[plugin]).await;
+        let host = TestHost::with_config(&[plugin], GRANT_ALL).await;
         let report = host.report();
         assert!(
             report.refused.is_empty(),
@@ -216,7 +220,7 @@ async fn a_plugin_built_against_contract_0_2_is_refused_naming_both_versions() {
     let dir = tempfile::tempdir().unwrap();
     let old = wat::parse_str(CONTRACT_0_2).unwrap();
     std::fs::write(dir.path().join("old-sdk.wasm"), old).unwrap();
-    copy_plugin(USERS, &dir.path().join("users.wasm"));
+    copy_plugin(USERS_FIXTURE, &dir.path().join("users.wasm"));
 
     let host = TestHost::serving(dir).await;
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use crate::plugins::{INTEROP, USERS};
+use crate::users::USERS_KV;
 use plugrpc_tests::{TestHost, make_certs};
 use tokio::process::Command;
 
@@ -94,10 +95,10 @@ async fn example_client(
 
 /// What the example client prints when every call succeeds.
 const ALL_ANSWERED: [&str; 5] = [
-    "GetUser(7) -> id=7 name=user-7 email=user-7@example.com",
-    "GetUser(0) -> NOT_FOUND: no user with id 0",
-    "ListUsers(3) -> user-1, user-2, user-3",
     "CreateUsers(3) -> count=3",
+    "GetUser(first) -> name=n0 email=n0-<run>@example.com",
+    "GetUser(0) -> NOT_FOUND: no user with id 0",
+    "ListUsers(3 from first) -> n0, n1, n2",
     "Chat -> ada said: hello | ada said: how are you? | ada said: bye",
 ];
 
@@ -105,7 +106,7 @@ const ALL_ANSWERED: [&str; 5] = [
 async fn python_grpcio_client_gets_answers_from_all_four_methods() {
     let python = python();
     let stubs = stubs(&python).await;
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_config(&[USERS], USERS_KV).await;
     let (success, stdout) = example_client(&python, stubs.path(), &host, &[]).await;
     assert!(success);
     assert_eq!(stdout.lines().collect::<Vec<_>>(), ALL_ANSWERED);
@@ -118,7 +119,7 @@ async fn python_grpcio_client_over_tls_and_mtls() {
     let certs = make_certs();
     let file = |name: &str| certs.path().join(name).display().to_string();
     let tls = format!(
-        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        "{USERS_KV}[tls]\ncert = {:?}\nkey = {:?}\n",
         file("server.crt"),
         file("server.key")
     );
@@ -141,10 +142,16 @@ async fn python_grpcio_client_over_tls_and_mtls() {
     let stranger = ["--ca", &ca, "--cert", &other_cert, "--key", &other_key];
     let (success, stdout) = example_client(&python, stubs.path(), &host, &stranger).await;
     assert!(!success, "a certificate from another CA is refused");
-    assert!(stdout.starts_with("GetUser(7) -> UNAVAILABLE"), "{stdout}");
+    assert!(
+        stdout.starts_with("CreateUsers(3) -> UNAVAILABLE"),
+        "{stdout}"
+    );
     let (success, stdout) = example_client(&python, stubs.path(), &host, &[]).await;
     assert!(!success, "plaintext to the TLS port is refused");
-    assert!(stdout.starts_with("GetUser(7) -> UNAVAILABLE"), "{stdout}");
+    assert!(
+        stdout.starts_with("CreateUsers(3) -> UNAVAILABLE"),
+        "{stdout}"
+    );
 }
 
 /// The interop cases grpcio's client can make, every one the server side answers.
@@ -206,7 +213,7 @@ async fn python_grpcio_passes_the_interop_cases() {
 #[tokio::test(flavor = "multi_thread")]
 async fn grpcio_reflection_resolves_a_plugins_service_through_the_host() {
     let python = python();
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_config(&[USERS], USERS_KV).await;
     let client = root().join("tests/python/builtin_client.py");
     let target = format!("localhost:{}", host.addr().port());
     let stdout = run(
@@ -234,7 +241,7 @@ async fn grpcio_reflection_resolves_a_plugins_service_through_the_host() {
 async fn grpcio_health_checking_sees_serving_and_watches_a_removal() {
     use tokio::io::AsyncBufReadExt as _;
     let python = python();
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_config(&[USERS], USERS_KV).await;
     let client = root().join("tests/python/builtin_client.py");
     let target = format!("localhost:{}", host.addr().port());
     let mut child = Command::new(&python)

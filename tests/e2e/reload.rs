@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use crate::plugins::{USERS, VERSIONED_BROKEN, VERSIONED_V1, VERSIONED_V2};
+use crate::plugins::{USERS_FIXTURE, VERSIONED_BROKEN, VERSIONED_V1, VERSIONED_V2};
 use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
 use plugrpc_tests::pb::versioned::{CountRequest, VersionRequest};
 use plugrpc_tests::{LogCapture, Plugin, TestHost};
@@ -293,7 +293,7 @@ async fn a_corrupt_compile_cache_is_rebuilt_not_trusted() {
         "[host]\ncache_dir = {:?}\n",
         cache.path().display().to_string()
     );
-    let first = TestHost::with_config(&[USERS], &config).await;
+    let first = TestHost::with_config(&[USERS_FIXTURE], &config).await;
     assert_eq!(first.report().loaded.len(), 1);
     first.stop().await;
     let entries = cache_files(cache.path());
@@ -302,7 +302,7 @@ async fn a_corrupt_compile_cache_is_rebuilt_not_trusted() {
         std::fs::write(entry, b"corrupt").unwrap();
     }
 
-    let second = TestHost::with_config(&[USERS], &config).await;
+    let second = TestHost::with_config(&[USERS_FIXTURE], &config).await;
     assert_eq!(
         second.report().loaded.len(),
         1,

@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::plugins::{MISBEHAVE, PROBE, USERS};
+use crate::plugins::{MISBEHAVE, PROBE, USERS_FIXTURE};
 use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
 use plugrpc_tests::pb::misbehave::{Blob, BusyWaitRequest, Empty, PrintRequest, SizeRequest};
 use plugrpc_tests::pb::probe::EchoRequest;
@@ -38,7 +38,7 @@ max_deadline = "3s"
 
 /// The host, and a client of the rogue plugin that leaves deadlines to the server.
 async fn host() -> (TestHost, MisbehaveClient<PlainHttp2>) {
-    let host = TestHost::with_config(&[MISBEHAVE, USERS, PROBE], CONFIG).await;
+    let host = TestHost::with_config(&[MISBEHAVE, USERS_FIXTURE, PROBE], CONFIG).await;
     let client = MisbehaveClient::with_origin(host.plain_http2(), host.origin());
     (host, client)
 }

@@ -14,7 +14,7 @@ use plugrpc_tests::pb::user::user_service_client::UserServiceClient;
 use plugrpc_tests::{Plugin, TestHost, copy_plugin};
 use tonic::Code;
 
-use crate::plugins::{GREETER, GREETER_TWIN, PROBE, USERS};
+use crate::plugins::{GREETER, GREETER_TWIN, PROBE, USERS_FIXTURE};
 
 /// Longer than any reload takes.
 const PATIENCE: Duration = Duration::from_secs(20);
@@ -30,7 +30,7 @@ fn place(dir: &Path, tenant: Option<&str>, plugin: Plugin) {
 async fn each_tenant_folder_is_a_tenant_with_its_own_plugin_limits() {
     let dir = tempfile::tempdir().unwrap();
     place(dir.path(), Some("acme"), PROBE);
-    place(dir.path(), Some("globex"), USERS);
+    place(dir.path(), Some("globex"), USERS_FIXTURE);
     place(dir.path(), None, GREETER);
     let host = TestHost::serving_with_config(
         dir,
@@ -152,7 +152,7 @@ pub(crate) fn bearing<T>(request: T, key: Option<&str>) -> tonic::Request<T> {
 async fn allow_rules_of_tenant_plugin_and_method_narrow_who_may_call() {
     let dir = tempfile::tempdir().unwrap();
     place(dir.path(), Some("acme"), PROBE);
-    place(dir.path(), Some("globex"), USERS);
+    place(dir.path(), Some("globex"), USERS_FIXTURE);
     place(dir.path(), None, GREETER);
     let config = format!(
         "{}\n[tenants.acme]\nallow = [\"key:*\"]\n\
@@ -303,8 +303,8 @@ async fn two_tenants_serve_one_service_told_apart_by_host() {
 #[tokio::test(flavor = "multi_thread")]
 async fn two_tenants_may_each_have_a_plugin_called_users() {
     let dir = tempfile::tempdir().unwrap();
-    place(dir.path(), Some("acme"), USERS);
-    place(dir.path(), Some("globex"), USERS);
+    place(dir.path(), Some("acme"), USERS_FIXTURE);
+    place(dir.path(), Some("globex"), USERS_FIXTURE);
     let config = "[tenants.acme]\nhosts = [\"acme.example.com\"]\n\
                   [tenants.globex]\nhosts = [\"globex.example.com\"]\n\
                   [tenants.globex.plugins.users]\ndeadline = \"9s\"\n";
@@ -353,7 +353,7 @@ async fn a_tenant_over_its_quota_is_refused_while_another_serves_on() {
     use plugrpc_tests::pb::user::ChatMessage;
     use tokio_stream::wrappers::ReceiverStream;
     let dir = tempfile::tempdir().unwrap();
-    place(dir.path(), Some("acme"), USERS);
+    place(dir.path(), Some("acme"), USERS_FIXTURE);
     place(dir.path(), Some("globex"), GREETER);
     place(dir.path(), Some("initech"), PROBE);
     let config = "[tenants.acme]\nmax_concurrent_calls = 2\nmax_queued_calls = 0\n\
@@ -414,7 +414,7 @@ async fn a_tenant_past_its_memory_budget_is_refused_while_another_serves_on() {
     let dir = tempfile::tempdir().unwrap();
     place(dir.path(), Some("acme"), PROBE);
     place(dir.path(), Some("globex"), GREETER);
-    place(dir.path(), Some("initech"), USERS);
+    place(dir.path(), Some("initech"), USERS_FIXTURE);
     // acme: less than one instance's initial memory. initech: room for a few instances,
     // so calls one after another fit only if each gives its memory back.
     let host = TestHost::serving_with_config(

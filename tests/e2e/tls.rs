@@ -16,7 +16,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::{Certificate, ClientTlsConfig, Identity};
 use tonic::{Code, Request};
 
-use crate::plugins::{PROBE, USERS};
+use crate::plugins::{PROBE, USERS_FIXTURE};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -198,7 +198,7 @@ async fn a_tls_handshake_that_never_comes_is_dropped_after_handshake_timeout() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_rotated_certificate_serves_new_handshakes_while_an_open_stream_goes_on() {
     let certs = make_certs();
-    let host = TestHost::with_config(&[USERS], &tls_config(certs.path(), "")).await;
+    let host = TestHost::with_config(&[USERS_FIXTURE], &tls_config(certs.path(), "")).await;
     let channel = host
         .tls_channel(client_tls(certs.path(), None))
         .await

@@ -17,30 +17,51 @@ use tonic_types::StatusExt;
 /// How long a test waits for an answer before calling it a hang.
 const PATIENCE: Duration = Duration::from_secs(20);
 
+/// The users example's grant: its own bucket, room for the tests' streams of creations.
+pub(crate) const USERS_KV: &str = "[plugins.users.kv]\nmax_ops_per_call = 100000\n";
+
 async fn users() -> (TestHost, UserServiceClient<tonic::transport::Channel>) {
-    let host = TestHost::with_plugins(&[USERS, GREETER]).await;
+    let host = TestHost::with_config(&[USERS, GREETER], USERS_KV).await;
     let client = UserServiceClient::new(host.channel().await);
     (host, client)
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn get_user_derives_the_user_from_its_id() {
-    let (_host, mut client) = users().await;
-    let user = client
-        .get_user(GetUserRequest { id: 7 })
-        .await
-        .unwrap()
-        .into_inner();
-    assert_eq!(user.id, 7);
-    assert_eq!(user.name, "user-7");
-    assert_eq!(user.email, "user-7@example.com");
-    assert_eq!(user.created_at.unwrap().seconds, 1_704_067_200 + 7);
+/// New users named `<prefix><i>`, `<prefix><i>@example.com`.
+fn new_users(prefix: &str, count: usize) -> Vec<CreateUserRequest> {
+    (0..count)
+        .map(|i| CreateUserRequest {
+            name: format!("{prefix}{i}"),
+            email: format!("{prefix}{i}@example.com"),
+        })
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn get_user_for_a_non_positive_id_is_not_found_with_resource_info() {
+async fn created_users_get_ids_in_order_and_are_read_back() {
     let (_host, mut client) = users().await;
-    for id in [0, -3] {
+    let reply = client
+        .create_users(tokio_stream::iter(new_users("ada", 3)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.count, 3);
+    let ids: Vec<i64> = reply.users.iter().map(|u| u.id).collect();
+    assert_eq!(ids, [1, 2, 3]);
+    for created in reply.users {
+        let read = client
+            .get_user(GetUserRequest { id: created.id })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(read, created);
+        assert!(read.created_at.is_some_and(|t| t.seconds > 1_700_000_000));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn get_user_for_an_unknown_id_is_not_found_with_resource_info() {
+    let (_host, mut client) = users().await;
+    for id in [0, -3, 99] {
         let status = client.get_user(GetUserRequest { id }).await.unwrap_err();
         assert_eq!(status.code(), Code::NotFound);
         assert_eq!(status.message(), format!("no user with id {id}"));
@@ -52,39 +73,71 @@ async fn get_user_for_a_non_positive_id_is_not_found_with_resource_info() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn list_users_streams_exactly_limit_users_in_order() {
+async fn list_users_pages_through_stored_users_in_id_order() {
     let (_host, mut client) = users().await;
-    let stream = client
-        .list_users(ListUsersRequest { limit: 250 })
+    client
+        .create_users(tokio_stream::iter(new_users("u", 250)))
         .await
-        .unwrap()
-        .into_inner();
-    let users: Vec<_> = stream.map(|u| u.unwrap().id).collect().await;
-    assert_eq!(users, (1..=250).collect::<Vec<i64>>());
+        .unwrap();
+    let mut pages = Vec::new();
+    let mut after_id = 0;
+    loop {
+        let page: Vec<i64> = client
+            .list_users(ListUsersRequest {
+                limit: 100,
+                after_id,
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .map(|u| u.unwrap().id)
+            .collect()
+            .await;
+        let Some(&last) = page.last() else { break };
+        after_id = last;
+        pages.push(page);
+    }
+    assert_eq!(
+        pages.iter().map(Vec::len).collect::<Vec<_>>(),
+        [100, 100, 50]
+    );
+    assert_eq!(pages.concat(), (1..=250).collect::<Vec<i64>>());
 
     let empty = client
-        .list_users(ListUsersRequest { limit: 0 })
+        .list_users(ListUsersRequest {
+            limit: 0,
+            after_id: 0,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(empty.collect::<Vec<_>>().await.len(), 0);
 
     let status = client
-        .list_users(ListUsersRequest { limit: -1 })
+        .list_users(ListUsersRequest {
+            limit: -1,
+            after_id: 0,
+        })
         .await
         .unwrap_err();
     assert_eq!(status.code(), Code::InvalidArgument);
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn create_users_counts_a_client_stream_of_ten_thousand() {
+async fn create_users_stores_a_client_stream_of_two_thousand() {
     let (_host, mut client) = users().await;
-    let requests = tokio_stream::iter((0..10_000).map(|i| CreateUserRequest {
-        name: format!("n{i}"),
-        email: format!("n{i}@example.com"),
-    }));
-    let reply = client.create_users(requests).await.unwrap().into_inner();
-    assert_eq!(reply.count, 10_000);
+    let reply = client
+        .create_users(tokio_stream::iter(new_users("n", 2_000)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.count, 2_000);
+    let last = client
+        .get_user(GetUserRequest { id: 2_000 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(last.email, "n1999@example.com");
 
     let none = client
         .create_users(tokio_stream::empty())
@@ -92,6 +145,53 @@ async fn create_users_counts_a_client_stream_of_ten_thousand() {
         .unwrap()
         .into_inner();
     assert_eq!(none.count, 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_taken_email_is_already_exists_and_the_users_before_it_stay() {
+    let (_host, mut client) = users().await;
+    let mut requests = new_users("grace", 2);
+    requests.push(CreateUserRequest {
+        name: "impostor".into(),
+        email: "GRACE0@example.com".into(),
+    });
+    let status = client
+        .create_users(tokio_stream::iter(requests))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::AlreadyExists);
+    assert!(
+        status.message().contains("GRACE0@example.com"),
+        "{status:?}"
+    );
+    let second = client
+        .get_user(GetUserRequest { id: 2 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(second.name, "grace1");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_outlive_the_host_that_stored_them() {
+    let data = tempfile::tempdir().unwrap();
+    let config = format!("[host]\ndata_dir = {:?}\n{USERS_KV}", data.path());
+    let host = TestHost::with_config(&[USERS], &config).await;
+    let mut client = UserServiceClient::new(host.channel().await);
+    client
+        .create_users(tokio_stream::iter(new_users("kept", 1)))
+        .await
+        .unwrap();
+    host.stop().await;
+
+    let host = TestHost::with_config(&[USERS], &config).await;
+    let mut client = UserServiceClient::new(host.channel().await);
+    let user = client
+        .get_user(GetUserRequest { id: 1 })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(user.email, "kept0@example.com");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -168,7 +268,11 @@ async fn greeter_says_hello() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn concurrent_calls_on_one_connection_all_succeed() {
-    let (_host, client) = users().await;
+    let (_host, mut client) = users().await;
+    client
+        .create_users(tokio_stream::iter(new_users("c", 200)))
+        .await
+        .unwrap();
     let calls = (1..=200).map(|id| {
         let mut client = client.clone();
         tokio::spawn(async move {

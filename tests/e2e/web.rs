@@ -12,7 +12,7 @@ use plugrpc_tests::{TestHost, raw};
 use prost::Message as _;
 use tokio::process::Command;
 
-use crate::plugins::{INTEROP, PROBE, USERS};
+use crate::plugins::{INTEROP, PROBE, USERS_FIXTURE};
 
 /// Longest one curl run may take.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -79,7 +79,7 @@ fn url(host: &TestHost, path: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_calls_connect_with_json_and_gets_connect_errors() {
-    let host = TestHost::with_plugins(&[USERS, INTEROP]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE, INTEROP]).await;
     let get_user = url(&host, "/user.v1.UserService/GetUser");
     let json = ["-H", "content-type: application/json"];
 
@@ -164,7 +164,7 @@ async fn curl_calls_connect_with_json_and_gets_connect_errors() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn connect_get_serves_methods_without_side_effects_only() {
-    let host = TestHost::with_plugins(&[USERS, INTEROP]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE, INTEROP]).await;
     let query = "?encoding=json&message=%7B%22id%22%3A5%7D&connect=v1";
     let answer = curl(&[&url(&host, &format!("/user.v1.UserService/GetUser{query}"))]).await;
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -198,7 +198,7 @@ async fn connect_get_serves_methods_without_side_effects_only() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn grpc_web_binary_and_text_over_http1() {
-    let host = TestHost::with_plugins(&[USERS]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE]).await;
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .build_http::<http_body_util::Full<Bytes>>();
     let message = raw::frames(&[GetUserRequest { id: 3 }.encode_to_vec()]);
@@ -265,7 +265,10 @@ fn base64_chunks(text: &[u8]) -> Vec<u8> {
 async fn cors_preflight_and_responses_follow_the_tenants_origins() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("acme")).unwrap();
-    plugrpc_tests::copy_plugin(USERS, &dir.path().join("acme").join(USERS.file_name()));
+    plugrpc_tests::copy_plugin(
+        USERS_FIXTURE,
+        &dir.path().join("acme").join(USERS_FIXTURE.file_name()),
+    );
     plugrpc_tests::copy_plugin(INTEROP, &dir.path().join(INTEROP.file_name()));
     let config = "[cors]\nallowed_origins = [\"https://any.example\"]\n\
                   [tenants.acme.cors]\nallowed_origins = [\"https://app.example\"]\n\
@@ -365,7 +368,7 @@ fn ndjson(answer: &Answer) -> Vec<serde_json::Value> {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn curl_calls_plugins_through_their_google_api_http_annotations() {
-    let host = TestHost::with_plugins(&[USERS, PROBE]).await;
+    let host = TestHost::with_plugins(&[USERS_FIXTURE, PROBE]).await;
 
     // The users example: GET /v1/users/{id}, and a server stream as NDJSON.
     let answer = curl(&[&url(&host, "/v1/users/7")]).await;

@@ -53,6 +53,21 @@ pub mod pb {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
         tonic::include_proto!("grpc.testing");
     }
+    /// `caller.v1`: the outbound test plugin's service.
+    pub mod caller {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("caller.v1");
+    }
+    /// `frontdesk.v1`: the frontdesk example's service.
+    pub mod frontdesk {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("frontdesk.v1");
+    }
+    /// `keeper.v1`: the key-value and config test plugin's service.
+    pub mod keeper {
+        #![allow(missing_docs, unreachable_pub, clippy::all)]
+        tonic::include_proto!("keeper.v1");
+    }
     /// `grpc.health.v1`.
     pub mod health {
         #![allow(missing_docs, unreachable_pub, clippy::all)]
@@ -72,6 +87,7 @@ pub mod pb {
 
 pub mod native;
 pub mod quiet;
+pub mod redis;
 pub mod report;
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
@@ -125,6 +141,8 @@ pub struct TestHost {
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
     dir: tempfile::TempDir,
+    /// The host's data folder, when the test did not choose one.
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TestHost {
@@ -141,6 +159,17 @@ impl TestHost {
             copy_plugin(*plugin, &dir.path().join(plugin.file_name()));
         }
         let config = HostConfig::from_toml("test config", toml).expect("valid test config");
+        Self::start(dir, config).await
+    }
+
+    /// A host serving copies of `plugins`, configured by the file `config` (watched for
+    /// changes, as `plugrpc serve --config` does).
+    pub async fn from_file(plugins: &[Plugin], config: &Path) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir");
+        for plugin in plugins {
+            copy_plugin(*plugin, &dir.path().join(plugin.file_name()));
+        }
+        let config = HostConfig::from_file(config).expect("valid test config");
         Self::start(dir, config).await
     }
 
@@ -163,6 +192,13 @@ impl TestHost {
             // Unless the test chose one: one compile cache for the whole run.
             config.cache_dir = Some(Path::new(env!("PLUGRPC_TEST_PLUGINS")).join("../../cache"));
         }
+        // Unless the test chose one, data stays in a folder of the host's own, never
+        // in the working directory.
+        let data = (config.data_dir == HostConfig::default().data_dir).then(|| {
+            let data = tempfile::tempdir().expect("temp dir");
+            config.data_dir = data.path().to_owned();
+            data
+        });
         let host = Host::bind(&config).await.expect("host starts");
         let (addr, report) = (host.local_addr(), host.load_report().clone());
         let (shutdown, stop) = oneshot::channel::<()>();
@@ -178,6 +214,7 @@ impl TestHost {
             shutdown: Some(shutdown),
             task: Some(task),
             dir,
+            _data: data,
         }
     }
 

@@ -97,7 +97,10 @@ impl UserService for NativeUsers {
             }
             count += 1;
         }
-        Ok(Response::new(CreateUsersResponse { count }))
+        Ok(Response::new(CreateUsersResponse {
+            count,
+            users: Vec::new(),
+        }))
     }
 
     type ChatStream = Replies<ChatMessage>;

@@ -9,6 +9,7 @@ import argparse
 import pathlib
 import queue
 import sys
+import uuid
 
 import grpc
 
@@ -44,24 +45,30 @@ def main() -> int:
     with channel:
         users = rpc.UserServiceStub(channel)
 
+        # Emails are unique in the store: a run of its own for each, so the example
+        # can run again against a host that kept the last run's users.
+        run = uuid.uuid4().hex[:8]
+        new = (pb.CreateUserRequest(name=f"n{i}", email=f"n{i}-{run}@example.com")
+               for i in range(3))
         try:
-            user = users.GetUser(pb.GetUserRequest(id=7), timeout=10, metadata=metadata)
+            created = users.CreateUsers(new, timeout=10, metadata=metadata)
         except grpc.RpcError as error:
-            print(f"GetUser(7) -> {error.code().name}: {error.details()}")
+            print(f"CreateUsers(3) -> {error.code().name}: {error.details()}")
             return 1
-        print(f"GetUser(7) -> id={user.id} name={user.name} email={user.email}")
+        print(f"CreateUsers(3) -> count={created.count}")
+        first = created.users[0].id
+
+        user = users.GetUser(pb.GetUserRequest(id=first), timeout=10, metadata=metadata)
+        print(f"GetUser(first) -> name={user.name} email={user.email.replace(run, '<run>')}")
 
         try:
             users.GetUser(pb.GetUserRequest(id=0), timeout=10, metadata=metadata)
         except grpc.RpcError as error:
             print(f"GetUser(0) -> {error.code().name}: {error.details()}")
 
-        listed = [u.name for u in users.ListUsers(pb.ListUsersRequest(limit=3), timeout=10,
-                                                    metadata=metadata)]
-        print(f"ListUsers(3) -> {', '.join(listed)}")
-
-        new = (pb.CreateUserRequest(name=f"n{i}", email=f"n{i}@example.com") for i in range(3))
-        print(f"CreateUsers(3) -> count={users.CreateUsers(new, timeout=10, metadata=metadata).count}")
+        page = pb.ListUsersRequest(limit=3, after_id=first - 1)
+        listed = [u.name for u in users.ListUsers(page, timeout=10, metadata=metadata)]
+        print(f"ListUsers(3 from first) -> {', '.join(listed)}")
 
         # Send each chat line only after the reply to the previous one arrived: the
         # plugin answers as messages come, not after the client finishes.

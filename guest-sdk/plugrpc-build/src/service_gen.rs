@@ -49,7 +49,7 @@ impl ServiceGenerator for ServiceGen {
         let _ = writeln!(buf, "pub mod {module} {{");
         let _ = writeln!(
             buf,
-            "    #![allow(unused_imports, unused_variables, clippy::all)]"
+            "    #![allow(dead_code, unused_imports, unused_variables, clippy::all)]"
         );
         let _ = writeln!(
             buf,
@@ -93,8 +93,104 @@ impl ServiceGenerator for ServiceGen {
         );
         call(buf, &service);
         let _ = writeln!(buf, "    }}");
+        let _ = writeln!(buf, "    impl<T> {server}<T> {{");
+        let _ = writeln!(buf, "        /// The service's fully qualified name.");
+        let _ = writeln!(
+            buf,
+            "        pub const SERVICE: &'static str = {full_name:?};"
+        );
+        let _ = writeln!(
+            buf,
+            "        /// The encoded FileDescriptorSet the service was generated from."
+        );
+        let _ = writeln!(
+            buf,
+            "        pub const FILE_DESCRIPTOR_SET: &'static [u8] = include_bytes!(concat!(env!(\"OUT_DIR\"), \"/{}\"));",
+            self.descriptor_file
+        );
+        let _ = writeln!(buf, "    }}");
+        let _ = writeln!(
+            buf,
+            "    impl<T: ::plugrpc_guest::FromConfig> {server}<T> {{"
+        );
+        let _ = writeln!(
+            buf,
+            "        /// The server of the handler built from the plugin's config."
+        );
+        let _ = writeln!(
+            buf,
+            "        pub fn from_config(config: &::plugrpc_guest::Config) -> Result<Self, Status> {{ T::from_config(config).map(Self) }}"
+        );
+        let _ = writeln!(buf, "    }}");
         let _ = writeln!(buf, "}}");
+        client(buf, &service, &full_name);
     }
+}
+
+/// Emits `<service>_client`: a typed client of the service over
+/// `plugrpc_guest::outbound::Client`, one method per RPC, as tonic's clients are.
+fn client(buf: &mut String, service: &Service, full_name: &str) {
+    let module = format!("{}_client", snake(&service.name));
+    let client = format!("{}Client", service.name);
+    let _ = writeln!(
+        buf,
+        "/// Client side of `{full_name}`, for calls to it from a plugin through the host."
+    );
+    let _ = writeln!(buf, "pub mod {module} {{");
+    let _ = writeln!(buf, "    #![allow(dead_code, unused_imports, clippy::all)]");
+    let _ = writeln!(
+        buf,
+        "    use ::plugrpc_guest::outbound::{{Client, Responses, Streaming}};"
+    );
+    let _ = writeln!(buf, "    use ::plugrpc_guest::Status;");
+    let _ = writeln!(
+        buf,
+        "    /// Calls `{full_name}` on a target the plugin is granted."
+    );
+    let _ = writeln!(buf, "    #[derive(Clone, Debug)]");
+    let _ = writeln!(buf, "    pub struct {client} {{ inner: Client }}");
+    let _ = writeln!(buf, "    impl {client} {{");
+    let _ = writeln!(
+        buf,
+        "        /// A client of the target `alias` (`local`: the host's own plugins)."
+    );
+    let _ = writeln!(
+        buf,
+        "        pub fn new(alias: &str) -> Self {{ Self {{ inner: Client::new(alias) }} }}"
+    );
+    let _ = writeln!(
+        buf,
+        "        /// A client calling through `inner` (with its metadata and timeout)."
+    );
+    let _ = writeln!(
+        buf,
+        "        pub fn with_client(inner: Client) -> Self {{ Self {{ inner }} }}"
+    );
+    for method in &service.methods {
+        let (name, input, output) = (
+            &method.name,
+            rust_type(&method.input_type),
+            rust_type(&method.output_type),
+        );
+        let path = format!("/{full_name}/{}", method.proto_name);
+        let _ = writeln!(buf, "        /// Calls `{path}`.");
+        let _ = match Shape::of(method) {
+            Shape::Unary => writeln!(
+                buf,
+                "        pub fn {name}(&self, request: &{input}) -> Result<{output}, Status> {{ self.inner.unary({path:?}, request) }}"
+            ),
+            Shape::ServerStreaming => writeln!(
+                buf,
+                "        pub fn {name}(&self, request: &{input}) -> Result<Responses<{output}>, Status> {{ self.inner.server_streaming({path:?}, request) }}"
+            ),
+            Shape::ClientStreaming | Shape::BidiStreaming => writeln!(
+                buf,
+                "        pub fn {name}(&self) -> Result<Streaming<{input}, {output}>, Status> {{ self.inner.streaming({path:?}) }}"
+            ),
+        };
+    }
+    let _ = writeln!(buf, "    }}");
+    let _ = writeln!(buf, "}}");
 }
 
 /// The trait method an author implements for `method`.

@@ -28,22 +28,26 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "plugrpc_guest::bindings",
         export_macro_name: "__export_plugin",
-        with: { "wasi:logging/logging@0.1.0-draft": generate },
+        generate_all,
     });
 }
 
+mod config;
 mod context;
 pub mod details;
 mod export;
 mod io;
+pub mod kv;
 pub mod log;
 mod manifest;
 mod metadata;
+pub mod outbound;
 mod service;
 mod shape;
 mod status;
 mod stream;
 
+pub use config::{Config, FromConfig};
 pub use context::Context;
 pub use metadata::Metadata;
 pub use prost;
@@ -66,7 +70,7 @@ macro_rules! include_proto {
 #[doc(hidden)]
 pub mod __private {
     //! Used by generated code and macros; not a stable API.
-    pub use crate::export::{Plugin, handle};
+    pub use crate::export::{Plugin, build, handle};
     pub use crate::manifest::describe;
     pub use crate::shape::{bidi_streaming, client_streaming, server_streaming, unary};
 }

@@ -6,16 +6,24 @@ use std::collections::HashSet;
 use prost::Message;
 
 use crate::bindings::plugrpc::plugin::types::Manifest;
-use crate::export::Plugin;
 
-/// The manifest of `plugin`, named `name` at `version`.
-pub fn describe(name: &str, version: &str, stateless: bool, plugin: &Plugin) -> Manifest {
+/// The manifest of a plugin named `name` at `version` serving `services` (each a name
+/// and the encoded FileDescriptorSet it was generated from); no handler is built for it.
+pub fn describe(
+    name: &str,
+    version: &str,
+    stateless: bool,
+    services: &[(&str, &[u8])],
+) -> Manifest {
     Manifest {
         stateless,
         name: name.to_owned(),
         version: version.to_owned(),
-        services: plugin.iter().map(|s| s.name().to_owned()).collect(),
-        file_descriptor_set: union(plugin.iter().map(|s| s.file_descriptor_set())),
+        services: services
+            .iter()
+            .map(|(name, _)| (*name).to_owned())
+            .collect(),
+        file_descriptor_set: union(services.iter().map(|(_, set)| *set)),
     }
 }
 

@@ -280,6 +280,20 @@ impl Call {
         // A warm instance's last caller must not show through.
         state.identity = self.request.identity.take();
         state.tenant = self.request.tenant.clone();
+        state.config = self.plugin.config();
+        state.kv.begin(self.plugin.kv().cloned(), self.deadline);
+        let outbound = self.plugin.outbound().cloned();
+        // Only a plugin that can call out needs the request's metadata twice.
+        let inbound = match outbound {
+            Some(_) => Arc::from(info.metadata.as_slice()),
+            None => Arc::default(),
+        };
+        state.outbound.begin(
+            outbound,
+            self.plugin.limits().max_outbound_calls_per_call,
+            self.deadline,
+            inbound,
+        );
         let outcome = handle(&mut sandbox, &info, &requests).await;
         let outputs = sandbox
             .store
@@ -287,6 +301,8 @@ impl Call {
             .io
             .take()
             .map_or_else(Outputs::default, CallIo::into_output);
+        // Outbound calls still running end with the call that made them.
+        sandbox.store.data_mut().outbound = Default::default();
         let committed = outputs.committed;
         let finished = match outcome {
             Ok(outcome) => self

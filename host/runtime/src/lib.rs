@@ -24,11 +24,15 @@ mod warm;
 pub use bindings::{Code, MetadataEntry, Status};
 pub use call::{Body, BodyPart, Call, CallRequest, MethodKind, Response};
 pub use capabilities::io::{InputError, Received, Requests};
+pub use capabilities::kv::{
+    Backend, BackendError, DEFAULT_KV_LIMITS, KvGrant, KvLimits, Namespace,
+};
+pub use capabilities::outbound::{DialRequest, Dialer, Dialing, OutboundGrant, Reply};
 pub use engine::{Engine, EngineConfig, EngineError};
 pub use errors::{CallError, Limit};
 pub use limits::{DEFAULT_LIMITS, Limits, duration, size};
 pub use metadata::InvalidMetadata;
 
-pub use plugin::{CONTRACT, LoadError, Plugin, content_hash};
+pub use plugin::{CONTRACT, ConfigValues, Grants, LoadError, Plugin, content_hash};
 pub use quota::{CPU_WINDOW, Quota, QuotaLimits};
 pub use sandbox::Deadline;

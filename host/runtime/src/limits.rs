@@ -20,6 +20,8 @@ pub const DEFAULT_LIMITS: Limits = Limits {
     allow_breaking_changes: false,
     reuse_instances: true,
     compress_responses: true,
+    max_outbound_calls_per_call: 16,
+    max_concurrent_outbound_calls: 64,
 };
 
 /// Everything that bounds one plugin's calls.
@@ -53,6 +55,10 @@ pub struct Limits {
     /// Whether the plugin's response messages may be compressed for a client that
     /// accepts it (the host's `[compression]` decides the rest).
     pub compress_responses: bool,
+    /// Outbound calls one call may start, so one request cannot fan out without bound.
+    pub max_outbound_calls_per_call: usize,
+    /// Outbound calls of all the plugin's calls in flight at once.
+    pub max_concurrent_outbound_calls: usize,
 }
 
 impl fmt::Display for Limits {

@@ -36,6 +36,25 @@ pub(crate) fn validate(entries: &[MetadataEntry]) -> Result<(), InvalidMetadata>
     Ok(())
 }
 
+/// Entries compare by key and value (bindgen cannot derive it for the contract's types
+/// alone: a derive would reach the resources some of them hold).
+impl PartialEq for MetadataEntry {
+    fn eq(&self, other: &Self) -> bool {
+        self.key == other.key && self.value == other.value
+    }
+}
+
+impl Eq for MetadataEntry {}
+
+/// Statuses compare by code, message and details.
+impl PartialEq for crate::bindings::Status {
+    fn eq(&self, other: &Self) -> bool {
+        self.code == other.code && self.message == other.message && self.details == other.details
+    }
+}
+
+impl Eq for crate::bindings::Status {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,12 +6,15 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
 use prost_reflect::{DescriptorPool, ServiceDescriptor};
 use wasmtime::component::Component;
 
 use crate::admission::Admission;
 use crate::bindings::{Manifest, PluginPre};
+use crate::capabilities::kv::KvGrant;
 use crate::capabilities::logging::LogBudget;
+use crate::capabilities::outbound::OutboundGrant;
 use crate::engine::Engine;
 use crate::limits::{DEFAULT_LIMITS, Limits};
 use crate::sandbox::{CallState, CpuMeter, Deadline};
@@ -25,6 +28,35 @@ const CONTRACT_VERSION: &str = "0.3.0";
 
 /// How long a plugin's `describe` may run before the plugin is refused.
 const DESCRIBE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A plugin's `wasi:config/store` values, by key.
+pub use wasmtime_wasi_config::WasiConfigVariables as ConfigValues;
+
+/// What a plugin's config gives it beyond its limits: its config values and the
+/// capabilities it is granted (one it imports and is not granted refuses it at load).
+#[derive(Default)]
+pub struct Grants {
+    /// Its `wasi:config/store` values.
+    pub config: ConfigValues,
+    /// Its key-value buckets, when granted.
+    pub kv: Option<KvGrant>,
+    /// Its outbound calls, when granted.
+    pub outbound: Option<OutboundGrant>,
+    /// The config table that grants them, for refusals to name (`plugins.users`).
+    pub table: String,
+}
+
+/// A capability a plugin must be granted: its imports' prefix, the config key that
+/// grants it, and whether a plugin's grants include it.
+type Granted = (&'static str, &'static str, fn(&Grants) -> bool);
+
+/// The capabilities a plugin must be granted to import.
+const GRANTED_IMPORTS: [Granted; 2] = [
+    ("wasi:keyvalue/", "kv", |grants| grants.kv.is_some()),
+    ("plugrpc:plugin/outbound", "outbound", |grants| {
+        grants.outbound.is_some()
+    }),
+];
 
 /// Why a `.wasm` file could not become a serving plugin; each names the problem in one line.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +94,19 @@ pub enum LoadError {
     /// The manifest names no services at all.
     #[error("it declares no services")]
     NoServices,
+    /// The plugin's config table cannot be applied (a value's source is missing).
+    #[error("its config: {0}")]
+    Config(String),
+    /// The plugin imports a capability its config does not grant it.
+    #[error("it imports {import}, which its config does not grant: add [{table}.{key}]")]
+    NotGranted {
+        /// The import, e.g. `wasi:keyvalue/store@0.2.0-draft2`.
+        import: String,
+        /// The plugin's config table, e.g. `plugins.users`.
+        table: String,
+        /// The key under it that grants the import, e.g. `kv`.
+        key: &'static str,
+    },
 }
 
 /// A loaded plugin: identity, linked component and the services it serves.
@@ -81,18 +126,22 @@ pub struct Plugin {
     warm: Option<Arc<WarmPool>>,
     /// Every plugin's idle instances, to free when the sandbox pool runs out.
     idle: IdleBudget,
+    /// Its config values; swapped when the config changes, read at each call's start.
+    config: ArcSwap<ConfigValues>,
+    kv: Option<Arc<KvGrant>>,
+    outbound: Option<Arc<OutboundGrant>>,
 }
 
 impl Plugin {
     /// Compiles, links and describes `wasm` (the content of `file`, whose SHA-256 is
-    /// `hash`); blocking work runs off the async workers. `limits` gives the limits for
-    /// the name the plugin's manifest declares.
+    /// `hash`); blocking work runs off the async workers. `settings` gives the limits and
+    /// grants for the name the plugin's manifest declares.
     pub async fn load(
         engine: &Engine,
         file: &Path,
         wasm: Vec<u8>,
         hash: String,
-        limits: impl FnOnce(&str) -> Limits,
+        settings: impl FnOnce(&str) -> Result<(Limits, Grants), String>,
     ) -> Result<Self, LoadError> {
         let started = Instant::now();
         let compiler = engine.clone();
@@ -123,7 +172,8 @@ impl Plugin {
                     .ok_or_else(|| LoadError::UnknownService(name.clone()))
             })
             .collect::<Result<Vec<_>, _>>()?;
-        let limits = limits(&manifest.name);
+        let (limits, grants) = settings(&manifest.name).map_err(LoadError::Config)?;
+        check_grants(&component, &grants)?;
         let budget = engine.idle_budget();
         let warm = (manifest.stateless && limits.reuse_instances && budget.allows_idle())
             .then(|| WarmPool::new(limits.max_concurrent_calls, budget.clone()));
@@ -145,7 +195,34 @@ impl Plugin {
             guest_stack: engine.guest_stack(),
             warm,
             idle: budget,
+            config: ArcSwap::from_pointee(grants.config),
+            kv: grants.kv.map(Arc::new),
+            outbound: grants.outbound.map(Arc::new),
         })
+    }
+
+    /// Gives the plugin new config values, from its next call on; its idle instances
+    /// go, since their handlers were built from the old ones.
+    pub fn set_config(&self, values: ConfigValues) {
+        self.config.store(Arc::new(values));
+        if let Some(warm) = &self.warm {
+            warm.clear();
+        }
+    }
+
+    /// The config values a call starting now sees.
+    pub(crate) fn config(&self) -> Arc<ConfigValues> {
+        self.config.load_full()
+    }
+
+    /// Its key-value grant, if any.
+    pub(crate) fn kv(&self) -> Option<&Arc<KvGrant>> {
+        self.kv.as_ref()
+    }
+
+    /// Its outbound grant, if any.
+    pub(crate) fn outbound(&self) -> Option<&Arc<OutboundGrant>> {
+        self.outbound.as_ref()
     }
 
     /// The name its manifest declares: what config and logs call it.
@@ -236,6 +313,23 @@ fn check_contract(component: &Component) -> Result<(), LoadError> {
             found,
         }),
     )
+}
+
+/// Refuses a plugin that imports a capability `grants` does not give it.
+fn check_grants(component: &Component, grants: &Grants) -> Result<(), LoadError> {
+    let engine = component.engine();
+    for (import, _) in component.component_type().imports(engine) {
+        for (prefix, key, granted) in GRANTED_IMPORTS {
+            if import.starts_with(prefix) && !granted(grants) {
+                return Err(LoadError::NotGranted {
+                    import: import.to_owned(),
+                    table: grants.table.clone(),
+                    key,
+                });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Reads the manifest in a throwaway instance, bounded in time.

@@ -17,9 +17,12 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use crate::bindings::Plugin as PluginWorld;
 use crate::capabilities::io::{CallIo, IoView};
+use crate::capabilities::kv::KvState;
 use crate::capabilities::logging::{self, LogBudget};
+use crate::capabilities::outbound::OutboundState;
 use crate::errors::Interrupt;
 use crate::limits::Limits;
+use crate::plugin::ConfigValues;
 use crate::quota::{MemoryBudget, Quota};
 use crate::warm::MAX_IDLE_MEMORY;
 
@@ -39,6 +42,12 @@ pub(crate) struct CallState {
     pub(crate) identity: Option<String>,
     /// The caller capability: the tenant the call is for; set for every call.
     pub(crate) tenant: Arc<str>,
+    /// The config capability: the plugin's values as the call started.
+    pub(crate) config: Arc<ConfigValues>,
+    /// The outbound capability: the plugin's grant and what this call used of it.
+    pub(crate) outbound: OutboundState,
+    /// The key-value capability: the plugin's grant and what this call used of it.
+    pub(crate) kv: KvState,
     pub(crate) limits: Limits,
     pub(crate) guest_stack: usize,
 }
@@ -55,6 +64,9 @@ impl CallState {
             io: None,
             identity: None,
             tenant: Arc::default(),
+            config: Arc::default(),
+            outbound: OutboundState::default(),
+            kv: KvState::default(),
             limits,
             guest_stack,
         }
@@ -86,6 +98,16 @@ impl CallState {
             table: &mut self.table,
             io: self.io.as_mut(),
         }
+    }
+
+    /// What the key-value capability's host functions see.
+    pub(crate) fn kv_view(&mut self) -> (&mut ResourceTable, &mut KvState) {
+        (&mut self.table, &mut self.kv)
+    }
+
+    /// What the outbound capability's host functions see.
+    pub(crate) fn outbound_view(&mut self) -> (&mut ResourceTable, &mut OutboundState) {
+        (&mut self.table, &mut self.outbound)
     }
 
     /// Whether the instance is fit to serve another call: no refused allocation, and

@@ -121,7 +121,7 @@ impl WarmPool {
     }
 
     /// Drops the idle instances (outside the lock); how many there were.
-    fn clear(&self) -> usize {
+    pub(crate) fn clear(&self) -> usize {
         let idle = std::mem::take(&mut *self.lock());
         idle.len()
     }

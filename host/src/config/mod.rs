@@ -13,14 +13,23 @@ use plugrpc_runtime::{DEFAULT_LIMITS, EngineConfig, Limits, QuotaLimits, duratio
 use crate::hosts::HostPattern;
 use serde::Deserialize;
 
+mod capabilities;
 mod compression;
 mod cors;
 mod edge;
+mod outbound;
 mod tls;
 
+pub(crate) use capabilities::to_guest;
+pub use capabilities::{ConfigValue, KvBackendKind, KvConfig, KvTable};
 pub use compression::CompressionConfig;
 pub use cors::CorsConfig;
 pub use edge::EdgeConfig;
+pub use outbound::{
+    DEFAULT_OUTBOUND_CONCURRENT_CALLS, DEFAULT_OUTBOUND_TIMEOUT, DEFAULT_RESOLVE_EVERY,
+    EndpointHost, EndpointUrl, Endpoints, GrpcCode, LoadBalancing, MAX_ATTEMPTS, OutboundTarget,
+    OutboundTls, RetryPolicy, RetryThrottling,
+};
 pub use tls::{ClientAuth, KeyHash, TlsConfig};
 
 /// The tenant of the plugins directly in the plugins folder (and of a `default/` folder).
@@ -32,6 +41,10 @@ pub const DEFAULT_LISTEN: SocketAddr =
 
 /// The plugins folder when told nothing, relative to the working directory.
 pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
+
+/// Where the host keeps data (the embedded key-value store) when told nothing, relative
+/// to the working directory.
+pub const DEFAULT_DATA_DIR: &str = "data";
 
 /// Wasm stack a guest may use, host-wide; deep recursion past it is RESOURCE_EXHAUSTED.
 pub const DEFAULT_GUEST_STACK: usize = 512 << 10;
@@ -73,8 +86,15 @@ pub struct HostConfig {
     pub sandboxes: usize,
     /// Where compiled plugins are cached across restarts; `None` compiles every time.
     pub cache_dir: Option<PathBuf>,
-    /// Whether the plugins folder is watched and reloaded while serving.
+    /// Whether the plugins folder (and the config file) is watched and reloaded while
+    /// serving.
     pub watch: bool,
+    /// Where the host keeps data: the embedded key-value store's file.
+    pub data_dir: PathBuf,
+    /// `[kv]`: the key-value backend granted plugins use.
+    pub kv: KvConfig,
+    /// The file this config was read from, watched for config value changes.
+    pub source: Option<PathBuf>,
     /// How long calls and connections may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
     /// What one client may hold of the host.
@@ -164,6 +184,17 @@ pub struct LimitOverrides {
     allow_breaking_changes: Option<bool>,
     reuse_instances: Option<bool>,
     compress_responses: Option<bool>,
+    max_outbound_calls_per_call: Option<usize>,
+    max_concurrent_outbound_calls: Option<usize>,
+    /// The plugin's `wasi:config/store` values (`[plugins.<p>.config]`).
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// Its key-value grant (`[plugins.<p>.kv]`); none: no key-value store.
+    pub kv: Option<KvTable>,
+    /// The services it may call, by alias (`[plugins.<p>.outbound.<alias>]`); none: no
+    /// outbound calls.
+    #[serde(default)]
+    pub outbound: BTreeMap<String, OutboundTarget>,
 }
 
 /// The file as written.
@@ -182,6 +213,8 @@ struct ConfigFile {
     compression: CompressionConfig,
     #[serde(default)]
     cors: CorsConfig,
+    #[serde(default)]
+    kv: KvConfig,
     tls: Option<TlsConfig>,
     #[serde(default)]
     api_keys: BTreeMap<String, KeyHash>,
@@ -202,6 +235,7 @@ struct HostTable {
     cache_dir: Option<PathBuf>,
     cache: Option<bool>,
     watch: Option<bool>,
+    data_dir: Option<PathBuf>,
 }
 
 /// `[shutdown]`: how the host stops.
@@ -270,6 +304,9 @@ impl Default for HostConfig {
             sandboxes: DEFAULT_SANDBOXES,
             cache_dir: default_cache_dir(),
             watch: true,
+            data_dir: PathBuf::from(DEFAULT_DATA_DIR),
+            kv: KvConfig::default(),
+            source: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             edge: EdgeConfig::default(),
             compression: CompressionConfig::default(),
@@ -291,7 +328,9 @@ impl HostConfig {
             file: file.clone(),
             source,
         })?;
-        Self::from_toml(&file, &text)
+        let mut config = Self::from_toml(&file, &text)?;
+        config.source = Some(path.to_owned());
+        Ok(config)
     }
 
     /// Parses and validates config text; `source_name` names it in errors.
@@ -319,6 +358,18 @@ impl HostConfig {
                 ),
             });
         }
+        if !file.defaults.config.is_empty()
+            || file.defaults.kv.is_some()
+            || !file.defaults.outbound.is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                file: name(),
+                problem: invalid(
+                    "defaults",
+                    "config values and grants go under a plugin, not [defaults]".into(),
+                ),
+            });
+        }
         let sandboxes = file.host.sandboxes.unwrap_or(DEFAULT_SANDBOXES);
         // The built-in concurrency default never asks for more than the pool holds.
         let built_in = Limits {
@@ -338,6 +389,12 @@ impl HostConfig {
                 _ => file.host.cache_dir.or_else(default_cache_dir),
             },
             watch: file.host.watch.unwrap_or(true),
+            data_dir: file
+                .host
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            kv: file.kv,
+            source: None,
             shutdown_grace: file.shutdown.grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
             edge: file.edge,
             compression: file.compression,
@@ -418,6 +475,44 @@ impl HostConfig {
                 .iter()
                 .filter_map(|h| HostPattern::parse(h).ok())
                 .collect()
+        })
+    }
+
+    /// `tenant`'s table for its plugin `name`, if the config has one.
+    pub(crate) fn plugin_table(&self, tenant: &str, name: &str) -> Option<&LimitOverrides> {
+        self.plugin_tables(tenant)
+            .and_then(|plugins| plugins.get(name))
+    }
+
+    /// The dotted key of `tenant`'s table for its plugin `name`.
+    pub(crate) fn plugin_key(tenant: &str, name: &str) -> String {
+        if tenant == DEFAULT_TENANT {
+            format!("plugins.{name}")
+        } else {
+            format!("tenants.{tenant}.plugins.{name}")
+        }
+    }
+
+    /// `tenant`'s plugin `name`'s config values, read now (environment, files).
+    pub(crate) fn config_values(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<BTreeMap<String, String>, Invalid> {
+        match self.plugin_table(tenant, name) {
+            Some(table) => capabilities::resolve_values(
+                &table.config,
+                &format!("{}.config", Self::plugin_key(tenant, name)),
+            ),
+            None => Ok(BTreeMap::new()),
+        }
+    }
+
+    /// Whether any plugin is granted a key-value store: the backend is opened then only.
+    pub(crate) fn grants_kv(&self) -> bool {
+        self.configured_plugins().any(|(tenant, name, _)| {
+            self.plugin_table(tenant, name)
+                .is_some_and(|t| t.kv.is_some())
         })
     }
 
@@ -569,8 +664,24 @@ impl HostConfig {
                 ));
             }
         }
+        self.kv.validate()?;
         for (tenant, name, key) in self.configured_plugins() {
             validate_limits(&self.tenant_limits_for(tenant, name), &key, self.sandboxes)?;
+            if let Some(table) = self.plugin_table(tenant, name) {
+                if let Some(kv) = &table.kv {
+                    kv.validate(&format!("{key}.kv"))?;
+                }
+                for (alias, target) in &table.outbound {
+                    if !is_alias(alias) {
+                        return Err(invalid(
+                            &format!("{key}.outbound.{alias}"),
+                            "an alias is 1 to 64 letters, digits, '-' or '_'".into(),
+                        ));
+                    }
+                    target.validate(&format!("{key}.outbound.{alias}"))?;
+                }
+            }
+            self.config_values(tenant, name)?;
         }
         Ok(())
     }
@@ -593,6 +704,14 @@ fn cores<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<f64
 }
 
 /// Whether `name` can name a tenant: a folder name without surprises.
+/// Whether `name` may name an outbound target: what a plugin passes as its target.
+fn is_alias(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 pub(crate) fn is_tenant_name(name: &str) -> bool {
     name.bytes()
         .next()
@@ -638,6 +757,12 @@ fn apply(limits: Limits, overrides: &LimitOverrides) -> Limits {
         compress_responses: overrides
             .compress_responses
             .unwrap_or(limits.compress_responses),
+        max_outbound_calls_per_call: overrides
+            .max_outbound_calls_per_call
+            .unwrap_or(limits.max_outbound_calls_per_call),
+        max_concurrent_outbound_calls: overrides
+            .max_concurrent_outbound_calls
+            .unwrap_or(limits.max_concurrent_outbound_calls),
     }
 }
 
@@ -698,6 +823,9 @@ fn validate_limits(limits: &Limits, table: &str, sandboxes: usize) -> Result<(),
                 limits.max_caller_share
             ),
         );
+    }
+    if limits.max_concurrent_outbound_calls == 0 {
+        return bad("max_concurrent_outbound_calls", "must be at least 1".into());
     }
     for (key, value) in [
         ("max_request_size", limits.max_request_size),

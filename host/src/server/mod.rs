@@ -17,6 +17,7 @@ use tracing::Instrument as _;
 use tracing::instrument::Instrumented;
 
 use crate::builtin::{self, health::HealthService};
+use crate::capabilities::{Capabilities, CapabilityError, LocalStack};
 use crate::config::{EdgeConfig, HostConfig, Invalid};
 use crate::doors::Doors;
 use crate::doors::request_buffer::Budget;
@@ -46,6 +47,9 @@ pub enum HostError {
     /// The TLS files could not be loaded.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A capability plugins are granted could not be set up (the key-value store).
+    #[error(transparent)]
+    Capability(#[from] CapabilityError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -64,6 +68,8 @@ pub struct Host {
     report: LoadReport,
     /// Keeps the folder watched while the host lives.
     _watch: Option<FolderWatch>,
+    /// Keeps the config file watched while the host lives.
+    _config_watch: Option<FolderWatch>,
     /// Keeps the epoch ticker running: deadlines and yields stop without it.
     _engine: Engine,
     /// How long calls and connections may take to finish after the shutdown signal.
@@ -83,7 +89,8 @@ impl Host {
         // A bad certificate is the operator's mistake: refuse before the slow part.
         let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         let engine = Engine::new(&config.engine())?;
-        let registry = Arc::new(Registry::new());
+        let capabilities = Capabilities::open(config).await?;
+        let registry = Arc::new(Registry::new(capabilities));
         let config = Arc::new(config.clone());
         // Watch before the first read, so no change can fall between the two.
         // Serving matters more than reloading: a folder that cannot be watched is logged.
@@ -95,6 +102,14 @@ impl Host {
             None
         };
         let report = registry.sync(&engine, &config).await?;
+        let config_watch = match (&config.source, config.watch) {
+            (Some(file), true) => {
+                watch::watch_config(registry.clone(), file.clone(), config.plugins_dir.clone())
+                    .map_err(|error| tracing::warn!("not watching the config file: {error}"))
+                    .ok()
+            }
+            _ => None,
+        };
         for (tenant, name, key) in config.configured_plugins() {
             if !report
                 .loaded
@@ -118,6 +133,7 @@ impl Host {
             registry,
             report,
             _watch: watch,
+            _config_watch: config_watch,
             _engine: engine,
             shutdown_grace: config.shutdown_grace,
             edge: Arc::new(config.edge.clone()),
@@ -142,7 +158,7 @@ impl Host {
     /// stays open (an idle client, a stream with a long deadline) cannot keep the host
     /// from exiting.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
-        let (_watch, _engine) = (self._watch, self._engine);
+        let (_watch, _config_watch, _engine) = (self._watch, self._config_watch, self._engine);
         let edge = self.edge;
         let listener = listener::Listener::new(self.listener, &edge);
         tracing::info!(
@@ -152,8 +168,12 @@ impl Host {
         );
         let http = Arc::new(connection::http(&edge));
         let health = HealthService::new(self.registry.clone());
-        let service =
-            stack(self.api_keys).service(router(self.registry, &health, &self.config).prepare());
+        let service = stack(self.api_keys)
+            .service(router(self.registry.clone(), &health, &self.config).prepare());
+        // Plugins' `local` outbound calls take the same stack, in process, while this
+        // function runs.
+        let local_stack = Arc::new(LocalStack::new(service.clone()));
+        self.registry.capabilities().local_door().open(&local_stack);
         let tls = self.tls;
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
@@ -201,6 +221,11 @@ impl Host {
                 connections.len()
             );
             connections.shutdown().await;
+        }
+        // Nothing of the host outlives this call: the watches' hold on the registry
+        // (and its key-value store) ends here, not whenever their tasks are next polled.
+        for watch in [_watch, _config_watch].into_iter().flatten() {
+            watch.stop().await;
         }
     }
 }

@@ -1,49 +1,108 @@
-//! The `user.v1.UserService` example: every gRPC call shape in one plugin.
+//! The `user.v1.UserService` example: a small user directory kept in the plugin's
+//! key-value bucket (`[plugins.users.kv]` grants it), in every gRPC call shape.
 //!
-//! Until plugins get storage, users are derived from their ids: user 7 is `user-7`,
-//! `user-7@example.com`.
+//! Layout of the bucket: `next_id` (a counter, incremented atomically for each new
+//! user), `email/<email>` (the id that owns the address, claimed by compare-and-swap so
+//! two creations cannot share one) and `user/<id, 20 digits>` (the `User` message; the
+//! zero padding makes byte order id order, which ListUsers pages through).
 
 plugrpc_guest::include_proto!("user.v1");
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use plugrpc_guest::details::ErrorDetails;
+use plugrpc_guest::kv::Bucket;
 use plugrpc_guest::{Context, Requests, Sink, Status};
 use prost_types::Timestamp;
 use user_service_server::{UserService, UserServiceServer};
 
-/// Creation time of every derived user: 2024-01-01T00:00:00Z.
-const CREATED_AT_SECONDS: i64 = 1_704_067_200;
+/// The counter key ids come from.
+const NEXT_ID: &str = "next_id";
 
-/// The UserService handlers.
+/// The UserService handlers; everything they keep is in the bucket.
 #[derive(Default)]
 struct Users;
 
-fn user(id: i64) -> User {
-    User {
-        id,
-        name: format!("user-{id}"),
-        email: format!("user-{id}@example.com"),
-        created_at: Some(Timestamp {
-            seconds: CREATED_AT_SECONDS + id,
-            nanos: 0,
-        }),
+/// The key of user `id`.
+fn user_key(id: i64) -> String {
+    format!("user/{id:020}")
+}
+
+/// The key that records who owns `email`.
+fn email_key(email: &str) -> String {
+    format!("email/{}", email.to_lowercase())
+}
+
+/// NOT_FOUND for `id`, saying which resource.
+fn no_such_user(id: i64) -> Status {
+    Status::not_found(format!("no user with id {id}")).with_details(
+        ErrorDetails::new().with_resource_info(
+            "user.v1.User",
+            id.to_string(),
+            "",
+            "no user has this id",
+        ),
+    )
+}
+
+/// Now, as a protobuf timestamp.
+fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+        nanos: i32::try_from(since.subsec_nanos()).unwrap_or(0),
     }
+}
+
+/// Stores one new user: a fresh id, the email claimed, then the user.
+fn create(bucket: &Bucket, request: CreateUserRequest) -> Result<User, Status> {
+    if request.email.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "user {:?} has an empty email",
+            request.name
+        ))
+        .with_details(
+            ErrorDetails::new().with_bad_request_violation("email", "must not be empty"),
+        ));
+    }
+    let id = bucket.increment(NEXT_ID, 1)?;
+    let claim = email_key(&request.email);
+    if !bucket.insert_new(&claim, id.to_string().as_bytes())? {
+        return Err(Status::already_exists(format!(
+            "a user with email {:?} exists already",
+            request.email
+        ))
+        .with_details(ErrorDetails::new().with_resource_info(
+            "user.v1.User",
+            request.email,
+            "",
+            "emails are unique",
+        )));
+    }
+    let user = User {
+        id,
+        name: request.name,
+        email: request.email,
+        created_at: Some(now()),
+    };
+    if let Err(status) = bucket.set_message(&user_key(id), &user) {
+        // Give the address back: no user holds it.
+        let _ = bucket.delete(&claim);
+        return Err(status);
+    }
+    Ok(user)
 }
 
 impl UserService for Users {
     fn get_user(&self, _cx: &Context, request: GetUserRequest) -> Result<User, Status> {
         if request.id <= 0 {
-            return Err(
-                Status::not_found(format!("no user with id {}", request.id)).with_details(
-                    ErrorDetails::new().with_resource_info(
-                        "user.v1.User",
-                        request.id.to_string(),
-                        "",
-                        "ids start at 1",
-                    ),
-                ),
-            );
+            return Err(no_such_user(request.id));
         }
-        Ok(user(request.id))
+        Bucket::open_default()?
+            .get_message(&user_key(request.id))?
+            .ok_or_else(|| no_such_user(request.id))
     }
 
     fn list_users(
@@ -52,14 +111,31 @@ impl UserService for Users {
         request: ListUsersRequest,
         out: &mut Sink<User>,
     ) -> Result<(), Status> {
-        if request.limit < 0 {
+        if request.limit < 0 || request.after_id < 0 {
             return Err(Status::invalid_argument(format!(
-                "limit must not be negative, got {}",
-                request.limit
+                "limit and after_id must not be negative, got {} and {}",
+                request.limit, request.after_id
             )));
         }
-        for id in 1..=i64::from(request.limit) {
-            out.send(user(id))?;
+        let bucket = Bucket::open_default()?;
+        let mut left = usize::try_from(request.limit).unwrap_or(0);
+        let mut cursor = Some(user_key(request.after_id));
+        while left > 0 {
+            let (keys, next) = bucket.keys(cursor.as_deref())?;
+            let ours: Vec<String> = keys
+                .into_iter()
+                .take_while(|key| key.starts_with("user/"))
+                .take(left)
+                .collect();
+            let done = ours.len() < left || next.is_none();
+            for user in bucket.get_many(&ours)?.into_iter().flatten() {
+                out.send(prost::Message::decode(user.as_slice())?)?;
+                left -= 1;
+            }
+            if done {
+                break;
+            }
+            cursor = ours.last().cloned();
         }
         Ok(())
     }
@@ -69,21 +145,15 @@ impl UserService for Users {
         _cx: &Context,
         input: Requests<CreateUserRequest>,
     ) -> Result<CreateUsersResponse, Status> {
-        let mut count = 0;
+        let bucket = Bucket::open_default()?;
+        let mut users = Vec::new();
         for request in input {
-            let request = request?;
-            if request.email.is_empty() {
-                return Err(Status::invalid_argument(format!(
-                    "user {:?} has an empty email",
-                    request.name
-                ))
-                .with_details(
-                    ErrorDetails::new().with_bad_request_violation("email", "must not be empty"),
-                ));
-            }
-            count += 1;
+            users.push(create(&bucket, request?)?);
         }
-        Ok(CreateUsersResponse { count })
+        Ok(CreateUsersResponse {
+            count: i32::try_from(users.len()).unwrap_or(i32::MAX),
+            users,
+        })
     }
 
     fn chat(

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use plugrpc_tests::TestHost;
 
-use crate::plugins::{INTEROP, USERS};
+use crate::plugins::{INTEROP, USERS_FIXTURE};
 use crate::{DURATION, ROUNDS, Run, Target, load, process_cpu};
 
 /// One row: what loadgen runs, and the row its ratio is against.
@@ -59,7 +59,7 @@ const ROWS: [Row; 5] = [
 /// Each door, and gzip on 1 MiB, beside plain gRPC on one warm host of this process.
 pub(crate) fn doors(runtime: &tokio::runtime::Runtime) -> String {
     let config = "[plugins.interop]\nmax_request_size = \"2MiB\"\nmax_response_size = \"2MiB\"\n";
-    let host = runtime.block_on(TestHost::with_config(&[USERS, INTEROP], config));
+    let host = runtime.block_on(TestHost::with_config(&[USERS_FIXTURE, INTEROP], config));
     let target = Target {
         name: "doors",
         url: format!("http://{}", host.addr()),

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use plugrpc_tests::{TestHost, make_certs};
 
-use crate::plugins::{GREETER, USERS};
+use crate::plugins::{GREETER, USERS_FIXTURE};
 use crate::{DURATION, ROUNDS, Run, Target, WORKLOADS, load, loadgen_args, process_cpu, rss_kib};
 
 /// How long each attack runs; the client measures inside it, after a ramp.
@@ -118,7 +118,7 @@ pub(crate) fn tls(runtime: &tokio::runtime::Runtime) -> String {
 /// A well-behaved client (GetUser at 200 calls/s over one connection from 127.0.0.1)
 /// alone, then during each attack from 127.0.0.2, against a host with default limits.
 pub(crate) fn attacks(runtime: &tokio::runtime::Runtime) -> String {
-    let host = runtime.block_on(TestHost::with_plugins(&[USERS]));
+    let host = runtime.block_on(TestHost::with_plugins(&[USERS_FIXTURE]));
     let target = Target {
         name: "users",
         url: format!("http://{}", host.addr()),

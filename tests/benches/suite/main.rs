@@ -7,6 +7,7 @@
 //!
 //! `make bench` (= `cargo bench -p plugrpc-tests --bench suite`)
 
+mod capabilities;
 mod doors;
 mod edge;
 mod plot;
@@ -24,7 +25,7 @@ use plugrpc_tests::report::{machine, median_min_max, ms};
 use plugrpc_tests::{TestHost, copy_plugin, native};
 use serde_json::Value;
 
-use plugins::{GREETER, USERS};
+use plugins::{GREETER, USERS_FIXTURE};
 
 /// The repo's plugin crates, as built for this run; a benchmark uses a few of them.
 #[allow(dead_code)]
@@ -181,7 +182,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let examples = [GREETER, USERS];
+    let examples = [GREETER, USERS_FIXTURE];
     let (fresh, warm, native) = runtime.block_on(async {
         (
             TestHost::with_config(&examples, FRESH).await,
@@ -293,12 +294,16 @@ fn main() {
         add(edge::tls(&runtime));
         add(edge::attacks(&runtime));
         add(doors::doors(&runtime));
+        add(capabilities::capabilities(&runtime));
         let summary = goals(&results, &measured);
         eprintln!("{summary}");
         report = report.replacen("## Workloads", &format!("{summary}\n## Workloads"), 1);
     }
     if only.as_deref() == Some("doors") {
         report.push_str(&doors::doors(&runtime));
+    }
+    if only.as_deref() == Some("capabilities") {
+        report.push_str(&capabilities::capabilities(&runtime));
     }
     if only.as_deref() == Some("edge") {
         report.push_str(&edge::tls(&runtime));
@@ -702,13 +707,13 @@ async fn deploys(measured: &mut Measured) -> String {
         "[host]\ncache_dir = {:?}\n",
         cache.path().display().to_string()
     );
-    TestHost::with_config(&[GREETER, USERS], &config)
+    TestHost::with_config(&[GREETER, USERS_FIXTURE], &config)
         .await
         .stop()
         .await;
     for _ in 0..REPEATS {
         let started = Instant::now();
-        let host = TestHost::with_config(&[GREETER, USERS], &config).await;
+        let host = TestHost::with_config(&[GREETER, USERS_FIXTURE], &config).await;
         starts.push(started.elapsed());
         host.stop().await;
     }

@@ -29,9 +29,25 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let mut users = UserServiceClient::connect(args.target).await?;
 
-    let user = users.get_user(GetUserRequest { id: 7 }).await?.into_inner();
+    // Emails are unique in the store: a run of their own, so the example can run
+    // again against a host that kept the last run's users.
+    let run = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_nanos();
+    let new = tokio_stream::iter((0..3).map(move |i| CreateUserRequest {
+        name: format!("n{i}"),
+        email: format!("n{i}-{run}@example.com"),
+    }));
+    let created = users.create_users(new).await?.into_inner();
+    println!("CreateUsers(3) -> count={}", created.count);
+    let first = created.users.first().map_or(0, |u| u.id);
+
+    let user = users
+        .get_user(GetUserRequest { id: first })
+        .await?
+        .into_inner();
     println!(
-        "GetUser(7) -> id={} name={} email={}",
+        "GetUser({first}) -> id={} name={} email={}",
         user.id, user.name, user.email
     );
 
@@ -42,22 +58,16 @@ async fn main() -> anyhow::Result<()> {
     println!("GetUser(0) -> {:?}: {}", status.code(), status.message());
 
     let listed: Vec<String> = users
-        .list_users(ListUsersRequest { limit: 3 })
+        .list_users(ListUsersRequest {
+            limit: 3,
+            after_id: first - 1,
+        })
         .await?
         .into_inner()
         .map(|u| u.map(|u| u.name))
         .collect::<Result<_, _>>()
         .await?;
-    println!("ListUsers(3) -> {}", listed.join(", "));
-
-    let new = tokio_stream::iter((0..3).map(|i| CreateUserRequest {
-        name: format!("n{i}"),
-        email: format!("n{i}@example.com"),
-    }));
-    println!(
-        "CreateUsers(3) -> count={}",
-        users.create_users(new).await?.into_inner().count
-    );
+    println!("ListUsers(3 from {first}) -> {}", listed.join(", "));
 
     // Each line goes out only after the answer to the previous one came back.
     let (tx, rx) = mpsc::channel(1);

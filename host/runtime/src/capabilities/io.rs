@@ -567,7 +567,7 @@ fn headers_already_sent() -> Status {
 pub(crate) struct MalformedBatch(&'static str);
 
 /// The messages of a batch, each a slice of the one buffer.
-fn split(batch: Vec<u8>) -> Result<Vec<Bytes>, MalformedBatch> {
+pub(crate) fn split(batch: Vec<u8>) -> Result<Vec<Bytes>, MalformedBatch> {
     let mut rest = Bytes::from(batch);
     let mut messages = Vec::new();
     while rest.has_remaining() {

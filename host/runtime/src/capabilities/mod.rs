@@ -9,11 +9,18 @@
 //! - [`compression`]: how request messages arrived compressed, and whether responses may
 //!   be (`plugrpc:plugin/compression`).
 //! - [`logging`]: `wasi:logging`, stdout and stderr into the host log.
+//! - [`config`]: `wasi:config/store`, the plugin's own config values.
+//! - [`kv`]: `wasi:keyvalue` (store, atomics, batch), when granted: the plugin's own
+//!   bucket and the tenant's shared buckets its config names, in the host's backend.
+//! - [`outbound`]: gRPC calls to other services (`plugrpc:plugin/outbound`), when granted.
 
 pub(crate) mod caller;
 pub(crate) mod compression;
+pub(crate) mod config;
 pub(crate) mod io;
+pub(crate) mod kv;
 pub(crate) mod logging;
+pub(crate) mod outbound;
 
 use wasmtime::component::Linker;
 
@@ -25,5 +32,8 @@ pub(crate) fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<
     io::add_to_linker(linker)?;
     caller::add_to_linker(linker)?;
     compression::add_to_linker(linker)?;
+    config::add_to_linker(linker)?;
+    kv::add_to_linker(linker)?;
+    outbound::add_to_linker(linker)?;
     logging::add_to_linker(linker)
 }
