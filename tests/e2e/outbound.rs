@@ -242,6 +242,14 @@ async fn host(targets: &str) -> (TestHost, CallerClient<Channel>) {
     (host, client)
 }
 
+/// The caller's grant of `alias` at `callee`, with `extra` keys of the table.
+fn grant(alias: &str, callee: &Callee, extra: &str) -> String {
+    format!(
+        "[plugins.caller.outbound.{alias}]\nendpoints = [{:?}]\n{extra}",
+        callee.endpoint()
+    )
+}
+
 fn relay(target: &str, name: &str) -> Relay {
     Relay {
         target: target.into(),
@@ -268,11 +276,7 @@ fn grpc_timeout(value: &str) -> Duration {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_callee_sees_the_deadline_the_calling_call_has_left() {
     let callee = Callee::start().await;
-    let (_host, mut client) = host(&format!(
-        "[plugins.caller.outbound.greeter]\nendpoints = [{:?}]\n",
-        callee.endpoint()
-    ))
-    .await;
+    let (_host, mut client) = host(&grant("greeter", &callee, "")).await;
     let mut request = Request::new(relay("greeter", "ada"));
     request.set_timeout(Duration::from_secs(5));
     let reply = client.hello(request).await.unwrap().into_inner();
@@ -298,11 +302,7 @@ async fn the_callee_sees_the_deadline_the_calling_call_has_left() {
 async fn a_callee_slower_than_the_deadline_ends_in_deadline_exceeded() {
     let callee = Callee::start().await;
     *callee.seen.delay.lock().unwrap() = Duration::from_secs(5);
-    let (_host, client) = host(&format!(
-        "[plugins.caller.outbound.greeter]\nendpoints = [{:?}]\n",
-        callee.endpoint()
-    ))
-    .await;
+    let (_host, client) = host(&grant("greeter", &callee, "")).await;
     let mut plain = plugrpc_tests::pb::caller::caller_client::CallerClient::with_origin(
         _host.plain_http2(),
         _host.origin(),
@@ -317,9 +317,10 @@ async fn a_callee_slower_than_the_deadline_ends_in_deadline_exceeded() {
 #[tokio::test(flavor = "multi_thread")]
 async fn trace_context_and_chosen_metadata_reach_the_callee() {
     let callee = Callee::start().await;
-    let (_host, mut client) = host(&format!(
-        "[plugins.caller.outbound.greeter]\nendpoints = [{:?}]\npropagate_metadata = [\"x-request-id\"]\n",
-        callee.endpoint()
+    let (_host, mut client) = host(&grant(
+        "greeter",
+        &callee,
+        "propagate_metadata = [\"x-request-id\"]\n",
     ))
     .await;
     let mut call = relay("greeter", "ada");
@@ -356,11 +357,7 @@ async fn dropping_a_streaming_call_cancels_it_at_the_callee() {
     let callee = Callee::start().await;
     let (cancelled, was_cancelled) = oneshot::channel();
     *callee.cancelled.lock().unwrap() = Some(cancelled);
-    let (_host, mut client) = host(&format!(
-        "[plugins.caller.outbound.users]\nendpoints = [{:?}]\n",
-        callee.endpoint()
-    ))
-    .await;
+    let (_host, mut client) = host(&grant("users", &callee, "")).await;
     let reply = client
         .users(Relay {
             count: 1000,
@@ -384,11 +381,7 @@ async fn dropping_a_streaming_call_cancels_it_at_the_callee() {
 #[tokio::test(flavor = "multi_thread")]
 async fn client_and_bidi_streams_go_out_and_come_back() {
     let callee = Callee::start().await;
-    let (_host, mut client) = host(&format!(
-        "[plugins.caller.outbound.users]\nendpoints = [{:?}]\n",
-        callee.endpoint()
-    ))
-    .await;
+    let (_host, mut client) = host(&grant("users", &callee, "")).await;
     let created = client
         .create(Relay {
             count: 25,
@@ -563,13 +556,33 @@ async fn local_calls_reach_another_plugin_as_the_calling_plugin() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn local_calls_of_a_tenant_told_apart_by_host_reach_its_own_services() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("acme")).unwrap();
+    for plugin in [CALLER, GREETER] {
+        plugrpc_tests::copy_plugin(plugin, &dir.path().join("acme").join(plugin.file_name()));
+    }
+    let config = "[tenants.acme]\nhosts = [\"acme.test\"]\n\
+                  [tenants.acme.plugins.caller.outbound.local]\nendpoints = [\"local\"]\n";
+    let host = TestHost::serving_with_config(dir, config).await;
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", host.addr()))
+        .unwrap()
+        .origin("http://acme.test".parse().unwrap())
+        .connect()
+        .await
+        .unwrap();
+    let reply = CallerClient::new(channel)
+        .hello(relay("local", "ada"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.messages, ["Hello ada!"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn what_is_not_granted_is_refused_with_a_clear_error() {
     let callee = Callee::start().await;
-    let (_host, mut client) = host(&format!(
-        "[plugins.caller.outbound.greeter]\nendpoints = [{:?}]\n",
-        callee.endpoint()
-    ))
-    .await;
+    let (_host, mut client) = host(&grant("greeter", &callee, "")).await;
     let status = client.hello(relay("elsewhere", "ada")).await.unwrap_err();
     assert_eq!(status.code(), Code::PermissionDenied);
     assert!(status.message().contains("\"elsewhere\""), "{status:?}");
@@ -598,6 +611,42 @@ async fn outbound_calls_are_bounded_per_call() {
         status.message().contains("max_outbound_calls_per_call"),
         "{status:?}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_calls_in_flight_are_bounded_per_plugin() {
+    let callee = Callee::start().await;
+    let config = format!(
+        "[plugins.caller]\nmax_concurrent_outbound_calls = 1\n{}{}",
+        grant("users", &callee, ""),
+        grant("greeter", &callee, "")
+    );
+    let (_host, client) = host(&config).await;
+    // A stream of 100 users, one each 20 ms: the plugin's one outbound slot for 2 s.
+    let mut streaming = client.clone();
+    let long = tokio::spawn(async move {
+        streaming
+            .users(Relay {
+                count: 100,
+                ..relay("users", "")
+            })
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let status = client
+        .clone()
+        .hello(relay("greeter", "ada"))
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    assert!(
+        status.message().contains("max_concurrent_outbound_calls"),
+        "{status:?}"
+    );
+    let all = long.await.unwrap().unwrap().into_inner();
+    assert_eq!(all.messages.len(), 100);
+    // The slot is free again once the stream ended.
+    client.clone().hello(relay("greeter", "ada")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -80,18 +80,21 @@ pub(crate) struct PluginDialer {
 }
 
 impl PluginDialer {
-    /// The targets `tables` grant `tenant`'s plugin `name`; `local` ones go through `door`.
+    /// The targets `tables` grant `tenant`'s plugin `name`; `local` ones go through `door`
+    /// as requests for `authority` (a host the tenant answers for), when it has one.
     pub(crate) fn new(
         tables: &std::collections::BTreeMap<String, OutboundTarget>,
         tenant: &str,
         name: &str,
+        authority: Option<http::uri::Authority>,
         door: &LocalDoor,
     ) -> Result<Self, TargetError> {
         let mut targets = HashMap::new();
         for (alias, config) in tables {
             let target = match config.endpoints {
                 Endpoints::Local => {
-                    Target::local(alias, config, LocalCaller::new(door, tenant, name))
+                    let caller = LocalCaller::new(door, tenant, name, authority.clone());
+                    Target::local(alias, config, caller)
                 }
                 _ => Target::new(alias, config)?,
             };
@@ -265,18 +268,26 @@ fn code_of(code: tonic::Code) -> Code {
 }
 
 /// The host's stack as one plugin calls it: every request carries the plugin's identity
-/// as its peer, as a client certificate would.
+/// as its peer, as a client certificate would, and names a host of the plugin's tenant,
+/// so a tenant told apart by `hosts` reaches its own services.
 #[derive(Clone)]
 struct LocalCaller {
     door: LocalDoor,
     peer: Peer,
+    authority: Option<http::uri::Authority>,
 }
 
 impl LocalCaller {
-    fn new(door: &LocalDoor, tenant: &str, name: &str) -> Self {
+    fn new(
+        door: &LocalDoor,
+        tenant: &str,
+        name: &str,
+        authority: Option<http::uri::Authority>,
+    ) -> Self {
         let identity = format!("plugin:{tenant}/{name}");
         Self {
             door: door.clone(),
+            authority,
             peer: Peer {
                 addr: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
                 buffer: Arc::new(Budget::new(LOCAL_BUFFER, "local calls")),
@@ -298,6 +309,14 @@ impl tower::Service<http::Request<tonic::body::Body>> for LocalCaller {
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         request.extensions_mut().insert(self.peer.clone());
+        if let Some(authority) = &self.authority {
+            let mut parts = request.uri().clone().into_parts();
+            parts.scheme = Some(http::uri::Scheme::HTTP);
+            parts.authority = Some(authority.clone());
+            if let Ok(uri) = http::Uri::from_parts(parts) {
+                *request.uri_mut() = uri;
+            }
+        }
         let stack = self.door.stack();
         Box::pin(async move {
             match stack {

@@ -96,8 +96,14 @@ impl Capabilities {
         let outbound = match table.filter(|t| !t.outbound.is_empty()) {
             None => None,
             Some(table) => {
-                let dialer = PluginDialer::new(&table.outbound, tenant, name, &self.local)
-                    .map_err(|error| format!("{key}: {error}"))?;
+                let dialer = PluginDialer::new(
+                    &table.outbound,
+                    tenant,
+                    name,
+                    tenant_authority(config, tenant),
+                    &self.local,
+                )
+                .map_err(|error| format!("{key}: {error}"))?;
                 let limits = config.tenant_limits_for(tenant, name);
                 Some(OutboundGrant::new(
                     Arc::new(dialer),
@@ -136,4 +142,16 @@ impl Capabilities {
             table.limits(),
         ))
     }
+}
+
+/// A host `tenant` answers for, as local calls name it: its first `hosts` entry, a
+/// wildcard's `*` read as `local` (`*.acme.test` -> `local.acme.test`); none when the
+/// tenant answers for any host.
+fn tenant_authority(config: &HostConfig, tenant: &str) -> Option<http::uri::Authority> {
+    let host = config.tenants.get(tenant)?.hosts.first()?;
+    let host = match host.strip_prefix("*.") {
+        Some(domain) => format!("local.{domain}"),
+        None => host.clone(),
+    };
+    host.parse().ok()
 }

@@ -338,7 +338,8 @@ fn header(python: &Result<python::Server, String>) -> String {
     let _ = writeln!(
         report,
         "Server side: this process, pinned to core 0 with one tokio worker, serving the `greeter` and `users` \
-         plugins twice (one host gives every call a fresh instance, `reuse_instances = false`; the other reuses \
+         plugins twice (`users` as tests/plugins/users-fixture: the example's calls with users derived from \
+         their ids and no store, so the rows measure the host; the Capabilities section measures the store) (one host gives every call a fresh instance, `reuse_instances = false`; the other reuses \
          warm instances, as the examples declare themselves stateless) and their native tonic twins, each on \
          its own port; and the same UserService as a Python grpcio server (sync server, 16 threads), also \
          pinned to core 0. Load: `loadgen` (tonic) pinned to core 1. *Server CPU/call* is the server \
