@@ -104,6 +104,7 @@ pub(crate) fn watch_config(
         _ => PathBuf::from("."),
     };
     watcher.watch(&folder, RecursiveMode::NonRecursive)?;
+    tracing::info!(file = %file.display(), "watching the config file for config value changes");
     let task = tokio::spawn(async move {
         while changes.recv().await.is_some() {
             loop {

@@ -43,7 +43,6 @@ impl Capabilities {
         if !config.grants_kv() {
             return Ok(Self::default());
         }
-        let local = LocalDoor::default();
         let backend = match config.kv.backend {
             KvBackendKind::Embedded => {
                 Backend::embedded(&config.data_dir).map_err(|source| CapabilityError::Kv {
@@ -64,7 +63,7 @@ impl Capabilities {
         tracing::info!(backend = %backend.describe(), "key-value store open");
         Ok(Self {
             kv: Some(backend),
-            local,
+            local: LocalDoor::default(),
         })
     }
 

@@ -19,7 +19,10 @@ const MAX_VALUE_FILE: u64 = 64 << 10;
 
 /// One `[plugins.<p>.config]` value, as written.
 #[derive(Clone, Deserialize)]
-#[serde(untagged)]
+#[serde(
+    untagged,
+    expecting = "a value is a string, { env = \"NAME\" } or { file = \"path\" }"
+)]
 pub enum ConfigValue {
     /// The value itself.
     Text(String),

@@ -556,7 +556,11 @@ impl HostConfig {
             sandboxes: self.sandboxes,
             guest_stack: self.guest_stack,
             max_memory: self.largest_memory(),
-            cache_dir: self.cache_dir.clone(),
+            // wasmtime wants it absolute; a config names it relative to where the host runs.
+            cache_dir: self
+                .cache_dir
+                .as_ref()
+                .map(|dir| std::path::absolute(dir).unwrap_or_else(|_| dir.clone())),
         }
     }
 
@@ -997,6 +1001,58 @@ mod tests {
             (
                 "[defaults]\nmemroy = \"1MiB\"",
                 "defaults.memroy: unknown field `memroy`, expected one of",
+            ),
+            (
+                "[plugins.users.kv]\nshared = [\"no spaces\"]",
+                "plugins.users.kv.shared: \"no spaces\" is not a bucket name",
+            ),
+            (
+                "[plugins.users.kv]\nmax_value_size = \"1GiB\"",
+                "plugins.users.kv.max_value_size: is between 1 B and 64 MiB",
+            ),
+            (
+                "[plugins.users.kv]\nmax_ops_per_call = 0",
+                "plugins.users.kv.max_ops_per_call: must be at least 1",
+            ),
+            (
+                "[plugins.users.kv]\nmax_byte = \"1MiB\"",
+                "plugins.users.kv.max_byte: unknown field",
+            ),
+            (
+                "[kv]\nbackend = \"redis\"",
+                "kv.url: backend = \"redis\" needs url",
+            ),
+            (
+                "[kv]\nbackend = \"mongo\"",
+                "kv.backend: unknown variant `mongo`",
+            ),
+            (
+                "[kv]\nurl = \"redis://x\"",
+                "kv.url: is for backend = \"redis\"",
+            ),
+            (
+                "[defaults.kv]\n",
+                "defaults: config values and grants go under a plugin",
+            ),
+            (
+                "[plugins.p.config]\ntoken = { env = \"PLUGRPC_TEST_SURELY_UNSET\" }",
+                "plugins.p.config.token: environment variable PLUGRPC_TEST_SURELY_UNSET is not set",
+            ),
+            (
+                "[plugins.p.config]\ntoken = { file = \"/nonexistent/secret\" }",
+                "plugins.p.config.token: /nonexistent/secret: ",
+            ),
+            (
+                "[plugins.p.config]\ntoken = 7",
+                "plugins.p.config.token: a value is a string, { env = \"NAME\" } or { file = \"path\" }",
+            ),
+            (
+                "[plugins.p.outbound.\"bad alias\"]\nendpoints = [\"http://a:1\"]",
+                "plugins.p.outbound.bad alias: an alias is 1 to 64 letters",
+            ),
+            (
+                "[plugins.p]\nmax_concurrent_outbound_calls = 0",
+                "plugins.p.max_concurrent_outbound_calls: must be at least 1",
             ),
             ("[plugins.users]\nmemory = \"lots\"", "plugins.users.memory"),
             ("[defaults]\ndeadline = \"5 parsecs\"", "defaults.deadline"),
