@@ -39,14 +39,19 @@ impl CallerIdentity {
 }
 
 /// The identity a client certificate names: its first URI SAN, else its first DNS SAN,
-/// else its subject's CN; `None` when it names none, does not parse, or names one in the
-/// API keys' namespace (`key:`), which no certificate may claim.
+/// else its subject's CN; `None` when it names none, does not parse, or names one in a
+/// namespace the host gives out itself (`key:` for API keys, `plugin:` and `local:` for
+/// plugins' own calls), which no certificate may claim.
 pub(crate) fn from_certificate(der: &[u8]) -> Option<String> {
-    named_by_certificate(der).filter(|name| !name.starts_with(KEY_PREFIX))
+    named_by_certificate(der).filter(|name| !HOST_NAMESPACES.iter().any(|ns| name.starts_with(ns)))
 }
 
 /// What API-key identities start with.
 const KEY_PREFIX: &str = "key:";
+
+/// The identity namespaces only the host hands out: API keys, and the plugins that call
+/// through `local` (`plugin:<tenant>/<name>`; `local:` is what fair admission knows them by).
+const HOST_NAMESPACES: [&str; 3] = [KEY_PREFIX, "plugin:", "local:"];
 
 fn named_by_certificate(der: &[u8]) -> Option<String> {
     let (_, cert) = X509Certificate::from_der(der).ok()?;
@@ -234,6 +239,14 @@ mod tests {
     fn no_certificate_can_claim_an_api_key_identity() {
         let der = certificate(&["uri:key:admin".to_owned()], Some("key:admin"));
         assert_eq!(from_certificate(&der), None);
+    }
+
+    #[test]
+    fn no_certificate_can_claim_a_plugins_identity() {
+        for name in ["plugin:default/frontdesk", "local:plugin:acme/caller"] {
+            let der = certificate(&[format!("uri:{name}")], Some(name));
+            assert_eq!(from_certificate(&der), None, "{name}");
+        }
     }
 
     proptest::proptest! {

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin, Quota, QuotaLimits};
 use tokio::sync::Mutex;
 
@@ -70,6 +70,9 @@ pub(crate) struct Registry {
     changes: tokio::sync::watch::Sender<u64>,
     /// What plugins are granted from: the key-value backend, outbound targets.
     capabilities: Capabilities,
+    /// The config file as last reloaded, whose config values a plugin loaded since gets
+    /// (its other settings apply at restart); `None` until a reload.
+    reloaded: ArcSwapOption<HostConfig>,
 }
 
 /// The services built into the host; no plugin may serve them.
@@ -87,6 +90,7 @@ impl Registry {
             files: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
             capabilities,
+            reloaded: ArcSwapOption::empty(),
         }
     }
 
@@ -100,6 +104,7 @@ impl Registry {
     /// the ones it has, and the problem is logged. How many plugins got new values.
     pub(crate) async fn update_config_values(&self, config: &HostConfig) -> usize {
         let files = self.files.lock().await;
+        self.reloaded.store(Some(Arc::new(config.clone())));
         let mut updated = 0;
         for plugin in files.values() {
             let tenant = tenant_of(&config.plugins_dir, plugin.file());
@@ -206,18 +211,15 @@ impl Registry {
         let mut files = self.files.lock().await;
         let mut report = LoadReport::default();
         let mut candidates = Vec::new();
+        let reloaded = self.reloaded.load_full();
+        let settings = Settings {
+            config,
+            values: reloaded.as_deref().unwrap_or(config),
+            capabilities: &self.capabilities,
+        };
         for (tenant, file) in plugin_files(&config.plugins_dir)? {
             let old = files.get(&file).cloned();
-            match load_if_changed(
-                engine,
-                &self.capabilities,
-                config,
-                &tenant,
-                &file,
-                old.as_ref(),
-            )
-            .await
-            {
+            match load_if_changed(engine, &settings, &tenant, &file, old.as_ref()).await {
                 Ok(plugin) => candidates.push((tenant, plugin)),
                 Err(reason) => {
                     report.refuse(&file, reason);
@@ -265,10 +267,17 @@ impl Registry {
 
 /// The plugin for `file`: the one serving if its content is unchanged, else a fresh load
 /// that must not break callers of the old version.
+/// What a plugin loads with: the host's config, the config its values come from (the
+/// file as last reloaded), and the host's capabilities.
+struct Settings<'a> {
+    config: &'a HostConfig,
+    values: &'a HostConfig,
+    capabilities: &'a Capabilities,
+}
+
 async fn load_if_changed(
     engine: &Engine,
-    capabilities: &Capabilities,
-    config: &HostConfig,
+    settings: &Settings<'_>,
     tenant: &str,
     file: &Path,
     old: Option<&Arc<Plugin>>,
@@ -286,8 +295,16 @@ async fn load_if_changed(
     if let Some(old) = old.filter(|old| old.hash() == hash) {
         return Ok(old.clone());
     }
+    let config = settings.config;
     let new = Plugin::load(engine, file, wasm, hash, |name| {
-        let grants = capabilities.grants(config, tenant, name)?;
+        let mut grants = settings.capabilities.grants(config, tenant, name)?;
+        if !std::ptr::eq(settings.values, config) {
+            let values = settings
+                .values
+                .config_values(tenant, name)
+                .map_err(|invalid| invalid.to_string())?;
+            grants.config = crate::config::to_guest(values);
+        }
         Ok((config.tenant_limits_for(tenant, name), grants))
     })
     .await?;

@@ -343,6 +343,40 @@ async fn a_changed_config_file_reaches_the_next_calls_without_a_restart() {
 }
 
 #[tokio::test]
+async fn a_plugin_loaded_after_a_config_change_gets_the_new_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::create_dir(plugins.path().join("acme")).unwrap();
+    plugrpc_tests::copy_plugin(GREETER, &plugins.path().join(GREETER.file_name()));
+    let file = dir.path().join("plugrpc.toml");
+    let write = |greeting: &str| {
+        let text = format!(
+            "[host]\ndata_dir = {:?}\n[tenants.acme.plugins.keeper.kv]\n\
+             [tenants.acme.plugins.keeper.config]\ngreeting = {greeting:?}\n",
+            dir.path()
+        );
+        std::fs::write(&file, text).unwrap();
+    };
+    write("one");
+    let host = TestHost::serving_from_file(plugins, &file).await;
+    write("two");
+    // The reload settles 250 ms after the change; then the plugin arrives.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let acme = host.plugins_dir().join("acme");
+    plugrpc_tests::copy_plugin(KEEPER, &acme.join(KEEPER.file_name()));
+    let mut client = keeper(&host).await;
+    let mut seen = None;
+    for _ in 0..100 {
+        if let Ok(value) = client.setting(key("", "greeting")).await {
+            seen = Some(value.into_inner().built_with);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("two"));
+}
+
+#[tokio::test]
 async fn a_handler_that_cannot_be_built_from_its_config_answers_its_status() {
     let data = tempfile::tempdir().unwrap();
     let config = format!(

@@ -287,6 +287,20 @@ async fn the_callee_sees_the_deadline_the_calling_call_has_left() {
         "{seen:?}"
     );
 
+    // Time the calling call spent is gone: a plugin that waits 1.5 s first passes on
+    // what is left of the 5 s.
+    let mut request = Request::new(Relay {
+        wait_ms: 1500,
+        ..relay("greeter", "ada")
+    });
+    request.set_timeout(Duration::from_secs(5));
+    client.hello(request).await.unwrap();
+    let seen = grpc_timeout(&callee.seen.header(1, "grpc-timeout").unwrap());
+    assert!(
+        seen <= Duration::from_millis(3500) && seen > Duration::from_secs(2),
+        "{seen:?}"
+    );
+
     // Asking for less gives less; never more than the call has left.
     let mut request = Request::new(Relay {
         timeout_ms: 800,
@@ -294,7 +308,7 @@ async fn the_callee_sees_the_deadline_the_calling_call_has_left() {
     });
     request.set_timeout(Duration::from_secs(5));
     client.hello(request).await.unwrap();
-    let seen = grpc_timeout(&callee.seen.header(1, "grpc-timeout").unwrap());
+    let seen = grpc_timeout(&callee.seen.header(2, "grpc-timeout").unwrap());
     assert!(seen <= Duration::from_millis(800), "{seen:?}");
 }
 
@@ -647,6 +661,35 @@ async fn outbound_calls_in_flight_are_bounded_per_plugin() {
     assert_eq!(all.messages.len(), 100);
     // The slot is free again once the stream ended.
     client.clone().hello(relay("greeter", "ada")).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_outbound_call_kept_past_its_call_is_cancelled_when_the_call_ends() {
+    let callee = Callee::start().await;
+    let (cancelled, was_cancelled) = oneshot::channel();
+    *callee.cancelled.lock().unwrap() = Some(cancelled);
+    let config = format!(
+        "[plugins.caller]\nmax_concurrent_outbound_calls = 1\n{}{}",
+        grant("users", &callee, ""),
+        grant("greeter", &callee, "")
+    );
+    let (_host, mut client) = host(&config).await;
+    let stashed = client
+        .stash(Relay {
+            count: 1000,
+            ..relay("users", "")
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(stashed.messages, ["user-1"]);
+    tokio::time::timeout(Duration::from_secs(10), was_cancelled)
+        .await
+        .expect("the callee saw the kept call cancelled")
+        .unwrap();
+    // Its slot came back: the plugin's one outbound call may be made again, on the same
+    // warm instance that still holds the dead handle.
+    client.hello(relay("greeter", "ada")).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -169,6 +169,11 @@ impl TestHost {
         for plugin in plugins {
             copy_plugin(*plugin, &dir.path().join(plugin.file_name()));
         }
+        Self::serving_from_file(dir, config).await
+    }
+
+    /// A host serving whatever `dir` holds, configured by the file `config` (watched).
+    pub async fn serving_from_file(dir: tempfile::TempDir, config: &Path) -> Self {
         let config = HostConfig::from_file(config).expect("valid test config");
         Self::start(dir, config).await
     }

@@ -8,10 +8,17 @@ use crate::bindings::wasi::config::store;
 use crate::status::Status;
 
 /// A snapshot of the plugin's config values, read when the instance built its handlers.
-/// The host starts new instances when the values change.
-#[derive(Clone, Debug, Default)]
+/// The host starts new instances when the values change. Its `Debug` shows the keys only:
+/// values may be secrets.
+#[derive(Clone, Default)]
 pub struct Config {
     values: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.values.keys()).finish()
+    }
 }
 
 impl Config {

@@ -281,6 +281,7 @@ impl Call {
         state.identity = self.request.identity.take();
         state.tenant = self.request.tenant.clone();
         state.config = self.plugin.config();
+        state.built_with.get_or_insert_with(|| state.config.clone());
         state.kv.begin(self.plugin.kv().cloned(), self.deadline);
         let outbound = self.plugin.outbound().cloned();
         // Only a plugin that can call out needs the request's metadata twice.
@@ -302,7 +303,7 @@ impl Call {
             .take()
             .map_or_else(Outputs::default, CallIo::into_output);
         // Outbound calls still running end with the call that made them.
-        sandbox.store.data_mut().outbound = Default::default();
+        sandbox.store.data_mut().outbound.end();
         let committed = outputs.committed;
         let finished = match outcome {
             Ok(outcome) => self
@@ -455,7 +456,14 @@ impl Call {
             .as_ref()
             .err()
             .is_none_or(CallError::leaves_instance_clean);
-        if let (Some(pool), true) = (self.plugin.warm(), clean) {
+        // Handlers built from config values since replaced must not serve again.
+        let current = sandbox
+            .store
+            .data()
+            .built_with
+            .as_ref()
+            .is_some_and(|built| Arc::ptr_eq(built, &self.plugin.config()));
+        if let (Some(pool), true) = (self.plugin.warm(), clean && current) {
             pool.put(sandbox);
         }
     }

@@ -27,7 +27,7 @@ pub use capabilities::io::{InputError, Received, Requests};
 pub use capabilities::kv::{
     Backend, BackendError, DEFAULT_KV_LIMITS, KvGrant, KvLimits, Namespace,
 };
-pub use capabilities::outbound::{DialRequest, Dialer, Dialing, OutboundGrant, Reply};
+pub use capabilities::outbound::{DialFailure, DialRequest, Dialer, Dialing, OutboundGrant, Reply};
 pub use engine::{Engine, EngineConfig, EngineError};
 pub use errors::{CallError, Limit};
 pub use limits::{DEFAULT_LIMITS, Limits, duration, size};

@@ -12,7 +12,9 @@ use std::sync::{Arc, OnceLock, Weak};
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use plugrpc_runtime::{Code, DialRequest, Dialer, Dialing, MetadataEntry, Reply, Status};
+use plugrpc_runtime::{
+    Code, DialFailure, DialRequest, Dialer, Dialing, MetadataEntry, Reply, Status,
+};
 use tonic::metadata::{AsciiMetadataKey, BinaryMetadataKey, MetadataMap, MetadataValue};
 use tower::util::BoxCloneSyncService;
 
@@ -28,12 +30,13 @@ const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
 /// Request bytes a local call may buffer at once, as a connection of the host's own.
 const LOCAL_BUFFER: usize = 16 << 20;
 
-/// Metadata a plugin may not set on an outbound call: HTTP's and gRPC's own.
+/// Metadata a plugin may not set on an outbound call: HTTP's and gRPC's own, in any case.
 fn reserved(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
     key.starts_with("grpc-")
         || key.starts_with(':')
         || matches!(
-            key,
+            key.as_str(),
             "te" | "content-type"
                 | "content-length"
                 | "connection"
@@ -133,7 +136,11 @@ impl Dialer for PluginDialer {
         Ok(Box::pin(async move {
             match target.call(call).await {
                 Ok(response) => Ok(Box::new(Response(response)) as Box<dyn Reply>),
-                Err(error) => Err(from_tonic(&error)),
+                // A trailers-only answer's metadata is its trailers.
+                Err(error) => Err(DialFailure {
+                    status: from_tonic(&error),
+                    trailers: entries(error.metadata()),
+                }),
             }
         }))
     }
@@ -309,6 +316,8 @@ impl tower::Service<http::Request<tonic::body::Body>> for LocalCaller {
 
     fn call(&mut self, mut request: http::Request<tonic::body::Body>) -> Self::Future {
         request.extensions_mut().insert(self.peer.clone());
+        // The tenant's own host, never one the plugin names.
+        request.headers_mut().remove(http::header::HOST);
         if let Some(authority) = &self.authority {
             let mut parts = request.uri().clone().into_parts();
             parts.scheme = Some(http::uri::Scheme::HTTP);

@@ -179,14 +179,24 @@ const MAX_KEY_SIZE: usize = 64 << 10;
 /// The largest value a plugin may be allowed: one value is read whole into a call.
 const MAX_VALUE_SIZE: usize = 64 << 20;
 
-/// `[kv]`: where every plugin's buckets live.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+/// `[kv]`: where every plugin's buckets live. Its `Debug` leaves the URL out: it may
+/// carry a password.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct KvConfig {
     /// `embedded` (a redb file under the host's data folder) or `redis`.
     pub backend: KvBackendKind,
     /// The Redis URL (`redis://host:port/db`), for `backend = "redis"`.
     pub url: Option<String>,
+}
+
+impl fmt::Debug for KvConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KvConfig")
+            .field("backend", &self.backend)
+            .field("url", &self.url.as_ref().map(|_| "<set>"))
+            .finish()
+    }
 }
 
 /// The key-value backends a host can use.
@@ -236,6 +246,11 @@ mod tests {
     fn debug_output_never_shows_a_value() {
         let value = ConfigValue::Text("hunter2".into());
         assert!(!format!("{value:?}").contains("hunter2"));
+        let kv = KvConfig {
+            backend: KvBackendKind::Redis,
+            url: Some("redis://:hunter2@db:6379".into()),
+        };
+        assert!(!format!("{kv:?}").contains("hunter2"));
         let env = ConfigValue::Env {
             env: "TOKEN".into(),
         };

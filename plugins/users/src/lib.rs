@@ -56,6 +56,30 @@ fn now() -> Timestamp {
     }
 }
 
+/// Takes over the claim `claim` for `id` when no stored user holds it (a call cut short
+/// between claiming an address and storing its user leaves such a claim); whether it did.
+fn take_stale(bucket: &Bucket, claim: &str, id: i64) -> Result<bool, Status> {
+    let mut taken = false;
+    bucket.update(claim, 3, |current| {
+        taken = false;
+        let owner = current
+            .and_then(|value| std::str::from_utf8(value).ok())
+            .and_then(|value| value.parse::<i64>().ok());
+        if let Some(owner) = owner
+            && bucket.exists(&user_key(owner))?
+        {
+            return Ok(None);
+        }
+        taken = true;
+        Ok(Some(id.to_string().into_bytes()))
+    })?;
+    Ok(taken)
+}
+
+/// Users one ListUsers call streams at most: a page, within the plugin's operations
+/// per call.
+const MAX_PAGE: i32 = 1000;
+
 /// Stores one new user: a fresh id, the email claimed, then the user.
 fn create(bucket: &Bucket, request: CreateUserRequest) -> Result<User, Status> {
     if request.email.is_empty() {
@@ -69,7 +93,7 @@ fn create(bucket: &Bucket, request: CreateUserRequest) -> Result<User, Status> {
     }
     let id = bucket.increment(NEXT_ID, 1)?;
     let claim = email_key(&request.email);
-    if !bucket.insert_new(&claim, id.to_string().as_bytes())? {
+    if !bucket.insert_new(&claim, id.to_string().as_bytes())? && !take_stale(bucket, &claim, id)? {
         return Err(Status::already_exists(format!(
             "a user with email {:?} exists already",
             request.email
@@ -118,7 +142,7 @@ impl UserService for Users {
             )));
         }
         let bucket = Bucket::open_default()?;
-        let mut left = usize::try_from(request.limit).unwrap_or(0);
+        let mut left = usize::try_from(request.limit.min(MAX_PAGE)).unwrap_or(0);
         let mut cursor = Some(user_key(request.after_id));
         while left > 0 {
             let (keys, next) = bucket.keys(cursor.as_deref())?;

@@ -115,6 +115,9 @@ impl Caller for NativeCaller {
     async fn chat(&self, _: Request<Relay>) -> Result<Response<Relayed>, Status> {
         unused()
     }
+    async fn stash(&self, _: Request<Relay>) -> Result<Response<Relayed>, Status> {
+        unused()
+    }
 }
 
 /// Serves `router` on a free loopback port of this process.

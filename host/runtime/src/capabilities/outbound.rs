@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -34,7 +34,16 @@ pub trait Dialer: Send + Sync + 'static {
 }
 
 /// A call being started: resolves to its response once headers arrived.
-pub type Dialing = Pin<Box<dyn Future<Output = Result<Box<dyn Reply>, Status>> + Send>>;
+pub type Dialing = Pin<Box<dyn Future<Output = Result<Box<dyn Reply>, DialFailure>> + Send>>;
+
+/// A call that failed before its response began: its status and the trailers (the
+/// metadata of a trailers-only answer) that came with it.
+pub struct DialFailure {
+    /// Why it failed.
+    pub status: Status,
+    /// Trailers of the answer, if the target sent one.
+    pub trailers: Vec<MetadataEntry>,
+}
 
 /// What one outbound call asks of the host.
 pub struct DialRequest {
@@ -83,7 +92,12 @@ impl OutboundGrant {
     }
 }
 
-/// One call's outbound state: the plugin's grant, and what the call has used of it.
+/// Response bytes one `read` hands the guest at most (one larger message still goes, alone):
+/// a batch is copied into the guest's memory whole.
+const READ_BYTES: usize = 1 << 20;
+
+/// One call's outbound state: the plugin's grant, what the call has used of it, and the
+/// outbound calls it started, so that they end with it.
 #[derive(Default)]
 pub(crate) struct OutboundState {
     grant: Option<Arc<OutboundGrant>>,
@@ -91,6 +105,7 @@ pub(crate) struct OutboundState {
     left: usize,
     deadline: Option<Deadline>,
     inbound: Arc<[MetadataEntry]>,
+    started: Vec<Weak<Mutex<Option<Live>>>>,
 }
 
 impl OutboundState {
@@ -102,22 +117,48 @@ impl OutboundState {
         deadline: Deadline,
         inbound: Arc<[MetadataEntry]>,
     ) {
+        self.end();
         *self = Self {
             grant,
             left: allowed,
             deadline: Some(deadline),
             inbound,
+            started: Vec::new(),
         };
+    }
+
+    /// Ends the call's outbound calls still open (a guest may keep a handle past its call
+    /// in a reused instance): their streams are cancelled and their permits given back;
+    /// the handles answer CANCELLED from then on.
+    pub(crate) fn end(&mut self) {
+        for live in self.started.drain(..).filter_map(|live| live.upgrade()) {
+            drop(lock(&live).take());
+        }
+        self.grant = None;
+        self.deadline = None;
+        self.inbound = Arc::default();
     }
 }
 
-/// An outbound call as the plugin holds it.
+/// The lock of a call's live part; a poisoned one is as good (it holds no invariant).
+fn lock(live: &Mutex<Option<Live>>) -> std::sync::MutexGuard<'_, Option<Live>> {
+    live.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An outbound call as the plugin holds it: its live part (shared with the calling
+/// call's state, which takes it when that call ends), and what stays readable after.
 #[allow(unreachable_pub)] // `pub` because bindgen names it in public traits
 pub struct OutgoingCall {
-    requests: Option<mpsc::Sender<Bytes>>,
-    progress: Progress,
+    live: Arc<Mutex<Option<Live>>>,
+    headers: Option<Vec<MetadataEntry>>,
     trailers: Vec<MetadataEntry>,
     deadline: Deadline,
+}
+
+/// What an open outbound call holds: its request side, its progress, its permit.
+struct Live {
+    requests: Option<mpsc::Sender<Bytes>>,
+    progress: Progress,
     _permit: OwnedSemaphorePermit,
 }
 
@@ -134,7 +175,7 @@ enum Progress {
 }
 
 /// A task aborted when its handle goes: an outbound call dropped mid-start is cancelled.
-struct AbortOnDrop(JoinHandle<Result<Box<dyn Reply>, Status>>);
+struct AbortOnDrop(JoinHandle<Result<Box<dyn Reply>, DialFailure>>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
@@ -143,20 +184,49 @@ impl Drop for AbortOnDrop {
 }
 
 impl OutgoingCall {
+    /// The call's live part, taken out for the length of one host call of the guest's
+    /// own (the calling call cannot end meanwhile; [`Self::put`] gives it back);
+    /// CANCELLED once the calling call ended.
+    fn take(&self) -> Result<Live, Status> {
+        lock(&self.live).take().ok_or_else(|| {
+            status(
+                Code::Cancelled,
+                "the call that started this outbound call has ended",
+            )
+        })
+    }
+
+    /// Gives back what [`Self::take`] took.
+    fn put(&self, live: Live) {
+        *lock(&self.live) = Some(live);
+    }
+
     /// Waits for the response headers, moving the call to `Open` (or `Failed`).
-    async fn opened(&mut self) -> Result<&mut Box<dyn Reply>, Status> {
-        if let Progress::Dialing(task) = &mut self.progress {
+    async fn opened<'l>(&mut self, live: &'l mut Live) -> Result<&'l mut Box<dyn Reply>, Status> {
+        if let Progress::Dialing(task) = &mut live.progress {
             let result = match self.deadline.bound(&mut task.0).await {
-                None => Err(deadline_exceeded()),
+                None => Err(DialFailure {
+                    status: deadline_exceeded(),
+                    trailers: Vec::new(),
+                }),
                 Some(Ok(result)) => result,
-                Some(Err(_)) => Err(status(Code::Internal, "the outbound call's task failed")),
+                Some(Err(_)) => Err(DialFailure {
+                    status: status(Code::Internal, "the outbound call's task failed"),
+                    trailers: Vec::new(),
+                }),
             };
-            self.progress = match result {
-                Ok(reply) => Progress::Open(reply),
-                Err(status) => Progress::Failed(status),
+            live.progress = match result {
+                Ok(reply) => {
+                    self.headers = Some(reply.headers());
+                    Progress::Open(reply)
+                }
+                Err(failure) => {
+                    self.trailers = failure.trailers;
+                    Progress::Failed(failure.status)
+                }
             };
         }
-        match &mut self.progress {
+        match &mut live.progress {
             Progress::Open(reply) => Ok(reply),
             Progress::Failed(status) => Err(status.clone()),
             Progress::Done => Err(status(
@@ -167,14 +237,15 @@ impl OutgoingCall {
         }
     }
 
-    /// Up to `max` response messages, waiting for the first; an empty batch at a
-    /// successful end, the call's status at a failed one (after the messages before it).
-    async fn read(&mut self, max: u32) -> Result<Vec<u8>, Status> {
-        if matches!(self.progress, Progress::Done) {
+    /// Up to `max` response messages (and about [`READ_BYTES`]), waiting for the first;
+    /// an empty batch at a successful end, the call's status at a failed one (after the
+    /// messages before it).
+    async fn read(&mut self, live: &mut Live, max: u32) -> Result<Vec<u8>, Status> {
+        if matches!(live.progress, Progress::Done) {
             return Ok(Vec::new());
         }
         let deadline = self.deadline;
-        let reply = self.opened().await?;
+        let reply = self.opened(live).await?;
         let mut packer = Packer::default();
         let mut end = match deadline.bound(reply.message()).await {
             None => Some(Err(deadline_exceeded())),
@@ -185,7 +256,7 @@ impl OutgoingCall {
             Some(Ok(None)) => Some(Ok(())),
             Some(Err(status)) => Some(Err(status)),
         };
-        while end.is_none() && packer.count() < max.max(1) as usize {
+        while end.is_none() && packer.count() < max.max(1) as usize && packer.len() < READ_BYTES {
             match reply.message().now_or_never() {
                 None => break,
                 Some(Ok(Some(message))) => packer.push(&message),
@@ -197,7 +268,7 @@ impl OutgoingCall {
             return Ok(packer.finish());
         };
         self.trailers = reply.trailers();
-        self.progress = match &end {
+        live.progress = match &end {
             Ok(()) => Progress::Done,
             Err(status) => Progress::Failed(status.clone()),
         };
@@ -307,12 +378,17 @@ impl OutboundView<'_> {
             },
         )?;
         self.outbound.left -= 1;
-        Ok(OutgoingCall {
+        let live = Arc::new(Mutex::new(Some(Live {
             requests: (!finish).then_some(sender),
             progress: Progress::Dialing(AbortOnDrop(tokio::spawn(dialing))),
+            _permit: permit,
+        })));
+        self.outbound.started.push(Arc::downgrade(&live));
+        Ok(OutgoingCall {
+            live,
+            headers: None,
             trailers: Vec::new(),
             deadline: Deadline::at(std::time::Instant::now() + timeout),
-            _permit: permit,
         })
     }
 }
@@ -328,31 +404,20 @@ impl OutgoingCallHost for OutboundView<'_> {
             Ok(messages) => messages,
             Err(error) => return Ok(Err(status(Code::InvalidArgument, &error.to_string()))),
         };
-        let Some(sender) = &call.requests else {
-            return Ok(Err(status(
-                Code::FailedPrecondition,
-                "the outbound call's requests were finished",
-            )));
+        let live = match call.take() {
+            Ok(live) => live,
+            Err(status) => return Ok(Err(status)),
         };
-        for message in messages {
-            let sent = match call.deadline.bound(sender.send(message)).await {
-                None => Err(deadline_exceeded()),
-                Some(Ok(())) => Ok(()),
-                // The call ended: its status comes from `read`.
-                Some(Err(_)) => Err(status(
-                    Code::Unavailable,
-                    "the outbound call ended before this request was sent",
-                )),
-            };
-            if let Err(status) = sent {
-                return Ok(Err(status));
-            }
-        }
-        Ok(Ok(()))
+        let sent = send_all(live.requests.as_ref(), call.deadline, messages).await;
+        call.put(live);
+        Ok(sent)
     }
 
     async fn finish(&mut self, call: Resource<OutgoingCall>) -> wasmtime::Result<()> {
-        self.table.get_mut(&call)?.requests = None;
+        let call = self.table.get_mut(&call)?;
+        if let Some(live) = lock(&call.live).as_mut() {
+            live.requests = None;
+        }
         Ok(())
     }
 
@@ -361,7 +426,16 @@ impl OutgoingCallHost for OutboundView<'_> {
         call: Resource<OutgoingCall>,
     ) -> wasmtime::Result<Result<Vec<MetadataEntry>, Status>> {
         let call = self.table.get_mut(&call)?;
-        Ok(call.opened().await.map(|reply| reply.headers()))
+        if let Some(headers) = &call.headers {
+            return Ok(Ok(headers.clone()));
+        }
+        let mut live = match call.take() {
+            Ok(live) => live,
+            Err(status) => return Ok(Err(status)),
+        };
+        let opened = call.opened(&mut live).await.map(|_| ());
+        call.put(live);
+        Ok(opened.map(|()| call.headers.clone().unwrap_or_default()))
     }
 
     async fn read(
@@ -369,7 +443,14 @@ impl OutgoingCallHost for OutboundView<'_> {
         call: Resource<OutgoingCall>,
         max: u32,
     ) -> wasmtime::Result<Result<Vec<u8>, Status>> {
-        Ok(self.table.get_mut(&call)?.read(max).await)
+        let call = self.table.get_mut(&call)?;
+        let mut live = match call.take() {
+            Ok(live) => live,
+            Err(status) => return Ok(Err(status)),
+        };
+        let read = call.read(&mut live, max).await;
+        call.put(live);
+        Ok(read)
     }
 
     async fn trailers(
@@ -383,6 +464,34 @@ impl OutgoingCallHost for OutboundView<'_> {
         self.table.delete(call)?;
         Ok(())
     }
+}
+
+/// Sends `messages` in order on `requests`, each within `deadline`.
+async fn send_all(
+    requests: Option<&mpsc::Sender<Bytes>>,
+    deadline: Deadline,
+    messages: Vec<Bytes>,
+) -> Result<(), Status> {
+    let Some(sender) = requests else {
+        return Err(status(
+            Code::FailedPrecondition,
+            "the outbound call's requests were finished",
+        ));
+    };
+    for message in messages {
+        match deadline.bound(sender.send(message)).await {
+            None => return Err(deadline_exceeded()),
+            Some(Ok(())) => {}
+            // The call ended: its status comes from `read`.
+            Some(Err(_)) => {
+                return Err(status(
+                    Code::Unavailable,
+                    "the outbound call ended before this request was sent",
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A status made by the host for the plugin.

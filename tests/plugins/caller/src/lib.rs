@@ -14,6 +14,7 @@ mod user {
     plugrpc_guest::include_proto!("user.v1");
 }
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -25,9 +26,15 @@ use plugrpc_guest::{Context, Metadata, Status};
 use user::user_service_client::UserServiceClient;
 use user::{ChatMessage, CreateUserRequest, ListUsersRequest};
 
-/// The handlers; they keep nothing.
+/// The handlers; they keep nothing, but for what Stash keeps on purpose.
 #[derive(Default)]
 struct Relays;
+
+thread_local! {
+    /// The call Stash keeps past its own end.
+    static STASHED: RefCell<Option<plugrpc_guest::outbound::Responses<user::User>>> =
+        const { RefCell::new(None) };
+}
 
 /// The client a relay asks for: its target, metadata and timeout.
 fn client(relay: &Relay) -> Client {
@@ -52,6 +59,7 @@ fn printable(metadata: &Metadata) -> HashMap<String, String> {
 
 impl Caller for Relays {
     fn hello(&self, _cx: &Context, relay: Relay) -> Result<Relayed, Status> {
+        std::thread::sleep(Duration::from_millis(relay.wait_ms.into()));
         let greeter = GreeterClient::with_client(client(&relay));
         let reply = greeter.say_hello(&HelloRequest { name: relay.name })?;
         Ok(Relayed {
@@ -100,6 +108,22 @@ impl Caller for Relays {
         let reply = call.close_and_receive()?;
         Ok(Relayed {
             messages: vec![reply.count.to_string()],
+            ..Relayed::default()
+        })
+    }
+
+    fn stash(&self, _cx: &Context, relay: Relay) -> Result<Relayed, Status> {
+        let users = UserServiceClient::with_client(client(&relay));
+        let mut stream = users.list_users(&ListUsersRequest {
+            limit: relay.count,
+            after_id: 0,
+        })?;
+        let first = stream
+            .next()
+            .ok_or_else(|| Status::internal("no user came"))??;
+        STASHED.with(|stashed| *stashed.borrow_mut() = Some(stream));
+        Ok(Relayed {
+            messages: vec![first.name],
             ..Relayed::default()
         })
     }

@@ -160,18 +160,52 @@ fn refused(code: &str, message: impl std::fmt::Display) -> KvError {
     KvError::Other(format!("{code}: {message}"))
 }
 
+/// The guest hears of a backend that failed in general terms (its address and errors are
+/// the host's); the host log has the details, at most every this many seconds.
+const FAILURE_LOG_EVERY_SECS: u64 = 10;
+
 impl From<BackendError> for KvError {
     fn from(error: BackendError) -> Self {
         match &error {
-            BackendError::Unavailable(_) => refused("unavailable", error),
+            BackendError::Unavailable(_) => {
+                log_failure(&error);
+                refused("unavailable", "the key-value store is unavailable")
+            }
             BackendError::Quota { .. } => {
                 refused("resource-exhausted", format!("kv max_bytes: {error}"))
             }
             BackendError::NotANumber | BackendError::Overflow => {
                 refused("failed-precondition", error)
             }
-            _ => refused("internal", error),
+            _ => {
+                log_failure(&error);
+                refused("internal", "the key-value store failed")
+            }
         }
+    }
+}
+
+/// Logs a backend failure, at most once every [`FAILURE_LOG_EVERY_SECS`]: an outage
+/// fails every call, and one line says so.
+fn log_failure(error: &BackendError) {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static START: OnceLock<std::time::Instant> = OnceLock::new();
+    // Seconds since START of the last line, plus one (0: none yet).
+    static LAST: AtomicU64 = AtomicU64::new(0);
+    let now = START
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs()
+        + 1;
+    let last = LAST.load(Ordering::Relaxed);
+    let due = last == 0 || now >= last + FAILURE_LOG_EVERY_SECS;
+    if due
+        && LAST
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        tracing::warn!("key-value store: {error} (calls that need it fail until it is back)");
     }
 }
 
