@@ -6,6 +6,7 @@
 //! never a host crash.
 #![forbid(unsafe_code)]
 
+mod admin;
 mod authz;
 mod builtin;
 mod capabilities;
@@ -24,10 +25,11 @@ mod watch;
 
 pub use capabilities::CapabilityError;
 pub use config::{
-    ClientAuth, CompressionConfig, ConfigError, ConfigValue, CorsConfig, DEFAULT_DATA_DIR,
-    DEFAULT_GUEST_STACK, DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES,
-    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig, HostConfig, Invalid, KeyHash,
-    KvBackendKind, KvConfig, KvTable, LimitOverrides, MAX_SANDBOXES, TenantConfig, TlsConfig,
+    AdminListen, ClientAuth, CompressionConfig, ConfigError, ConfigValue, CorsConfig,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_GUEST_STACK, DEFAULT_LISTEN,
+    DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig,
+    HostConfig, Invalid, KeyHash, KvBackendKind, KvConfig, KvTable, LimitOverrides, MAX_SANDBOXES,
+    TenantConfig, TlsConfig,
 };
 pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};

@@ -36,6 +36,10 @@ struct ServeArgs {
     /// Address to listen on [default: listen from the config, else 127.0.0.1:50051].
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Address of the admin endpoints (/healthz, /readyz, /plugins), or `off`
+    /// [default: host.admin_listen from the config, else 127.0.0.1:9901].
+    #[arg(long)]
+    admin: Option<plugrpc::AdminListen>,
     /// Folder the host keeps data in (the embedded key-value store) [default: host.data_dir
     /// from the config, else ./data].
     #[arg(long)]
@@ -71,6 +75,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     config.plugins_dir = args.plugins.unwrap_or(config.plugins_dir);
     config.listen = args.listen.unwrap_or(config.listen);
     config.data_dir = args.data.unwrap_or(config.data_dir);
+    if let Some(admin) = args.admin {
+        config.admin_listen = admin.addr();
+    }
     let host = Host::bind(&config)
         .await
         .context("plugrpc could not start")?;

@@ -73,6 +73,18 @@ pub(crate) struct Registry {
     /// The config file as last reloaded, whose config values a plugin loaded since gets
     /// (its other settings apply at restart); `None` until a reload.
     reloaded: ArcSwapOption<HostConfig>,
+    /// What serves now, by tenant, and the files the last sync refused: for the admin
+    /// listener's `/plugins`.
+    serving: ArcSwap<Serving>,
+}
+
+/// The serving plugins with their tenants, and the files refused, as of the last sync.
+#[derive(Default)]
+pub(crate) struct Serving {
+    /// Each serving plugin, with its tenant.
+    pub(crate) plugins: Vec<(Arc<str>, Arc<Plugin>)>,
+    /// Each file the last sync did not load, and why.
+    pub(crate) refused: Vec<Refusal>,
 }
 
 /// The services built into the host; no plugin may serve them.
@@ -91,7 +103,13 @@ impl Registry {
             changes: tokio::sync::watch::Sender::new(0),
             capabilities,
             reloaded: ArcSwapOption::empty(),
+            serving: ArcSwap::default(),
         }
+    }
+
+    /// What serves now and what the last sync refused.
+    pub(crate) fn serving(&self) -> Arc<Serving> {
+        self.serving.load_full()
     }
 
     /// The host's capabilities, for the server to open the local door.
@@ -257,6 +275,13 @@ impl Registry {
             .values()
             .map(|p| summary(&tenant_of(&config.plugins_dir, p.file()), p))
             .collect();
+        self.serving.store(Arc::new(Serving {
+            plugins: next
+                .values()
+                .map(|p| (tenant_of(&config.plugins_dir, p.file()), p.clone()))
+                .collect(),
+            refused: report.refused.clone(),
+        }));
         *files = next;
         if report.loaded.is_empty() {
             tracing::warn!(dir = %config.plugins_dir.display(), "no plugins are serving: every call will be UNIMPLEMENTED");

@@ -39,7 +39,7 @@ fn serve(soft: u32, hard: u32, config: &str) -> Serving {
     let config_path = dir.path().join("plugrpc.toml");
     std::fs::write(
         &config_path,
-        format!("[host]\ncache = false\nwatch = false\n{config}"),
+        format!("[host]\ncache = false\nwatch = false\nadmin_listen = \"off\"\n{config}"),
     )
     .unwrap();
     std::fs::create_dir(dir.path().join("plugins")).unwrap();

@@ -3,6 +3,7 @@
 //! unused one fails the build.
 #![deny(dead_code)]
 
+mod admin;
 mod browser;
 mod builtin;
 mod contract;

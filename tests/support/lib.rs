@@ -143,6 +143,7 @@ pub struct TestHost {
     dir: tempfile::TempDir,
     /// The host's data folder, when the test did not choose one.
     _data: Option<tempfile::TempDir>,
+    admin: Option<SocketAddr>,
 }
 
 impl TestHost {
@@ -193,6 +194,10 @@ impl TestHost {
     async fn start(dir: tempfile::TempDir, mut config: HostConfig) -> Self {
         config.plugins_dir = dir.path().to_owned();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        if config.admin_listen == HostConfig::default().admin_listen {
+            // Unless the test chose one: a port of its own, so hosts never collide.
+            config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         if config.cache_dir == HostConfig::default().cache_dir {
             // Unless the test chose one: one compile cache for the whole run.
             config.cache_dir = Some(Path::new(env!("PLUGRPC_TEST_PLUGINS")).join("../../cache"));
@@ -206,6 +211,7 @@ impl TestHost {
         });
         let host = Host::bind(&config).await.expect("host starts");
         let (addr, report) = (host.local_addr(), host.load_report().clone());
+        let admin = host.admin_addr();
         let (shutdown, stop) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
             host.serve(async {
@@ -220,6 +226,7 @@ impl TestHost {
             task: Some(task),
             dir,
             _data: data,
+            admin,
         }
     }
 
@@ -267,6 +274,11 @@ impl TestHost {
         self.addr
     }
 
+    /// The address of the host's admin endpoints, unless they are off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+    }
+
     /// What loading the plugins folder did.
     pub fn report(&self) -> &LoadReport {
         &self.report
@@ -275,6 +287,13 @@ impl TestHost {
     /// The host's plugins folder.
     pub fn plugins_dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// Signals the host to stop (as SIGTERM does), without waiting for it.
+    pub fn begin_stop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
     }
 
     /// Stops accepting, lets calls finish, and waits for the host to exit.

@@ -74,6 +74,12 @@ impl Admission {
 
     /// A slot now, or after waiting in the queue; refused at once when the queue, or
     /// the caller's share of it, is full. The wait is bounded by the call's deadline.
+    /// Calls running now: slots taken.
+    pub(crate) fn running(&self) -> usize {
+        self.max_concurrent
+            .saturating_sub(self.slots.available_permits())
+    }
+
     pub(crate) async fn admit(&self, caller: &Arc<str>) -> Result<Slot, CallError> {
         let capacity = self.max_concurrent + self.max_queued;
         if self.in_system.fetch_add(1, Ordering::AcqRel) >= capacity {

@@ -116,6 +116,7 @@ pub struct Plugin {
     file: PathBuf,
     hash: String,
     compile_time: Duration,
+    loaded_at: std::time::SystemTime,
     pre: PluginPre<CallState>,
     services: Vec<ServiceDescriptor>,
     limits: Limits,
@@ -189,6 +190,7 @@ impl Plugin {
             file: file.to_owned(),
             hash,
             compile_time,
+            loaded_at: std::time::SystemTime::now(),
             pre,
             services,
             limits,
@@ -245,6 +247,11 @@ impl Plugin {
         &self.hash
     }
 
+    /// When it was loaded.
+    pub fn loaded_at(&self) -> std::time::SystemTime {
+        self.loaded_at
+    }
+
     /// How long compiling (or fetching it from the cache) took.
     pub fn compile_time(&self) -> Duration {
         self.compile_time
@@ -258,6 +265,16 @@ impl Plugin {
     /// The limits its calls run under.
     pub fn limits(&self) -> &Limits {
         &self.limits
+    }
+
+    /// Calls of it running now (each in an instance of its own).
+    pub fn running_calls(&self) -> usize {
+        self.admission.running()
+    }
+
+    /// Its warm instances idle now, ready for the next call.
+    pub fn idle_instances(&self) -> usize {
+        self.warm.as_ref().map_or(0, |warm| warm.idle())
     }
 
     /// Whether its calls are served from reused (warm) instances.

@@ -121,6 +121,11 @@ impl WarmPool {
     }
 
     /// Drops the idle instances (outside the lock); how many there were.
+    /// Instances idle in the pool now.
+    pub(crate) fn idle(&self) -> usize {
+        self.lock().len()
+    }
+
     pub(crate) fn clear(&self) -> usize {
         let idle = std::mem::take(&mut *self.lock());
         idle.len()

@@ -38,6 +38,11 @@ impl HealthService {
         }
     }
 
+    /// Told when the host starts stopping (`true` from then on).
+    pub(crate) fn draining(&self) -> watch::Receiver<bool> {
+        self.stopping.subscribe()
+    }
+
     /// The host is stopping: every status turns NOT_SERVING, and watchers are told.
     pub(crate) fn shutting_down(&self) {
         self.stopping.send_replace(true);

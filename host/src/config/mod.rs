@@ -39,6 +39,10 @@ pub const DEFAULT_TENANT: &str = "default";
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 50051));
 
+/// Where the admin endpoints listen when told nothing: loopback only, Envoy's admin port.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9901));
+
 /// The plugins folder when told nothing, relative to the working directory.
 pub const DEFAULT_PLUGINS_DIR: &str = "plugins";
 
@@ -80,6 +84,8 @@ pub struct HostConfig {
     pub plugins_dir: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
+    /// Where the admin endpoints (`/healthz`, `/readyz`, `/plugins`) listen; `None`: off.
+    pub admin_listen: Option<SocketAddr>,
     /// Wasm stack per guest, host-wide.
     pub guest_stack: usize,
     /// Sandboxes in the pool: calls that can run at once across all plugins.
@@ -236,6 +242,46 @@ struct HostTable {
     cache: Option<bool>,
     watch: Option<bool>,
     data_dir: Option<PathBuf>,
+    admin_listen: Option<AdminListen>,
+}
+
+/// `host.admin_listen`: an address, or `"off"`.
+#[derive(Clone, Copy, Debug)]
+pub enum AdminListen {
+    /// No admin listener.
+    Off,
+    /// The admin listener's address.
+    At(SocketAddr),
+}
+
+impl std::str::FromStr for AdminListen {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        if text == "off" {
+            return Ok(Self::Off);
+        }
+        text.parse()
+            .map(Self::At)
+            .map_err(|_| format!("{text:?} is not an address (host:port) or \"off\""))
+    }
+}
+
+impl<'de> Deserialize<'de> for AdminListen {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl AdminListen {
+    /// The address, if on.
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Self::Off => None,
+            Self::At(addr) => Some(addr),
+        }
+    }
 }
 
 /// `[shutdown]`: how the host stops.
@@ -300,6 +346,7 @@ impl Default for HostConfig {
         Self {
             plugins_dir: PathBuf::from(DEFAULT_PLUGINS_DIR),
             listen: DEFAULT_LISTEN,
+            admin_listen: Some(DEFAULT_ADMIN_LISTEN),
             guest_stack: DEFAULT_GUEST_STACK,
             sandboxes: DEFAULT_SANDBOXES,
             cache_dir: default_cache_dir(),
@@ -382,6 +429,10 @@ impl HostConfig {
                 .plugins_dir
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_PLUGINS_DIR)),
             listen: file.listen.unwrap_or(DEFAULT_LISTEN),
+            admin_listen: file
+                .host
+                .admin_listen
+                .map_or(Some(DEFAULT_ADMIN_LISTEN), AdminListen::addr),
             guest_stack: file.host.guest_stack.map_or(DEFAULT_GUEST_STACK, to_usize),
             sandboxes,
             cache_dir: match file.host.cache {
@@ -581,6 +632,15 @@ impl HostConfig {
             return Err(invalid(
                 "host.sandboxes",
                 format!("{} is outside 1 ..= {MAX_SANDBOXES}", self.sandboxes),
+            ));
+        }
+        if self.admin_listen == Some(self.listen) && self.listen.port() != 0 {
+            return Err(invalid(
+                "host.admin_listen",
+                format!(
+                    "{} is the gRPC listen address; the admin endpoints need a port of their own",
+                    self.listen
+                ),
             ));
         }
         if self.shutdown_grace > MAX_SHUTDOWN_GRACE {
@@ -1001,6 +1061,14 @@ mod tests {
             (
                 "[defaults]\nmemroy = \"1MiB\"",
                 "defaults.memroy: unknown field `memroy`, expected one of",
+            ),
+            (
+                "[host]\nadmin_listen = \"nowhere\"",
+                "host.admin_listen: \"nowhere\" is not an address (host:port) or \"off\"",
+            ),
+            (
+                "listen = \"127.0.0.1:7000\"\n[host]\nadmin_listen = \"127.0.0.1:7000\"",
+                "host.admin_listen: 127.0.0.1:7000 is the gRPC listen address",
             ),
             (
                 "[plugins.users.kv]\nshared = [\"no spaces\"]",

@@ -16,6 +16,7 @@ use tower::layer::util::{Identity, Stack};
 use tracing::Instrument as _;
 use tracing::instrument::Instrumented;
 
+use crate::admin::{self, AdminState};
 use crate::builtin::{self, health::HealthService};
 use crate::capabilities::{Capabilities, CapabilityError, LocalStack};
 use crate::config::{EdgeConfig, HostConfig, Invalid};
@@ -64,6 +65,8 @@ pub enum HostError {
 pub struct Host {
     listener: TcpListener,
     local_addr: SocketAddr,
+    /// The admin endpoints' listener, unless they are off.
+    admin: Option<TcpListener>,
     registry: Arc<Registry>,
     report: LoadReport,
     /// Keeps the folder watched while the host lives.
@@ -127,9 +130,18 @@ impl Host {
         };
         let listener = TcpListener::bind(config.listen).await.map_err(bind_error)?;
         let local_addr = listener.local_addr().map_err(bind_error)?;
+        let admin = match config.admin_listen {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| HostError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         Ok(Self {
             listener,
             local_addr,
+            admin,
             registry,
             report,
             _watch: watch,
@@ -146,6 +158,13 @@ impl Host {
     /// The address actually bound (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// The address the admin endpoints listen on, unless they are off.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin
+            .as_ref()
+            .and_then(|admin| admin.local_addr().ok())
     }
 
     /// What loading the plugins folder did.
@@ -168,6 +187,18 @@ impl Host {
         );
         let http = Arc::new(connection::http(&edge));
         let health = HealthService::new(self.registry.clone());
+        // The admin endpoints answer until the host is gone, draining included.
+        let admin_stop = CancellationToken::new();
+        if let Some(admin) = self.admin {
+            let addr = admin.local_addr().ok();
+            tracing::info!(addr = ?addr, "serving the admin endpoints (/healthz, /readyz, /plugins)");
+            let state = AdminState::new(self.registry.clone(), health.draining());
+            let stop = admin_stop.clone();
+            tokio::spawn(async move {
+                admin::serve(admin, state, stop.cancelled()).await;
+            });
+        }
+        let _admin_stop = admin_stop.drop_guard();
         let service = stack(self.api_keys)
             .service(router(self.registry.clone(), &health, &self.config).prepare());
         // Plugins' `local` outbound calls take the same stack, in process, while this
