@@ -342,44 +342,12 @@ pub fn copy_plugin(plugin: Plugin, dest: &Path) {
 
 /// Calls by path with arbitrary bytes, for what generated clients cannot send.
 pub mod raw {
-    use bytes::{Buf, BufMut, Bytes};
-    use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
+    use bytes::Bytes;
     use tonic::transport::Channel;
     use tonic::{Request, Response, Status};
 
-    /// Sends and receives message bytes unchanged.
-    #[derive(Clone, Copy, Default)]
-    pub struct BytesCodec;
-
-    impl Codec for BytesCodec {
-        type Encode = Bytes;
-        type Decode = Bytes;
-        type Encoder = Self;
-        type Decoder = Self;
-        fn encoder(&mut self) -> Self {
-            Self
-        }
-        fn decoder(&mut self) -> Self {
-            Self
-        }
-    }
-
-    impl Encoder for BytesCodec {
-        type Item = Bytes;
-        type Error = Status;
-        fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
-            dst.put(item);
-            Ok(())
-        }
-    }
-
-    impl Decoder for BytesCodec {
-        type Item = Bytes;
-        type Error = Status;
-        fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
-            Ok(Some(src.copy_to_bytes(src.remaining())))
-        }
-    }
+    /// Sends and receives message bytes unchanged (the host's own outbound codec).
+    pub use plugrpc::outbound::RawCodec as BytesCodec;
 
     /// A gRPC response as it came over the wire: its headers, the bytes of its DATA
     /// frames, and its trailers (none for a trailers-only response).

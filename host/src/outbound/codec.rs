@@ -5,9 +5,10 @@ use bytes::{Buf, BufMut, Bytes};
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 
-/// Encodes and decodes `Bytes` verbatim (gRPC's framing is tonic's).
+/// Encodes and decodes `Bytes` verbatim (gRPC's framing is tonic's); public for tests
+/// and tools that move messages they do not decode.
 #[derive(Clone, Copy, Debug, Default)]
-pub(super) struct RawCodec;
+pub struct RawCodec;
 
 impl Codec for RawCodec {
     type Encode = Bytes;

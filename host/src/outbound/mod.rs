@@ -35,7 +35,7 @@ pub use crate::config::{
 };
 
 use balancer::{Backend, Balancer, InFlight, NoBackend, Snapshot, http_service};
-use codec::RawCodec;
+pub use codec::RawCodec;
 use connect::Dialer;
 use resolve::Resolver;
 use retry::{Pushback, Replay, Throttle};
