@@ -15,6 +15,7 @@ mod config;
 mod doors;
 mod hosts;
 mod identity;
+pub mod inspect;
 pub mod outbound;
 mod registry;
 mod server;
@@ -26,10 +27,10 @@ mod watch;
 pub use capabilities::CapabilityError;
 pub use config::{
     AdminListen, ClientAuth, CompressionConfig, ConfigError, ConfigValue, CorsConfig,
-    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_GUEST_STACK, DEFAULT_LISTEN,
-    DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT, EdgeConfig,
-    HostConfig, Invalid, KeyHash, KvBackendKind, KvConfig, KvTable, LimitOverrides, MAX_SANDBOXES,
-    TenantConfig, TlsConfig,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_DRAIN_DELAY, DEFAULT_GUEST_STACK,
+    DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT,
+    EdgeConfig, HostConfig, Invalid, KeyHash, KvBackendKind, KvConfig, KvTable, LimitOverrides,
+    MAX_SANDBOXES, TenantConfig, TlsConfig,
 };
 pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};

@@ -22,6 +22,31 @@ struct Cli {
 enum Command {
     /// Serve every plugin in a folder over gRPC.
     Serve(ServeArgs),
+    /// Show what a plugin file is, as the host sees it at load: contract, name, version,
+    /// services and methods, imports and the grants they need, size, compile time.
+    Inspect(InspectArgs),
+    /// Work with a config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+struct InspectArgs {
+    /// The plugin file (`.wasm`).
+    file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate a plugrpc.toml and print what it resolves to: the limits and grants of
+    /// each plugin it configures (config values by key only).
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -57,12 +82,18 @@ async fn main() -> ExitCode {
         .init();
     let outcome = match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Inspect(args) => inspect(args).await,
+        Command::Config(ConfigCommand::Check { file }) => HostConfig::from_file(&file)
+            .map(|config| print!("{}", config.resolved()))
+            .map_err(Into::into),
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
+            // A mistake of the user's (a bad file, a bad config, an address in use): one
+            // line, status 2, as clap answers a bad flag.
             eprintln!("plugrpc: {}", one_line(&error));
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }
@@ -78,11 +109,33 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = args.admin {
         config.admin_listen = admin.addr();
     }
+    // Listening before anything serves: a signal that comes early still drains.
+    let mut signals = ShutdownSignals::listen()?;
     let host = Host::bind(&config)
         .await
         .context("plugrpc could not start")?;
-    host.serve(shutdown_signal()).await;
+    host.serve(async move {
+        signals.next().await;
+        tracing::info!("shutdown signal received: finishing calls in flight");
+        // A second signal while calls drain: the operator wants out now.
+        tokio::spawn(async move {
+            signals.next().await;
+            tracing::warn!("second shutdown signal: exiting without waiting for calls in flight");
+            std::process::exit(1);
+        });
+    })
+    .await;
     tracing::info!("shut down");
+    Ok(())
+}
+
+async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
+    let report = plugrpc::inspect::inspect(&args.file).await?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        print!("{}", report.text());
+    }
     Ok(())
 }
 
@@ -98,34 +151,31 @@ fn one_line(error: &anyhow::Error) -> String {
             line.push_str(&cause);
         }
     }
-    line
+    // Some causes (a compiler's) span lines: one line is what a terminal or a log reads.
+    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// Completes on Ctrl-C or SIGTERM, so in-flight calls can finish before exit.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            tracing::error!("cannot listen for Ctrl-C: {error}");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                tracing::error!("cannot listen for SIGTERM: {error}");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
+/// Ctrl-C and SIGTERM, listened for from creation on (the default action of a signal
+/// that comes before would kill the host without draining).
+struct ShutdownSignals {
+    interrupt: tokio::signal::unix::Signal,
+    terminate: tokio::signal::unix::Signal,
+}
+
+impl ShutdownSignals {
+    fn listen() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt()).context("listening for Ctrl-C")?,
+            terminate: signal(SignalKind::terminate()).context("listening for SIGTERM")?,
+        })
     }
-    tracing::info!("shutdown signal received: finishing calls in flight");
+
+    /// Completes on the next Ctrl-C or SIGTERM.
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
+        }
+    }
 }

@@ -122,6 +122,39 @@ async fn a_draining_host_is_not_ready_while_its_calls_finish() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_stopping_host_reports_not_ready_first_and_stops_accepting_after_the_drain_delay() {
+    use plugrpc_tests::pb::helloworld::HelloRequest;
+    use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+
+    let mut host =
+        TestHost::with_config(&[GREETER], "[shutdown]\ndrain_delay = \"1500ms\"\n").await;
+    let admin = host.admin_addr().unwrap();
+    host.begin_stop();
+    let mut ready = get(admin, "/readyz").await;
+    for _ in 0..50 {
+        if ready.0 == 503 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        ready = get(admin, "/readyz").await;
+    }
+    assert_eq!(ready, (503, "draining\n".into()));
+    // Within the delay, a new connection is still served.
+    let mut greeter = GreeterClient::new(host.channel().await);
+    let hello = HelloRequest {
+        name: "late".into(),
+    };
+    greeter.say_hello(hello.clone()).await.unwrap();
+    // After it, the listener is gone.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let refused = tokio::net::TcpStream::connect(host.addr()).await;
+    assert!(
+        refused.is_err(),
+        "the listener still accepts after the drain delay"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn the_admin_listener_can_be_turned_off() {
     let host = TestHost::with_config(&[GREETER], "[host]\nadmin_listen = \"off\"\n").await;
     assert_eq!(host.admin_addr(), None);

@@ -9,6 +9,7 @@ mod builtin;
 mod contract;
 mod edge;
 mod frontdesk;
+mod inspect;
 mod interop;
 mod keyvalue;
 mod lifecycle;

@@ -194,6 +194,10 @@ impl TestHost {
     async fn start(dir: tempfile::TempDir, mut config: HostConfig) -> Self {
         config.plugins_dir = dir.path().to_owned();
         config.listen = "127.0.0.1:0".parse().unwrap();
+        if config.drain_delay == HostConfig::default().drain_delay {
+            // Unless the test chose one: tests stop hosts at once.
+            config.drain_delay = std::time::Duration::ZERO;
+        }
         if config.admin_listen == HostConfig::default().admin_listen {
             // Unless the test chose one: a port of its own, so hosts never collide.
             config.admin_listen = Some("127.0.0.1:0".parse().unwrap());

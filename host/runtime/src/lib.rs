@@ -33,6 +33,6 @@ pub use errors::{CallError, Limit};
 pub use limits::{DEFAULT_LIMITS, Limits, duration, size};
 pub use metadata::InvalidMetadata;
 
-pub use plugin::{CONTRACT, ConfigValues, Grants, LoadError, Plugin, content_hash};
+pub use plugin::{CONTRACT, ConfigValues, Grants, Inspection, LoadError, Plugin, content_hash};
 pub use quota::{CPU_WINDOW, Quota, QuotaLimits};
 pub use sandbox::Deadline;

@@ -144,35 +144,14 @@ impl Plugin {
         hash: String,
         settings: impl FnOnce(&str) -> Result<(Limits, Grants), String>,
     ) -> Result<Self, LoadError> {
-        let started = Instant::now();
-        let compiler = engine.clone();
-        let component = tokio::task::spawn_blocking(move || compiler.compile(&wasm))
-            .await
-            .map_err(|e| {
-                LoadError::Compile(wasmtime::Error::msg(format!("compiler task failed: {e}")))
-            })?
-            .map_err(LoadError::Compile)?;
-        let compile_time = started.elapsed();
-        check_contract(&component)?;
-        let pre = engine
-            .linker()
-            .instantiate_pre(&component)
-            .map_err(LoadError::Link)?;
-        let pre = PluginPre::new(pre).map_err(LoadError::Link)?;
-        let manifest = describe(&pre, engine.guest_stack(), engine.max_memory()).await?;
-
-        let pool = DescriptorPool::decode(manifest.file_descriptor_set.as_slice())?;
-        if manifest.services.is_empty() {
-            return Err(LoadError::NoServices);
-        }
-        let services = manifest
-            .services
-            .iter()
-            .map(|name| {
-                pool.get_service_by_name(name)
-                    .ok_or_else(|| LoadError::UnknownService(name.clone()))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let Inspection {
+            component,
+            pre,
+            manifest,
+            services,
+            compile_time,
+            ..
+        } = Inspection::of(engine, wasm).await?;
         let (limits, grants) = settings(&manifest.name).map_err(LoadError::Config)?;
         check_grants(&component, &grants)?;
         let budget = engine.idle_budget();
@@ -306,6 +285,102 @@ impl Plugin {
     /// Frees every plugin's idle instances; how many there were.
     pub(crate) fn evict_idle(&self) -> usize {
         self.idle.evict()
+    }
+}
+
+/// What a `.wasm` file is, as far as the host can tell without serving it: checked
+/// against the contract, described, its descriptors linked. What `load` starts from, and
+/// what `plugrpc inspect` shows.
+pub struct Inspection {
+    component: Component,
+    pre: PluginPre<CallState>,
+    manifest: Manifest,
+    services: Vec<ServiceDescriptor>,
+    compile_time: Duration,
+    size: usize,
+}
+
+impl Inspection {
+    /// Compiles (off the async workers), checks the contract, links and describes `wasm`.
+    pub async fn of(engine: &Engine, wasm: Vec<u8>) -> Result<Self, LoadError> {
+        let size = wasm.len();
+        let started = Instant::now();
+        let compiler = engine.clone();
+        let component = tokio::task::spawn_blocking(move || compiler.compile(&wasm))
+            .await
+            .map_err(|e| {
+                LoadError::Compile(wasmtime::Error::msg(format!("compiler task failed: {e}")))
+            })?
+            .map_err(LoadError::Compile)?;
+        let compile_time = started.elapsed();
+        check_contract(&component)?;
+        let pre = engine
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(LoadError::Link)?;
+        let pre = PluginPre::new(pre).map_err(LoadError::Link)?;
+        let manifest = describe(&pre, engine.guest_stack(), engine.max_memory()).await?;
+
+        let pool = DescriptorPool::decode(manifest.file_descriptor_set.as_slice())?;
+        if manifest.services.is_empty() {
+            return Err(LoadError::NoServices);
+        }
+        let services = manifest
+            .services
+            .iter()
+            .map(|name| {
+                pool.get_service_by_name(name)
+                    .ok_or_else(|| LoadError::UnknownService(name.clone()))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            component,
+            pre,
+            manifest,
+            services,
+            compile_time,
+            size,
+        })
+    }
+
+    /// The name its manifest declares.
+    pub fn name(&self) -> &str {
+        &self.manifest.name
+    }
+
+    /// The version its manifest declares.
+    pub fn version(&self) -> &str {
+        &self.manifest.version
+    }
+
+    /// Whether it declares itself stateless (warm instances allowed).
+    pub fn stateless(&self) -> bool {
+        self.manifest.stateless
+    }
+
+    /// The services it serves, with their descriptors.
+    pub fn services(&self) -> &[ServiceDescriptor] {
+        &self.services
+    }
+
+    /// What it imports from the host, by interface name.
+    pub fn imports(&self) -> Vec<String> {
+        let engine = self.component.engine();
+        self.component
+            .component_type()
+            .imports(engine)
+            .map(|(name, _)| name.to_owned())
+            .collect()
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// How long compiling (or fetching it from the cache) took.
+    pub fn compile_time(&self) -> Duration {
+        self.compile_time
     }
 }
 

@@ -62,6 +62,10 @@ pub const DEFAULT_SANDBOXES: usize = 1000;
 /// grace, so the host finishes on its own terms.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
 
+/// How long, after a shutdown signal, the host keeps accepting while health checks and
+/// `/readyz` already say NOT_SERVING, so that load balancers stop sending first.
+pub const DEFAULT_DRAIN_DELAY: Duration = Duration::from_secs(5);
+
 /// The longest shutdown grace a config may ask for.
 const MAX_SHUTDOWN_GRACE: Duration = Duration::from_secs(3600);
 
@@ -103,6 +107,9 @@ pub struct HostConfig {
     pub source: Option<PathBuf>,
     /// How long calls and connections may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,
+    /// How long, after a shutdown signal, the host keeps accepting while it already
+    /// reports NOT_SERVING, before it stops accepting and lets calls finish.
+    pub drain_delay: Duration,
     /// What one client may hold of the host.
     pub edge: EdgeConfig,
     /// `[compression]`: response compression.
@@ -290,6 +297,8 @@ impl AdminListen {
 struct ShutdownTable {
     #[serde(default, with = "humantime_serde")]
     grace: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    drain_delay: Option<Duration>,
 }
 
 /// Why a config was refused: one line, naming the file, key and reason.
@@ -355,6 +364,7 @@ impl Default for HostConfig {
             kv: KvConfig::default(),
             source: None,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
+            drain_delay: DEFAULT_DRAIN_DELAY,
             edge: EdgeConfig::default(),
             compression: CompressionConfig::default(),
             cors: CorsConfig::default(),
@@ -447,6 +457,7 @@ impl HostConfig {
             kv: file.kv,
             source: None,
             shutdown_grace: file.shutdown.grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
+            drain_delay: file.shutdown.drain_delay.unwrap_or(DEFAULT_DRAIN_DELAY),
             edge: file.edge,
             compression: file.compression,
             cors: file.cors,
@@ -567,6 +578,66 @@ impl HostConfig {
         })
     }
 
+    /// What the config resolves to, as `plugrpc config check` prints it: the defaults,
+    /// then each plugin table's limits and grants (config values by key only).
+    pub fn resolved(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = format!(
+            "listen {}, admin {}, plugins {}, data {}\n[defaults] {}\n",
+            self.listen,
+            self.admin_listen
+                .map_or_else(|| "off".to_owned(), |addr| addr.to_string()),
+            self.plugins_dir.display(),
+            self.data_dir.display(),
+            self.defaults
+        );
+        for (tenant, name, key) in self.configured_plugins() {
+            let limits = self.tenant_limits_for(tenant, name);
+            let _ = writeln!(text, "[{key}] {limits}");
+            let Some(table) = self.plugin_table(tenant, name) else {
+                continue;
+            };
+            if !table.config.is_empty() {
+                let keys: Vec<&str> = table.config.keys().map(String::as_str).collect();
+                let _ = writeln!(text, "  config values: {}", keys.join(", "));
+            }
+            if let Some(kv) = &table.kv {
+                let kv_limits = kv.limits();
+                let _ = writeln!(
+                    text,
+                    "  kv: max_bytes {}, max_key_size {}, max_value_size {}, max_ops_per_call {}{}",
+                    ByteSize::b(kv_limits.max_bytes).display().iec(),
+                    size(kv_limits.max_key_size),
+                    size(kv_limits.max_value_size),
+                    kv_limits.max_ops_per_call,
+                    if kv.shared.is_empty() {
+                        String::new()
+                    } else {
+                        format!(", shared {}", kv.shared.join(", "))
+                    }
+                );
+            }
+            for (alias, target) in &table.outbound {
+                let endpoints = match &target.endpoints {
+                    Endpoints::Local => "local".to_owned(),
+                    Endpoints::Remote(urls) => urls
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                };
+                let _ = writeln!(
+                    text,
+                    "  outbound {alias}: {endpoints} ({:?}, timeout {}, {} attempts at most)",
+                    target.load_balancing,
+                    duration(target.timeout),
+                    target.retry.as_ref().map_or(1, |retry| retry.max_attempts)
+                );
+            }
+        }
+        text
+    }
+
     /// The `[plugins.*]` tables of `tenant`, if the config has any.
     fn plugin_tables(&self, tenant: &str) -> Option<&BTreeMap<String, LimitOverrides>> {
         if tenant == DEFAULT_TENANT {
@@ -640,6 +711,16 @@ impl HostConfig {
                 format!(
                     "{} is the gRPC listen address; the admin endpoints need a port of their own",
                     self.listen
+                ),
+            ));
+        }
+        if self.drain_delay > MAX_SHUTDOWN_GRACE {
+            return Err(invalid(
+                "shutdown.drain_delay",
+                format!(
+                    "{} is longer than {}",
+                    duration(self.drain_delay),
+                    duration(MAX_SHUTDOWN_GRACE)
                 ),
             ));
         }

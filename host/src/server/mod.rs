@@ -77,6 +77,8 @@ pub struct Host {
     _engine: Engine,
     /// How long calls and connections may take to finish after the shutdown signal.
     shutdown_grace: Duration,
+    /// How long the host keeps accepting after the signal, reporting NOT_SERVING.
+    drain_delay: Duration,
     edge: Arc<EdgeConfig>,
     /// The config, for the doors' settings.
     config: Arc<HostConfig>,
@@ -148,6 +150,7 @@ impl Host {
             _config_watch: config_watch,
             _engine: engine,
             shutdown_grace: config.shutdown_grace,
+            drain_delay: config.drain_delay,
             edge: Arc::new(config.edge.clone()),
             config: config.clone(),
             tls,
@@ -209,6 +212,10 @@ impl Host {
         let stopping = CancellationToken::new();
         let mut connections = JoinSet::new();
         tokio::pin!(shutdown);
+        let mut draining = false;
+        // Armed when the shutdown signal comes.
+        let drain = tokio::time::sleep(Duration::from_secs(365 * 24 * 3600));
+        tokio::pin!(drain);
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
@@ -233,12 +240,20 @@ impl Host {
                     });
                 }
                 Some(_) = connections.join_next() => {}
-                () = &mut shutdown => break,
+                () = &mut shutdown, if !draining => {
+                    // Health checkers and /readyz hear it first; the host keeps accepting
+                    // for the drain delay, so a balancer stops sending before it stops.
+                    draining = true;
+                    health.shutting_down();
+                    tracing::info!(
+                        "draining: NOT_SERVING now, accepting for {} more",
+                        plugrpc_runtime::duration(self.drain_delay)
+                    );
+                    drain.as_mut().reset(tokio::time::Instant::now() + self.drain_delay);
+                }
+                () = &mut drain, if draining => break,
             }
         }
-        // Health checkers hear it before the listener goes: a balancer stops sending new
-        // calls here while the ones in flight finish.
-        health.shutting_down();
         tokio::task::yield_now().await;
         drop(listener);
         stopping.cancel();
