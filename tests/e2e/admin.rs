@@ -26,6 +26,19 @@ async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     (status, body)
 }
 
+/// `/readyz` as soon as it stops answering 200 (asked every 20 ms, for 2 s at most).
+async fn readyz_once_not_ready(admin: SocketAddr) -> (u16, String) {
+    let mut answer = get(admin, "/readyz").await;
+    for _ in 0..100 {
+        if answer.0 != 200 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        answer = get(admin, "/readyz").await;
+    }
+    answer
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn probes_answer_on_their_own_port() {
     let host = TestHost::with_plugins(&[GREETER]).await;
@@ -108,15 +121,10 @@ async fn a_draining_host_is_not_ready_while_its_calls_finish() {
     replies.next().await.unwrap().unwrap();
     // A stream in flight keeps the host draining: it waits for the stream to end.
     host.begin_stop();
-    let mut answer = get(admin, "/readyz").await;
-    for _ in 0..100 {
-        if answer.0 == 503 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        answer = get(admin, "/readyz").await;
-    }
-    assert_eq!(answer, (503, "draining\n".into()));
+    assert_eq!(
+        readyz_once_not_ready(admin).await,
+        (503, "draining\n".into())
+    );
     assert_eq!(get(admin, "/healthz").await.0, 200, "alive while draining");
     drop(tx);
 }
@@ -130,15 +138,10 @@ async fn a_stopping_host_reports_not_ready_first_and_stops_accepting_after_the_d
         TestHost::with_config(&[GREETER], "[shutdown]\ndrain_delay = \"1500ms\"\n").await;
     let admin = host.admin_addr().unwrap();
     host.begin_stop();
-    let mut ready = get(admin, "/readyz").await;
-    for _ in 0..50 {
-        if ready.0 == 503 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        ready = get(admin, "/readyz").await;
-    }
-    assert_eq!(ready, (503, "draining\n".into()));
+    assert_eq!(
+        readyz_once_not_ready(admin).await,
+        (503, "draining\n".into())
+    );
     // Within the delay, a new connection is still served.
     let mut greeter = GreeterClient::new(host.channel().await);
     let hello = HelloRequest {
