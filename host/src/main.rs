@@ -14,8 +14,21 @@ use tracing_subscriber::EnvFilter;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// How the log is written: `text` for people, `json` (one object per line) for
+    /// machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// The log's format.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    /// Lines for people (coloured at a terminal).
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -73,14 +86,20 @@ struct ServeArgs {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        // Colour codes only for a person at a terminal, not in files or pipes.
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
-    let outcome = match Cli::parse().command {
+    let cli = Cli::parse();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    match cli.log_format {
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            // Colour codes only for a person at a terminal, not in files or pipes.
+            .with_ansi(std::io::stdout().is_terminal())
+            .init(),
+        LogFormat::Json => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .json()
+            .init(),
+    }
+    let outcome = match cli.command {
         Command::Serve(args) => serve(args).await,
         Command::Inspect(args) => inspect(args).await,
         Command::Config(ConfigCommand::Check { file }) => HostConfig::from_file(&file)

@@ -122,3 +122,50 @@ fn a_second_signal_while_draining_exits_at_once() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn the_log_can_be_json_one_object_a_line() {
+    use std::io::{BufRead as _, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("plugrpc.toml");
+    std::fs::write(
+        &config,
+        "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\n",
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
+        .args([
+            "serve",
+            "--log-format",
+            "json",
+            "--config",
+            config.to_str().unwrap(),
+        ])
+        .arg("--plugins")
+        .arg(dir.path().join("plugins"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in lines.by_ref().take(20) {
+        let line = line.unwrap();
+        let object: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        let message = object["fields"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        seen.push(message.clone());
+        if message == "serving gRPC" {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(seen.iter().any(|m| m == "serving gRPC"), "{seen:?}");
+}
