@@ -92,14 +92,7 @@ pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
 
 fn report(file: String, inspection: &Inspection) -> Report {
     let imports = inspection.imports();
-    let needs_grants = [
-        ("wasi:keyvalue/", "kv"),
-        ("plugrpc:plugin/outbound", "outbound"),
-    ]
-    .into_iter()
-    .filter(|(prefix, _)| imports.iter().any(|import| import.starts_with(prefix)))
-    .map(|(_, key)| key)
-    .collect();
+    let needs_grants = inspection.needs_grants();
     Report {
         file,
         name: inspection.name().to_owned(),

@@ -22,6 +22,55 @@ fn example(name: &str) -> String {
         .to_string()
 }
 
+/// The binary serving an empty plugins folder with `config` (TOML, plus a loopback port,
+/// no cache, admin off), and its log lines from "serving gRPC" on, drained in a thread.
+fn serve_until_serving(
+    config: &str,
+    extra: &[&str],
+) -> (std::process::Child, Vec<String>, tempfile::TempDir) {
+    use std::io::{BufRead as _, BufReader};
+    use std::time::{Duration, Instant};
+
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugrpc.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\n{config}"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("plugins")).unwrap();
+    #[allow(clippy::zombie_processes)] // handed to the caller, which waits for it
+    let mut child = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
+        .arg("serve")
+        .args(extra)
+        .args(["--config", file.to_str().unwrap(), "--plugins"])
+        .arg(dir.path().join("plugins"))
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let started = Instant::now();
+    let mut log = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let serving = line.contains("serving gRPC");
+        log.push(line);
+        if serving {
+            std::thread::spawn(move || lines.for_each(drop));
+            return (child, log, dir);
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "never served: {log:?}"
+        );
+    }
+    panic!("exited before serving: {log:?}");
+}
+
 #[test]
 fn config_check_prints_what_the_example_config_resolves_to() {
     let out = plugrpc(&["config", "check", &example("plugrpc.toml")]);
@@ -78,34 +127,9 @@ fn mistakes_are_one_line_and_status_2() {
 
 #[test]
 fn a_second_signal_while_draining_exits_at_once() {
-    use std::io::{BufRead as _, BufReader};
     use std::time::{Duration, Instant};
 
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("plugrpc.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\n[shutdown]\ndrain_delay = \"30s\"\n",
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
-        .args(["serve", "--config", config.to_str().unwrap(), "--plugins"])
-        .arg(dir.path().join("plugins"))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started = Instant::now();
-    for line in lines.by_ref() {
-        if line.unwrap().contains("serving gRPC") {
-            break;
-        }
-        assert!(started.elapsed() < Duration::from_secs(30), "never served");
-    }
-    std::thread::spawn(move || lines.for_each(drop));
+    let (mut child, _, _dir) = serve_until_serving("[shutdown]\ndrain_delay = \"30s\"\n", &[]);
     let pid = rustix::process::Pid::from_child(&child);
     rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
     // Draining for 30 s: still there a moment later.
@@ -125,47 +149,23 @@ fn a_second_signal_while_draining_exits_at_once() {
 
 #[test]
 fn the_log_can_be_json_one_object_a_line() {
-    use std::io::{BufRead as _, BufReader};
-
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("plugrpc.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\n",
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
-        .args([
-            "serve",
-            "--log-format",
-            "json",
-            "--config",
-            config.to_str().unwrap(),
-        ])
-        .arg("--plugins")
-        .arg(dir.path().join("plugins"))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in lines.by_ref().take(20) {
-        let line = line.unwrap();
-        let object: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-        let message = object["fields"]["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        seen.push(message.clone());
-        if message == "serving gRPC" {
-            break;
-        }
-    }
+    let (mut child, log, _dir) = serve_until_serving("", &["--log-format", "json"]);
     let _ = child.kill();
     let _ = child.wait();
-    assert!(seen.iter().any(|m| m == "serving gRPC"), "{seen:?}");
+    let messages: Vec<String> = log
+        .iter()
+        .map(|line| {
+            let object: serde_json::Value =
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+            object["fields"]["message"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(
+        messages.last().map(String::as_str),
+        Some("serving gRPC"),
+        "{messages:?}"
+    );
 }

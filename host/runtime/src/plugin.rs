@@ -373,6 +373,17 @@ impl Inspection {
             .collect()
     }
 
+    /// The config keys that must grant what it imports (`kv`, `outbound`): what its
+    /// load checks against the plugin's grants.
+    pub fn needs_grants(&self) -> Vec<&'static str> {
+        let imports = self.imports();
+        GRANTED_IMPORTS
+            .iter()
+            .filter(|(prefix, _, _)| imports.iter().any(|import| import.starts_with(prefix)))
+            .map(|(_, key, _)| *key)
+            .collect()
+    }
+
     /// Its size in bytes.
     pub fn size(&self) -> usize {
         self.size
