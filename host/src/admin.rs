@@ -1,8 +1,9 @@
 //! The admin listener: a second port, never the gRPC one (default `127.0.0.1:9901`,
 //! `host.admin_listen`, `--admin`), for what operators and orchestrators ask of a host:
 //! `/healthz` (the process answers), `/readyz` (plugins serve and the host is not
-//! draining) and `/plugins` (what serves per tenant, and what was refused). Plain
-//! HTTP/1.1 and HTTP/2; it never reaches a plugin.
+//! draining), `/plugins` (what serves per tenant, and what was refused) and `/metrics`
+//! (Prometheus text format, unless `host.metrics = false`). Plain HTTP/1.1 and HTTP/2;
+//! it never reaches a plugin.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -78,9 +79,23 @@ fn answer(state: &AdminState, path: &str) -> http::Response<Full<Bytes>> {
         "/healthz" => text(http::StatusCode::OK, "ok\n"),
         "/readyz" => readiness(state),
         "/plugins" => json(&plugins(&state.registry)),
+        "/metrics" => match state.registry.metrics() {
+            Some(metrics) => {
+                let mut response = http::Response::new(Full::new(Bytes::from(metrics.encode())));
+                response.headers_mut().insert(
+                    http::header::CONTENT_TYPE,
+                    http::HeaderValue::from_static(crate::metrics::Metrics::CONTENT_TYPE),
+                );
+                response
+            }
+            None => text(
+                http::StatusCode::NOT_FOUND,
+                "metrics are off (host.metrics = false)\n",
+            ),
+        },
         _ => text(
             http::StatusCode::NOT_FOUND,
-            "not found: the admin endpoints are /healthz, /readyz and /plugins\n",
+            "not found: the admin endpoints are /healthz, /readyz, /plugins and /metrics\n",
         ),
     }
 }

@@ -16,6 +16,7 @@ mod doors;
 mod hosts;
 mod identity;
 pub mod inspect;
+mod metrics;
 pub mod outbound;
 mod registry;
 mod server;

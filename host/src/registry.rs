@@ -19,6 +19,7 @@ use crate::compat;
 use crate::config::{DEFAULT_TENANT, HostConfig, is_tenant_name};
 use crate::doors::http_rule::{self, BadRule, Binding};
 use crate::hosts::HostPattern;
+use crate::metrics::{Metrics, PluginMetrics, RouteMetrics};
 
 /// Where one `/package.Service/Method` path goes.
 #[derive(Clone)]
@@ -37,6 +38,8 @@ pub(crate) struct Route {
     pub(crate) method: prost_reflect::MethodDescriptor,
     /// The path itself, made once at load for every call of it to share.
     pub(crate) path: Arc<str>,
+    /// The method's metrics, when the host keeps them.
+    pub(crate) metrics: Option<Arc<RouteMetrics>>,
 }
 
 /// An HTTP request a `google.api.http` binding matched.
@@ -76,6 +79,8 @@ pub(crate) struct Registry {
     /// What serves now, by tenant, and the files the last sync refused: for the admin
     /// listener's `/plugins`.
     serving: ArcSwap<Serving>,
+    /// Where calls, sandboxes and loads are counted, when the host keeps metrics.
+    metrics: Option<Arc<Metrics>>,
 }
 
 /// The serving plugins with their tenants, and the files refused, as of the last sync.
@@ -95,8 +100,9 @@ pub(crate) const BUILT_IN_SERVICES: [&str; 3] = [
 ];
 
 impl Registry {
-    pub(crate) fn new(capabilities: Capabilities) -> Self {
+    pub(crate) fn new(capabilities: Capabilities, metrics: Option<Arc<Metrics>>) -> Self {
         Self {
+            metrics,
             table: ArcSwap::from_pointee(RouteTable::default()),
             quotas: std::sync::Mutex::default(),
             files: Mutex::default(),
@@ -110,6 +116,11 @@ impl Registry {
     /// What serves now and what the last sync refused.
     pub(crate) fn serving(&self) -> Arc<Serving> {
         self.serving.load_full()
+    }
+
+    /// The host's metrics, when it keeps them.
+    pub(crate) fn metrics(&self) -> Option<&Arc<Metrics>> {
+        self.metrics.as_ref()
     }
 
     /// The host's capabilities, for the server to open the local door.
@@ -259,7 +270,11 @@ impl Registry {
                 .filter(|old| !Arc::ptr_eq(old, &plugin));
             for plugin in std::iter::once(plugin).chain(fallback.cloned()) {
                 let quota = self.quota(config, &tenant);
-                match table.add(config, &tenant, quota, &plugin) {
+                let metrics = self
+                    .metrics
+                    .as_ref()
+                    .map(|metrics| (metrics, metrics.plugin(&tenant, plugin.name())));
+                match table.add(config, &tenant, quota, &plugin, metrics) {
                     Ok(()) => {
                         next.insert(plugin.file().to_owned(), plugin);
                         break;
@@ -271,6 +286,9 @@ impl Registry {
         self.table.store(Arc::new(table));
         self.changes.send_modify(|generation| *generation += 1);
         log_changes(&config.plugins_dir, &files, &next);
+        if let Some(metrics) = &self.metrics {
+            count_changes(metrics, &config.plugins_dir, &files, &next, &report);
+        }
         report.loaded = next
             .values()
             .map(|p| summary(&tenant_of(&config.plugins_dir, p.file()), p))
@@ -385,6 +403,26 @@ fn log_changes(
                 "plugin unloaded: its calls in flight finish, new calls are UNIMPLEMENTED"
             );
         }
+    }
+}
+
+/// Counts the plugin versions a sync loaded (with their compile time) and the files it
+/// refused.
+fn count_changes(
+    metrics: &Metrics,
+    dir: &Path,
+    before: &BTreeMap<PathBuf, Arc<Plugin>>,
+    after: &BTreeMap<PathBuf, Arc<Plugin>>,
+    report: &LoadReport,
+) {
+    for (file, plugin) in after {
+        if !before.get(file).is_some_and(|old| Arc::ptr_eq(old, plugin)) {
+            let tenant = tenant_of(dir, file);
+            metrics.loaded(&tenant, plugin.name(), plugin.compile_time());
+        }
+    }
+    for refusal in &report.refused {
+        metrics.refused(&tenant_of(dir, &refusal.file), refusal.reason.kind());
     }
 }
 
@@ -518,6 +556,20 @@ pub enum RefusalReason {
     },
 }
 
+impl RefusalReason {
+    /// The reason in a word, as metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            RefusalReason::Load(_) => "load",
+            RefusalReason::Breaking { .. } => "breaking",
+            RefusalReason::NameTaken { .. } => "name_taken",
+            RefusalReason::AmbiguousHosts { .. } => "ambiguous_hosts",
+            RefusalReason::BuiltIn { .. } => "built_in",
+            RefusalReason::ServiceTaken { .. } => "service_taken",
+        }
+    }
+}
+
 /// Why the plugins folder could not be read at all.
 #[derive(Debug, thiserror::Error)]
 #[error("cannot read the plugins folder {}: {source}", .dir.display())]
@@ -621,6 +673,7 @@ impl RouteTable {
         tenant: &Arc<str>,
         quota: Option<Arc<Quota>>,
         plugin: &Arc<Plugin>,
+        metrics: Option<(&Arc<Metrics>, Arc<PluginMetrics>)>,
     ) -> Result<(), RefusalReason> {
         if let Some(other) = self
             .routes
@@ -712,6 +765,9 @@ impl RouteTable {
                     hosts: hosts.clone(),
                     quota: quota.clone(),
                     kind,
+                    metrics: metrics
+                        .as_ref()
+                        .map(|(metrics, plugin)| metrics.route(tenant, plugin, &method)),
                     method: method.clone(),
                     path: Arc::from(path.as_str()),
                 };

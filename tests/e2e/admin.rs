@@ -8,7 +8,7 @@ use plugrpc_tests::TestHost;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 /// The status code and body of `GET path` on `addr`, over a connection of its own.
-async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+pub(crate) async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n");
     stream.write_all(request.as_bytes()).await.unwrap();

@@ -13,6 +13,7 @@ mod inspect;
 mod interop;
 mod keyvalue;
 mod lifecycle;
+mod metrics;
 mod node_clients;
 mod outbound;
 mod plugin_folder;

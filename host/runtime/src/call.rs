@@ -18,7 +18,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Stream, StreamExt as _};
 use prost_reflect::MethodDescriptor;
 use tokio::sync::{mpsc, oneshot};
 use wasmtime::component::Resource;
@@ -30,6 +30,7 @@ use crate::capabilities::io::{
 };
 use crate::errors::{CallError, Limit, classify, interrupted};
 use crate::metadata;
+use crate::observe::CallObserver;
 use crate::plugin::Plugin;
 use crate::quota::{Quota, QuotaSlot};
 use crate::sandbox::{CallState, CpuMeter, Deadline, Sandbox};
@@ -108,6 +109,8 @@ pub struct CallRequest {
     pub quota: Option<Arc<Quota>>,
     /// A streaming call with no message either way for this long is ended.
     pub idle_timeout: Option<Duration>,
+    /// Hears what the call does as it runs (the host's metrics), if anything does.
+    pub observer: Option<Arc<dyn CallObserver>>,
 }
 
 /// One call bound for one plugin.
@@ -220,6 +223,15 @@ impl Call {
     pub async fn run(self, requests: Requests) -> Response {
         let deadline = self.deadline;
         let streams_out = !self.kind.one_response();
+        let observer = self.request.observer.clone();
+        let requests = match observer.clone() {
+            Some(observer) => Box::pin(requests.inspect(move |received| {
+                if received.is_ok() {
+                    observer.received();
+                }
+            })),
+            None => requests,
+        };
         let (start, started) = oneshot::channel();
         let io = CallIo::new(
             requests,
@@ -238,7 +250,7 @@ impl Call {
             // task from the start rather than moving to one mid-call.
             let (done, finished) = oneshot::channel();
             tokio::spawn(finish(call, done, deadline));
-            return respond(started, finished).await;
+            return observed(respond(started, finished).await, observer);
         }
         let mut started = Some(started);
         let head = deadline.bound(poll_fn(|cx| {
@@ -252,7 +264,7 @@ impl Call {
             }
             call.as_mut().poll(cx).map(Head::Finished)
         }));
-        match head.await {
+        let response = match head.await {
             None => Response::Failed {
                 metadata: Vec::new(),
                 error: CallError::DeadlineExceeded,
@@ -266,14 +278,16 @@ impl Call {
                 }
             }
             Some(Head::Finished(finished)) => answer(finished, started),
-        }
+        };
+        observed(response, observer)
     }
 
     async fn serve(mut self, mut io: CallIo, meter: CpuMeter) -> Finished {
-        let (_group, _slot, requests, mut sandbox) = match self.prepare(&mut io, meter).await {
-            Ok(prepared) => prepared,
-            Err(error) => return Finished::failed(false, error),
-        };
+        let (_group, _slot, requests, mut sandbox) =
+            match self.prepare(&mut io, meter.clone()).await {
+                Ok(prepared) => prepared,
+                Err(error) => return Finished::failed(false, error),
+            };
         let info = self.call_info();
         let state = sandbox.store.data_mut();
         state.io = Some(io);
@@ -282,7 +296,11 @@ impl Call {
         state.tenant = self.request.tenant.clone();
         state.config = self.plugin.config();
         state.built_with.get_or_insert_with(|| state.config.clone());
-        state.kv.begin(self.plugin.kv().cloned(), self.deadline);
+        state.kv.begin(
+            self.plugin.kv().cloned(),
+            self.deadline,
+            self.request.observer.clone(),
+        );
         let outbound = self.plugin.outbound().cloned();
         // Only a plugin that can call out needs the request's metadata twice.
         let inbound = match outbound {
@@ -296,6 +314,9 @@ impl Call {
             inbound,
         );
         let outcome = handle(&mut sandbox, &info, &requests).await;
+        if let Some(observer) = &self.request.observer {
+            observer.used(meter.used(), sandbox.store.data().memory.size);
+        }
         let outputs = sandbox
             .store
             .data_mut()
@@ -322,12 +343,16 @@ impl Call {
         io: &mut CallIo,
         meter: CpuMeter,
     ) -> Result<(Option<QuotaSlot>, Slot, Vec<u8>, Sandbox), CallError> {
+        let queued = std::time::Instant::now();
         let group = match &self.request.quota {
             Some(quota) => Some(quota.admit().await?),
             None => None,
         };
         let slot = self.plugin.admission().admit(&self.request.caller).await?;
         io.admitted();
+        if let Some(observer) = &self.request.observer {
+            observer.admitted(queued.elapsed());
+        }
         let requests = if self.kind.one_request() {
             self.read_request(io).await?
         } else {
@@ -413,16 +438,23 @@ impl Call {
         if let Some(mut sandbox) = self.plugin.warm().and_then(WarmPool::take) {
             let cpu_time = self.plugin.limits().cpu_time;
             crate::sandbox::arm(&mut sandbox.store, self.deadline, cpu_time, meter);
+            if let Some(observer) = &self.request.observer {
+                observer.sandbox(true);
+            }
             return Ok(sandbox);
         }
-        match self.instantiate(meter.clone()).await {
+        let fresh = match self.instantiate(meter.clone()).await {
             Err(CallError::Limit(Limit::Sandboxes | Limit::GroupMemory { .. }))
                 if self.plugin.evict_idle() > 0 =>
             {
                 self.instantiate(meter).await
             }
             outcome => outcome,
+        };
+        if let (Ok(_), Some(observer)) = (&fresh, &self.request.observer) {
+            observer.sandbox(false);
         }
+        fresh
     }
 
     /// A fresh Store with this call's bounds armed, and the plugin instantiated in it.
@@ -576,6 +608,17 @@ async fn finish(
     let _ = done.send(finished);
 }
 
+/// `response`, its body telling `observer` of each message it sends.
+fn observed(response: Response, observer: Option<Arc<dyn CallObserver>>) -> Response {
+    match response {
+        Response::Started { headers, mut body } => {
+            body.observer = observer;
+            Response::Started { headers, body }
+        }
+        failed => failed,
+    }
+}
+
 /// Why a call whose task ended without an answer failed: a bug in host code (the task
 /// panicked) or the runtime shutting down.
 fn lost_task() -> CallError {
@@ -603,6 +646,8 @@ pub struct Body {
     tail: std::vec::IntoIter<Bytes>,
     tail_compress: bool,
     last: Option<BodyPart>,
+    /// Told of each message as it goes.
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl Body {
@@ -614,6 +659,7 @@ impl Body {
             tail: Vec::new().into_iter(),
             tail_compress: true,
             last: None,
+            observer: None,
         }
     }
 }
@@ -629,6 +675,9 @@ impl Stream for Body {
                 && let Some(message) = batch.messages.next()
             {
                 let compress = batch.compress;
+                if let Some(observer) = &this.observer {
+                    observer.sent();
+                }
                 return Poll::Ready(Some(BodyPart::Message { message, compress }));
             }
             this.batch = None;
@@ -664,6 +713,9 @@ impl Stream for Body {
         }
         if let Some(message) = this.tail.next() {
             let compress = this.tail_compress;
+            if let Some(observer) = &this.observer {
+                observer.sent();
+            }
             return Poll::Ready(Some(BodyPart::Message { message, compress }));
         }
         Poll::Ready(this.last.take())

@@ -58,6 +58,47 @@ impl CallError {
     pub(crate) fn leaves_instance_clean(&self) -> bool {
         matches!(self, CallError::Guest(_))
     }
+
+    /// What kind of trap ended the call, for metrics (what the guest did, not where):
+    /// `None` unless it trapped.
+    pub fn trap_kind(&self) -> Option<&'static str> {
+        let CallError::Trap(error) = self else {
+            return None;
+        };
+        Some(match error.downcast_ref::<Trap>() {
+            // A Rust guest's panic ends in `unreachable`.
+            Some(Trap::UnreachableCodeReached) => "unreachable",
+            Some(Trap::MemoryOutOfBounds | Trap::HeapMisaligned | Trap::TableOutOfBounds) => {
+                "out_of_bounds"
+            }
+            Some(
+                Trap::IntegerOverflow | Trap::IntegerDivisionByZero | Trap::BadConversionToInteger,
+            ) => "arithmetic",
+            Some(Trap::IndirectCallToNull | Trap::BadSignature) => "bad_call",
+            Some(Trap::StackOverflow) => "stack_overflow",
+            Some(_) => "other",
+            None => "host",
+        })
+    }
+}
+
+impl Limit {
+    /// The config key that sets the limit, as metrics label it.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Limit::Memory { .. } => "memory",
+            Limit::CpuTime { .. } => "cpu_time",
+            Limit::Stack { .. } => "guest_stack",
+            Limit::Concurrency { .. } => "max_concurrent_calls",
+            Limit::CallerShare { .. } => "max_caller_share",
+            Limit::GroupConcurrency { .. } => "tenant_max_concurrent_calls",
+            Limit::GroupMemory { .. } => "tenant_memory",
+            Limit::GroupRate { .. } => "tenant_rate",
+            Limit::RequestSize { .. } | Limit::RequestInflated { .. } => "max_request_size",
+            Limit::ResponseSize { .. } => "max_response_size",
+            Limit::Sandboxes => "sandboxes",
+        }
+    }
 }
 
 /// A plugin limit a call ran into; each names the config key that sets it.

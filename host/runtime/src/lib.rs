@@ -16,6 +16,7 @@ mod engine;
 mod errors;
 mod limits;
 mod metadata;
+mod observe;
 mod plugin;
 mod quota;
 mod sandbox;
@@ -32,6 +33,7 @@ pub use engine::{Engine, EngineConfig, EngineError};
 pub use errors::{CallError, Limit};
 pub use limits::{DEFAULT_LIMITS, Limits, duration, size};
 pub use metadata::InvalidMetadata;
+pub use observe::CallObserver;
 
 pub use plugin::{CONTRACT, ConfigValues, Grants, Inspection, LoadError, Plugin, content_hash};
 pub use quota::{CPU_WINDOW, Quota, QuotaLimits};

@@ -242,7 +242,7 @@ impl CpuMeter {
     }
 
     /// CPU time used so far, the poll under way included.
-    fn used(&self) -> Duration {
+    pub(crate) fn used(&self) -> Duration {
         let meter = self.lock();
         meter.used
             + meter

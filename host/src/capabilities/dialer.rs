@@ -21,6 +21,7 @@ use tower::util::BoxCloneSyncService;
 use crate::config::{Endpoints, OutboundTarget};
 use crate::doors::request_buffer::Budget;
 use crate::identity::CallerIdentity;
+use crate::metrics::PluginMetrics;
 use crate::outbound::{OutboundCall, OutboundResponse, Target, TargetError};
 use crate::server::Peer;
 
@@ -80,6 +81,8 @@ impl LocalDoor {
 /// One plugin's targets, by alias.
 pub(crate) struct PluginDialer {
     targets: HashMap<String, (Target, Arc<[String]>)>,
+    /// Where the plugin's outbound calls are counted, by target and code.
+    metrics: Option<Arc<PluginMetrics>>,
 }
 
 impl PluginDialer {
@@ -91,6 +94,7 @@ impl PluginDialer {
         name: &str,
         authority: Option<http::uri::Authority>,
         door: &LocalDoor,
+        metrics: Option<Arc<PluginMetrics>>,
     ) -> Result<Self, TargetError> {
         let mut targets = HashMap::new();
         for (alias, config) in tables {
@@ -108,13 +112,14 @@ impl PluginDialer {
                 .collect();
             targets.insert(alias.clone(), (target, propagate));
         }
-        Ok(Self { targets })
+        Ok(Self { targets, metrics })
     }
 }
 
 impl Dialer for PluginDialer {
     fn dial(&self, target: &str, request: DialRequest) -> Result<Dialing, Status> {
-        let Some((target, propagate)) = self.targets.get(target) else {
+        let alias = target;
+        let Some((target, propagate)) = self.targets.get(alias) else {
             let mut granted: Vec<&str> = self.targets.keys().map(String::as_str).collect();
             granted.sort_unstable();
             return Err(status(
@@ -133,14 +138,27 @@ impl Dialer for PluginDialer {
             requests: request.requests,
         };
         let target = target.clone();
+        let tally = self.metrics.clone().map(|metrics| OutboundTally {
+            metrics,
+            target: alias.to_owned(),
+        });
         Ok(Box::pin(async move {
             match target.call(call).await {
-                Ok(response) => Ok(Box::new(Response(response)) as Box<dyn Reply>),
+                Ok(response) => Ok(Box::new(Response {
+                    response,
+                    tally,
+                    ended: false,
+                }) as Box<dyn Reply>),
                 // A trailers-only answer's metadata is its trailers.
-                Err(error) => Err(DialFailure {
-                    status: from_tonic(&error),
-                    trailers: entries(error.metadata()),
-                }),
+                Err(error) => {
+                    if let Some(tally) = tally {
+                        tally.ended(error.code());
+                    }
+                    Err(DialFailure {
+                        status: from_tonic(&error),
+                        trailers: entries(error.metadata()),
+                    })
+                }
             }
         }))
     }
@@ -196,22 +214,59 @@ fn append(map: &mut MetadataMap, entry: &MetadataEntry) -> Result<(), Status> {
     Ok(())
 }
 
-/// A response, as the runtime reads it.
-struct Response(OutboundResponse);
+/// Where one outbound call is counted when it ends.
+struct OutboundTally {
+    metrics: Arc<PluginMetrics>,
+    target: String,
+}
+
+impl OutboundTally {
+    fn ended(&self, code: tonic::Code) {
+        self.metrics.outbound(&self.target, code);
+    }
+}
+
+/// A response, as the runtime reads it, counted when it ends.
+struct Response {
+    response: OutboundResponse,
+    tally: Option<OutboundTally>,
+    ended: bool,
+}
 
 impl Reply for Response {
     fn headers(&self) -> Vec<MetadataEntry> {
-        entries(&self.0.headers)
+        entries(&self.response.headers)
     }
 
     fn message(
         &mut self,
     ) -> Pin<Box<dyn Future<Output = Result<Option<Bytes>, Status>> + Send + '_>> {
-        Box::pin(async move { self.0.message().await.map_err(|error| from_tonic(&error)) })
+        Box::pin(async move {
+            let message = self.response.message().await;
+            let end = match &message {
+                Ok(Some(_)) => None,
+                Ok(None) => Some(tonic::Code::Ok),
+                Err(error) => Some(error.code()),
+            };
+            if let (Some(code), Some(tally), false) = (end, &self.tally, self.ended) {
+                self.ended = true;
+                tally.ended(code);
+            }
+            message.map_err(|error| from_tonic(&error))
+        })
     }
 
     fn trailers(&self) -> Vec<MetadataEntry> {
-        self.0.trailers().map(entries).unwrap_or_default()
+        self.response.trailers().map(entries).unwrap_or_default()
+    }
+}
+
+impl Drop for Response {
+    fn drop(&mut self) {
+        // Dropped before its end: the calling plugin (or its call) gave up on it.
+        if let (Some(tally), false) = (&self.tally, self.ended) {
+            tally.ended(tonic::Code::Cancelled);
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use plugrpc_runtime::{Backend, BackendError, Grants, KvGrant, OutboundGrant};
 pub(crate) use dialer::{LocalDoor, LocalStack};
 
 use crate::config::{HostConfig, Invalid, KvBackendKind, KvTable};
+use crate::metrics::Metrics;
 use dialer::PluginDialer;
 
 /// Why the host's capabilities could not be set up.
@@ -34,14 +35,22 @@ pub(crate) struct Capabilities {
     kv: Option<Backend>,
     /// Where `local` outbound calls enter the host.
     local: LocalDoor,
+    /// Where outbound calls are counted, when the host keeps metrics.
+    metrics: Option<Arc<Metrics>>,
 }
 
 impl Capabilities {
     /// Opens what `config` grants any plugin: the key-value backend when a plugin has a
     /// `[kv]` table (a Redis that is down is not an error: its calls fail until it is up).
-    pub(crate) async fn open(config: &HostConfig) -> Result<Self, CapabilityError> {
+    pub(crate) async fn open(
+        config: &HostConfig,
+        metrics: Option<Arc<Metrics>>,
+    ) -> Result<Self, CapabilityError> {
         if !config.grants_kv() {
-            return Ok(Self::default());
+            return Ok(Self {
+                metrics,
+                ..Self::default()
+            });
         }
         let backend = match config.kv.backend {
             KvBackendKind::Embedded => {
@@ -64,6 +73,7 @@ impl Capabilities {
         Ok(Self {
             kv: Some(backend),
             local: LocalDoor::default(),
+            metrics,
         })
     }
 
@@ -101,6 +111,7 @@ impl Capabilities {
                     name,
                     tenant_authority(config, tenant),
                     &self.local,
+                    self.metrics.as_ref().map(|m| m.plugin(tenant, name)),
                 )
                 .map_err(|error| format!("{key}: {error}"))?;
                 let limits = config.tenant_limits_for(tenant, name);

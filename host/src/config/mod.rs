@@ -88,8 +88,11 @@ pub struct HostConfig {
     pub plugins_dir: PathBuf,
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Where the admin endpoints (`/healthz`, `/readyz`, `/plugins`) listen; `None`: off.
+    /// Where the admin endpoints (`/healthz`, `/readyz`, `/plugins`, `/metrics`) listen;
+    /// `None`: off.
     pub admin_listen: Option<SocketAddr>,
+    /// Whether calls, sandboxes and loads are counted for `/metrics` (`host.metrics`).
+    pub metrics: bool,
     /// Wasm stack per guest, host-wide.
     pub guest_stack: usize,
     /// Sandboxes in the pool: calls that can run at once across all plugins.
@@ -250,6 +253,7 @@ struct HostTable {
     watch: Option<bool>,
     data_dir: Option<PathBuf>,
     admin_listen: Option<AdminListen>,
+    metrics: Option<bool>,
 }
 
 /// `host.admin_listen`: an address, or `"off"`.
@@ -356,6 +360,7 @@ impl Default for HostConfig {
             plugins_dir: PathBuf::from(DEFAULT_PLUGINS_DIR),
             listen: DEFAULT_LISTEN,
             admin_listen: Some(DEFAULT_ADMIN_LISTEN),
+            metrics: true,
             guest_stack: DEFAULT_GUEST_STACK,
             sandboxes: DEFAULT_SANDBOXES,
             cache_dir: default_cache_dir(),
@@ -443,6 +448,7 @@ impl HostConfig {
                 .host
                 .admin_listen
                 .map_or(Some(DEFAULT_ADMIN_LISTEN), AdminListen::addr),
+            metrics: file.host.metrics.unwrap_or(true),
             guest_stack: file.host.guest_stack.map_or(DEFAULT_GUEST_STACK, to_usize),
             sandboxes,
             cache_dir: match file.host.cache {

@@ -28,6 +28,7 @@ use crate::doors::front::{self, Front, WEB_FRAMING, guest_metadata};
 use crate::doors::grpc::HttpResponse;
 use crate::doors::json;
 use crate::doors::response::{Ending, EnvelopeBody};
+use crate::metrics::{CallMeter, Door};
 use crate::registry::Route;
 use crate::server::Wasted;
 use crate::status;
@@ -101,15 +102,41 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
     let (parts, body) = request.into_parts();
-    let route = route.ok_or_else(|| status::no_route(parts.uri.path()));
+    let meter = route
+        .as_ref()
+        .map(|route| front.meter(route, Door::Connect))
+        .unwrap_or_default();
+    let route =
+        route.ok_or_else(|| front.unknown(Door::Connect, status::no_route(parts.uri.path())));
     match kind {
-        Some(Kind::Streaming(codec)) => streaming(front, parts, body, codec, route).await,
-        Some(Kind::Unary(codec)) => match unary_post(front, &parts, body, codec, route).await {
-            Ok(response) | Err(response) => response,
-        },
-        None => match unary_get(front, &parts, route).await {
-            Ok(response) | Err(response) => response,
-        },
+        Some(Kind::Streaming(codec)) => streaming(front, parts, body, codec, route, meter).await,
+        Some(Kind::Unary(codec)) => whole(
+            &meter,
+            unary_post(front, &parts, body, codec, route, &meter).await,
+        ),
+        None => whole(&meter, unary_get(front, &parts, route, &meter).await),
+    }
+}
+
+/// A unary response, whole: OK, or the error [`error_response`] made, as `meter` counts it.
+pub(crate) fn whole(
+    meter: &CallMeter,
+    response: Result<HttpResponse, HttpResponse>,
+) -> HttpResponse {
+    match response {
+        Ok(response) => {
+            meter.end(Code::Ok);
+            response
+        }
+        Err(response) => {
+            let code = response
+                .extensions()
+                .get::<Code>()
+                .copied()
+                .unwrap_or(Code::Unknown);
+            meter.end(code);
+            response
+        }
     }
 }
 
@@ -120,6 +147,7 @@ async fn unary_post<B>(
     body: B,
     codec: Codec,
     route: Result<Route, Status>,
+    meter: &CallMeter,
 ) -> Result<HttpResponse, HttpResponse>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -164,7 +192,7 @@ where
         body,
         encoding,
     };
-    unary(front, parts, request).await
+    unary(front, parts, request, meter).await
 }
 
 /// A unary GET: the message is in the query.
@@ -172,6 +200,7 @@ async fn unary_get(
     front: &Front,
     parts: &http::request::Parts,
     route: Result<Route, Status>,
+    meter: &CallMeter,
 ) -> Result<HttpResponse, HttpResponse> {
     let query = parts.uri.query().unwrap_or_default();
     let mut message = None;
@@ -253,7 +282,7 @@ async fn unary_get(
         body: Bytes::from(message),
         encoding,
     };
-    unary(front, parts, request).await
+    unary(front, parts, request, meter).await
 }
 
 /// A unary Connect request, read: its route and caller, and its body as it came.
@@ -272,6 +301,7 @@ async fn unary(
     front: &Front,
     parts: &http::request::Parts,
     request: Unary,
+    meter: &CallMeter,
 ) -> Result<HttpResponse, HttpResponse> {
     let Unary {
         route,
@@ -294,7 +324,7 @@ async fn unary(
         &MetadataMap::from_headers(parts.headers.clone()),
         WEB_FRAMING,
     );
-    let call = front.call(&route, caller, timeout, metadata);
+    let call = front.call(&route, caller, timeout, metadata, meter);
     let requests = futures::stream::once(async move {
         Ok(Received {
             message,
@@ -303,7 +333,7 @@ async fn unary(
     });
     let (headers, body) = match call.run(Box::pin(requests)).await {
         Response::Failed { metadata, error } => {
-            let (status, wasted) = front::failed(&route, metadata, error);
+            let (status, wasted) = front::failed(&route, meter, metadata, error);
             let mut response = error_response(&status);
             if wasted {
                 response.extensions_mut().insert(Wasted);
@@ -314,7 +344,7 @@ async fn unary(
     };
     let call_for = front::for_call(&route);
     let headers = guest_metadata(headers, call_for).map_err(unary_error)?;
-    let answer = front::unary_answer(&route, body).await;
+    let answer = front::unary_answer(&route, meter, body).await;
     if let Some(status) = answer.failed {
         let mut response = error_response(&status);
         add_metadata(response.headers_mut(), headers, "");
@@ -372,6 +402,7 @@ async fn streaming<B>(
     body: B,
     codec: Codec,
     route: Result<Route, Status>,
+    meter: CallMeter,
 ) -> HttpResponse
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -383,6 +414,7 @@ where
     });
     // A streaming response always answers 200: the error is in its end-stream envelope.
     let ended = |status: Status| {
+        let status = meter.ended(status);
         let end = super::response::framed(END_STREAM, &end_stream_json(&status));
         let mut response =
             http::Response::new(tonic::body::Body::new(http_body_util::Full::new(end)));
@@ -429,10 +461,10 @@ where
         }
     };
     let metadata = front::metadata_to_guest(&MetadataMap::from_headers(parts.headers), WEB_FRAMING);
-    let call = front.call(&route, caller, timeout, metadata);
+    let call = front.call(&route, caller, timeout, metadata, &meter);
     match call.run(requests).await {
         Response::Failed { metadata, error } => {
-            let (status, wasted) = front::failed(&route, metadata, error);
+            let (status, wasted) = front::failed(&route, &meter, metadata, error);
             let mut response = ended(status);
             if wasted {
                 response.extensions_mut().insert(Wasted);
@@ -450,6 +482,7 @@ where
                         respond_with,
                         front.compress_min_size(),
                         Ending::Connect,
+                        meter.clone(),
                     )
                     .json(json);
                     let mut response = http::Response::new(tonic::body::Body::new(body));
@@ -640,6 +673,8 @@ pub(crate) fn error_response(status: &Status) -> HttpResponse {
         Bytes::from(body),
     )));
     *response.status_mut() = http_status(status.code());
+    // For the call's metrics: the code is not in the response's own words.
+    response.extensions_mut().insert(status.code());
     add_metadata(response.headers_mut(), status.metadata().clone(), "");
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

@@ -23,6 +23,7 @@ use crate::doors::envelope::{Encoding, Envelopes};
 use crate::doors::request_buffer::{Budget, Buffered};
 use crate::hosts::host_of;
 use crate::identity::CallerIdentity;
+use crate::metrics::{CallMeter, Door};
 use crate::registry::{Registry, Route};
 use crate::server::Peer;
 use crate::status::{self, For};
@@ -76,11 +77,30 @@ impl Front {
         self.compress_min_size
     }
 
-    /// The route serving `path` for the request's host; UNIMPLEMENTED when none does.
-    pub(crate) fn route(&self, path: &str, parts: &http::request::Parts) -> Result<Route, Status> {
+    /// The route serving `path` for the request's host; UNIMPLEMENTED when none does
+    /// (counted as a call of an unknown method on `door`).
+    pub(crate) fn route(
+        &self,
+        path: &str,
+        parts: &http::request::Parts,
+        door: Door,
+    ) -> Result<Route, Status> {
         self.registry
             .lookup(path, || request_host(parts))
-            .ok_or_else(|| status::no_route(path))
+            .ok_or_else(|| self.unknown(door, status::no_route(path)))
+    }
+
+    /// A call no route serves, counted under `unknown`; `status` is handed back.
+    pub(crate) fn unknown(&self, door: Door, status: Status) -> Status {
+        if let Some(metrics) = self.registry.metrics() {
+            metrics.unknown(door, status.code());
+        }
+        status
+    }
+
+    /// A call of `route` by `door`, counted as started from now.
+    pub(crate) fn meter(&self, route: &Route, door: Door) -> CallMeter {
+        CallMeter::new(route.metrics.as_ref().map(|metrics| metrics.start(door)))
     }
 
     /// The caller, when the route's rules let it call. Before any sandbox or byte of the
@@ -144,13 +164,14 @@ impl Front {
             .flatten()
     }
 
-    /// The call core's call for `caller` on `route`.
+    /// The call core's call for `caller` on `route`, observed by its `meter`.
     pub(crate) fn call(
         &self,
         route: &Route,
         caller: Caller,
         timeout: Option<Duration>,
         metadata: Vec<MetadataEntry>,
+        meter: &CallMeter,
     ) -> Call {
         let Caller { identity, peer } = caller;
         let request = CallRequest {
@@ -169,6 +190,7 @@ impl Front {
             tenant: route.tenant.clone(),
             quota: route.quota.clone(),
             idle_timeout: (route.kind != MethodKind::Unary).then_some(self.stream_idle_timeout),
+            observer: meter.observer(),
         };
         Call::new(route.plugin.clone(), route.kind, request)
     }
@@ -216,8 +238,9 @@ pub(crate) struct UnaryAnswer {
     pub(crate) trailers: MetadataMap,
 }
 
-/// Reads a started unary call's body to its end.
-pub(crate) async fn unary_answer(route: &Route, mut body: Body) -> UnaryAnswer {
+/// Reads a started unary call's body to its end (what its error says of the sandbox
+/// counted by `meter`; its code is the door's to count, once the response is whole).
+pub(crate) async fn unary_answer(route: &Route, meter: &CallMeter, mut body: Body) -> UnaryAnswer {
     let call = for_call(route);
     let mut answer = UnaryAnswer {
         reply: Bytes::new(),
@@ -233,6 +256,9 @@ pub(crate) async fn unary_answer(route: &Route, mut body: Body) -> UnaryAnswer {
             }
             BodyPart::End { trailers, result } => match guest_metadata(trailers, call) {
                 Ok(trailers) => {
+                    if let Err(error) = &result {
+                        meter.failed(error);
+                    }
                     answer.failed = status::end(result, trailers.clone(), call)
                         .filter(|status| status.code() != tonic::Code::Ok);
                     answer.trailers = trailers;
@@ -263,19 +289,22 @@ pub(crate) fn for_call(route: &Route) -> For<'_> {
 
 /// A call that failed before its response started, as its status (the guest's headers
 /// and trailers with it), and whether the client made the host do it for nothing (over
-/// its share of the plugin), which counts toward the connection's abuse limit.
+/// its share of the plugin), which counts toward the connection's abuse limit. The call
+/// ends here for its `meter`.
 pub(crate) fn failed(
     route: &Route,
+    meter: &CallMeter,
     metadata: Vec<MetadataEntry>,
     error: CallError,
 ) -> (Status, bool) {
     let wasted = matches!(error, CallError::Limit(Limit::CallerShare { .. }));
+    meter.failed(&error);
     let call = for_call(route);
     let status = guest_metadata(metadata, call).map_or_else(
         |invalid| invalid,
         |metadata| status::failed(error, metadata, call),
     );
-    (status, wasted)
+    (meter.ended(status), wasted)
 }
 
 /// Guest metadata as HTTP can carry it; what it cannot is the plugin's fault, INTERNAL.

@@ -15,6 +15,7 @@ use tonic::metadata::MetadataMap;
 use crate::doors::envelope::{self, Encoding};
 use crate::doors::front::{self, Front, GRPC_FRAMING, guest_metadata};
 use crate::doors::response::{Ending, EnvelopeBody};
+use crate::metrics::Door;
 use crate::server::Wasted;
 use crate::status;
 
@@ -50,19 +51,24 @@ where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + Send,
 {
+    let door = match ending {
+        Ending::Trailers => Door::Grpc,
+        _ => Door::GrpcWeb,
+    };
     let path = parts.uri.path();
-    let route = match front.route(path, &parts) {
+    let route = match front.route(path, &parts, door) {
         Ok(route) => route,
         Err(status) => return status.into_http(),
     };
+    let meter = front.meter(&route, door);
     let timeout = match timeout_from_headers(&parts.headers) {
         Ok(timeout) => timeout,
-        Err(error) => return status::malformed_timeout(&error).into_http(),
+        Err(error) => return meter.ended(status::malformed_timeout(&error)).into_http(),
     };
     let encoding = match request_encoding(&parts.headers) {
         Ok(encoding) => encoding,
         Err(status) => {
-            let mut response = status.into_http();
+            let mut response = meter.ended(status).into_http();
             response
                 .headers_mut()
                 .insert(GRPC_ACCEPT_ENCODING, envelope::ACCEPTED);
@@ -71,7 +77,7 @@ where
     };
     let caller = match front.admit(&route, &parts.extensions) {
         Ok(caller) => caller,
-        Err(status) => return status.into_http(),
+        Err(status) => return meter.ended(status).into_http(),
     };
     let respond_with =
         front.response_encoding(&route, encoding, parts.headers.get(GRPC_ACCEPT_ENCODING));
@@ -85,10 +91,10 @@ where
             front::WEB_FRAMING
         },
     );
-    let call = front.call(&route, caller, timeout, metadata);
+    let call = front.call(&route, caller, timeout, metadata, &meter);
     match call.run(Box::pin(requests)).await {
         Response::Failed { metadata, error } => {
-            let (status, wasted) = front::failed(&route, metadata, error);
+            let (status, wasted) = front::failed(&route, &meter, metadata, error);
             let mut response = status.into_http();
             if let Some(content_type) = content_type.filter(|_| ending != Ending::Trailers) {
                 response
@@ -102,7 +108,7 @@ where
         }
         Response::Started { headers, body } => {
             match guest_metadata(headers, front::for_call(&route)) {
-                Err(invalid) => invalid.into_http(),
+                Err(invalid) => meter.ended(invalid).into_http(),
                 Ok(headers) => {
                     let body = EnvelopeBody::new(
                         body,
@@ -110,6 +116,7 @@ where
                         respond_with,
                         front.compress_min_size(),
                         ending,
+                        meter,
                     );
                     let mut response = http::Response::new(tonic::body::Body::new(body));
                     let out = response.headers_mut();

@@ -17,6 +17,7 @@ use tonic::Status;
 use crate::doors::connect;
 use crate::doors::envelope::{self, Encoding};
 use crate::doors::front::{for_call, guest_metadata};
+use crate::metrics::CallMeter;
 use crate::registry::Route;
 use crate::status;
 
@@ -58,6 +59,8 @@ pub(crate) struct EnvelopeBody {
     ended: bool,
     /// The response message type, when messages go out as JSON.
     json: Option<prost_reflect::MessageDescriptor>,
+    /// The call's metrics, ended with the status the body ends with.
+    meter: CallMeter,
 }
 
 /// The end of a response, ready to go.
@@ -73,6 +76,7 @@ impl EnvelopeBody {
         encoding: Option<Encoding>,
         min_size: usize,
         ending: Ending,
+        meter: CallMeter,
     ) -> Self {
         Self {
             body,
@@ -85,6 +89,7 @@ impl EnvelopeBody {
             end: None,
             ended: false,
             json: None,
+            meter,
         }
     }
 
@@ -97,6 +102,7 @@ impl EnvelopeBody {
     /// The end for a call that ended with `status` (`None`: OK with no trailers).
     fn end(&self, status: Option<Status>) -> End {
         let status = status.unwrap_or_else(|| Status::ok(""));
+        self.meter.end(status.code());
         match self.ending {
             Ending::Trailers => End::Trailers(trailers(&status)),
             Ending::GrpcWeb { .. } => {
@@ -187,6 +193,9 @@ impl http_body::Body for EnvelopeBody {
                     }
                 }
                 Some(BodyPart::End { trailers, result }) => {
+                    if let Err(error) = &result {
+                        this.meter.failed(error);
+                    }
                     let call = for_call(&this.route);
                     let status = match guest_metadata(trailers, call) {
                         Ok(trailers) => status::end(result, trailers, call),

@@ -15,11 +15,12 @@ use serde_json::{Map, Value};
 use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 
-use crate::doors::connect::{add_metadata, error_json, error_response};
+use crate::doors::connect::{add_metadata, error_json, error_response, whole};
 use crate::doors::front::{self, Front, WEB_FRAMING, guest_metadata};
 use crate::doors::grpc::HttpResponse;
 use crate::doors::http_rule::Binding;
 use crate::doors::json;
+use crate::metrics::{CallMeter, Door};
 use crate::registry::{Route, Transcoded};
 use crate::server::Wasted;
 use crate::status;
@@ -44,8 +45,12 @@ where
         binding,
         variables,
     } = transcoded;
-    match answer(front, request, route, &binding, variables).await {
-        Ok(response) | Err(response) => response,
+    let meter = front.meter(&route, Door::Json);
+    let streams = route.kind == MethodKind::ServerStreaming;
+    match answer(front, request, route, &binding, variables, &meter).await {
+        // A stream's body counts its own end.
+        Ok(response) if streams => response,
+        answered => whole(&meter, answered),
     }
 }
 
@@ -55,6 +60,7 @@ async fn answer<B>(
     route: Route,
     binding: &Binding,
     variables: Vec<(String, String)>,
+    meter: &CallMeter,
 ) -> Result<HttpResponse, HttpResponse>
 where
     B: http_body::Body<Data = Bytes> + Unpin + Send + 'static,
@@ -73,14 +79,14 @@ where
         &MetadataMap::from_headers(parts.headers.clone()),
         WEB_FRAMING,
     );
-    let call = front.call(&route, caller, None, metadata);
+    let call = front.call(&route, caller, None, metadata, meter);
     let requests = futures::stream::once(async move { Ok(Received::plain(message)) });
     let (headers, body) = match call.run(Box::pin(requests)).await {
         Response::Failed {
             metadata,
             error: failure,
         } => {
-            let (status, wasted) = front::failed(&route, metadata, failure);
+            let (status, wasted) = front::failed(&route, meter, metadata, failure);
             let mut response = error(status);
             if wasted {
                 response.extensions_mut().insert(Wasted);
@@ -95,9 +101,9 @@ where
         response_body: binding.response_body.clone(),
     };
     if route.kind == MethodKind::ServerStreaming {
-        return Ok(ndjson(route, headers, body, output));
+        return Ok(ndjson(route, headers, body, output, meter.clone()));
     }
-    unary(route, headers, body, output).await
+    unary(route, headers, body, output, meter).await
 }
 
 /// How a response message becomes the response body.
@@ -132,8 +138,9 @@ async fn unary(
     headers: MetadataMap,
     body: plugrpc_runtime::Body,
     output: Output,
+    meter: &CallMeter,
 ) -> Result<HttpResponse, HttpResponse> {
-    let answer = front::unary_answer(&route, body).await;
+    let answer = front::unary_answer(&route, meter, body).await;
     if let Some(status) = answer.failed {
         let mut response = error_response(&status);
         add_metadata(response.headers_mut(), headers, "");
@@ -162,6 +169,7 @@ fn ndjson(
     headers: MetadataMap,
     body: plugrpc_runtime::Body,
     output: Output,
+    meter: CallMeter,
 ) -> HttpResponse {
     let lines = body.filter_map(move |part| {
         let line = match part {
@@ -172,11 +180,15 @@ fn ndjson(
                 }))
             }
             BodyPart::End { trailers, result } => {
+                if let Err(error) = &result {
+                    meter.failed(error);
+                }
                 let call = front::for_call(&route);
                 let status = match guest_metadata(trailers, call) {
                     Ok(trailers) => status::end(result, trailers, call),
                     Err(invalid) => Some(invalid),
                 };
+                meter.end(status.as_ref().map_or(Code::Ok, Status::code));
                 status.filter(|s| s.code() != Code::Ok).map(|status| {
                     serde_json::to_vec(&serde_json::json!({ "error": error_json(&status) }))
                         .unwrap_or_default()

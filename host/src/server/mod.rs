@@ -23,6 +23,7 @@ use crate::config::{EdgeConfig, HostConfig, Invalid};
 use crate::doors::Doors;
 use crate::doors::request_buffer::Budget;
 use crate::identity::{ApiKeys, IdentityLayer};
+use crate::metrics::Metrics;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::tls::{Tls, TlsError};
 use crate::watch::{self, FolderWatch};
@@ -94,8 +95,9 @@ impl Host {
         // A bad certificate is the operator's mistake: refuse before the slow part.
         let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         let engine = Engine::new(&config.engine())?;
-        let capabilities = Capabilities::open(config).await?;
-        let registry = Arc::new(Registry::new(capabilities));
+        let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
+        let capabilities = Capabilities::open(config, metrics.clone()).await?;
+        let registry = Arc::new(Registry::new(capabilities, metrics));
         let config = Arc::new(config.clone());
         // Watch before the first read, so no change can fall between the two.
         // Serving matters more than reloading: a folder that cannot be watched is logged.

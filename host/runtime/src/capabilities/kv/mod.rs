@@ -23,6 +23,7 @@ use crate::bindings::keyvalue::{
     add_atomics_to_linker, add_batch_to_linker, add_store_to_linker,
 };
 use crate::limits::size;
+use crate::observe::CallObserver;
 use crate::sandbox::{CallState, Deadline};
 
 /// Keys one `list-keys` answers at most; the cursor fetches the rest.
@@ -99,17 +100,37 @@ pub(crate) struct KvState {
     grant: Option<Arc<KvGrant>>,
     ops: u32,
     deadline: Option<Deadline>,
+    /// Told of each operation and the bytes it moved.
+    observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl KvState {
-    /// Arms the state for a call ending at `deadline`.
-    pub(crate) fn begin(&mut self, grant: Option<Arc<KvGrant>>, deadline: Deadline) {
+    /// Arms the state for a call ending at `deadline`, observed by `observer`.
+    pub(crate) fn begin(
+        &mut self,
+        grant: Option<Arc<KvGrant>>,
+        deadline: Deadline,
+        observer: Option<Arc<dyn CallObserver>>,
+    ) {
         *self = Self {
             grant,
             ops: 0,
             deadline: Some(deadline),
+            observer,
         };
     }
+
+    /// Tells the observer of bytes read and written.
+    fn moved(&self, read: usize, written: usize) {
+        if let Some(observer) = &self.observer {
+            observer.kv_bytes(read, written);
+        }
+    }
+}
+
+/// What `value` and `key` weigh together, when there is a value.
+fn weight<V: AsRef<[u8]>>(key: &str, value: Option<V>) -> usize {
+    value.map_or(0, |value| key.len() + value.as_ref().len())
 }
 
 /// An open bucket, as the guest holds it.
@@ -228,15 +249,20 @@ impl KvView<'_> {
         Ok(())
     }
 
-    /// The bucket behind `bucket`, after counting `ops` operations and checking `keys`.
+    /// The bucket behind `bucket`, after counting `ops` operations (of kind `op`) and
+    /// checking `keys`.
     fn bucket<'k>(
         &mut self,
         bucket: &Resource<Bucket>,
+        op: &'static str,
         ops: usize,
         keys: impl IntoIterator<Item = &'k str>,
     ) -> wasmtime::Result<Result<(Arc<KvGrant>, Namespace), KvError>> {
         let open = self.table.get(bucket)?;
         let (grant, namespace) = (open.grant.clone(), open.namespace.clone());
+        if let Some(observer) = &self.kv.observer {
+            observer.kv_operation(op, ops);
+        }
         if let Err(error) = self.spend(ops) {
             return Ok(Err(error));
         }
@@ -329,13 +355,16 @@ impl StoreHost for KvView<'_> {
 
 impl BucketHost for KvView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Option<Vec<u8>>> {
-        let (grant, ns) = attempt!(self.bucket(&bucket, 1, [key.as_str()])?);
-        Ok(bound(self.deadline(), grant.backend.get(&ns, &key)).await)
+        let (grant, ns) = attempt!(self.bucket(&bucket, "get", 1, [key.as_str()])?);
+        let value = attempt!(bound(self.deadline(), grant.backend.get(&ns, &key)).await);
+        self.kv.moved(weight(&key, value.as_ref()), 0);
+        Ok(Ok(value))
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
-        let (grant, ns) = attempt!(self.bucket(&bucket, 1, [key.as_str()])?);
+        let (grant, ns) = attempt!(self.bucket(&bucket, "set", 1, [key.as_str()])?);
         attempt!(check_value(&grant.limits, &value));
+        self.kv.moved(0, weight(&key, Some(&value)));
         Ok(bound(
             self.deadline(),
             grant.backend.set(&ns, &key, &value, grant.limits.max_bytes),
@@ -344,12 +373,12 @@ impl BucketHost for KvView<'_> {
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
-        let (grant, ns) = attempt!(self.bucket(&bucket, 1, [key.as_str()])?);
+        let (grant, ns) = attempt!(self.bucket(&bucket, "delete", 1, [key.as_str()])?);
         Ok(bound(self.deadline(), grant.backend.delete(&ns, &key)).await)
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<bool> {
-        let (grant, ns) = attempt!(self.bucket(&bucket, 1, [key.as_str()])?);
+        let (grant, ns) = attempt!(self.bucket(&bucket, "exists", 1, [key.as_str()])?);
         Ok(bound(self.deadline(), grant.backend.exists(&ns, &key)).await)
     }
 
@@ -358,7 +387,7 @@ impl BucketHost for KvView<'_> {
         bucket: Resource<Bucket>,
         cursor: Option<String>,
     ) -> KvResult<KeyResponse> {
-        let (grant, ns) = attempt!(self.bucket(&bucket, 1, cursor.as_deref())?);
+        let (grant, ns) = attempt!(self.bucket(&bucket, "list_keys", 1, cursor.as_deref())?);
         let (keys, cursor) = attempt!(
             bound(
                 self.deadline(),
@@ -366,6 +395,7 @@ impl BucketHost for KvView<'_> {
             )
             .await
         );
+        self.kv.moved(keys.iter().map(String::len).sum(), 0);
         Ok(Ok(KeyResponse { keys, cursor }))
     }
 
@@ -382,7 +412,7 @@ impl AtomicsHost for KvView<'_> {
         key: String,
         delta: i64,
     ) -> KvResult<i64> {
-        let (grant, ns) = attempt!(self.bucket(&bucket, 1, [key.as_str()])?);
+        let (grant, ns) = attempt!(self.bucket(&bucket, "increment", 1, [key.as_str()])?);
         Ok(bound(
             self.deadline(),
             grant
@@ -409,6 +439,10 @@ impl AtomicsHost for KvView<'_> {
         {
             return Ok(Err(CasError::StoreError(error)));
         }
+        if let Some(observer) = &self.kv.observer {
+            observer.kv_operation("swap", 1);
+        }
+        self.kv.moved(0, weight(&key, Some(&value)));
         let swapped = bound(
             self.deadline(),
             grant.backend.compare_and_swap(
@@ -443,8 +477,9 @@ impl AtomicsHost for KvView<'_> {
 
 impl CasHost for KvView<'_> {
     async fn new(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<Resource<Cas>> {
-        let (grant, namespace) = attempt!(self.bucket(&bucket, 1, [key.as_str()])?);
+        let (grant, namespace) = attempt!(self.bucket(&bucket, "cas", 1, [key.as_str()])?);
         let seen = attempt!(bound(self.deadline(), grant.backend.get(&namespace, &key)).await);
+        self.kv.moved(weight(&key, seen.as_ref()), 0);
         Ok(Ok(self.table.push(Cas {
             grant,
             namespace,
@@ -469,9 +504,19 @@ impl BatchHost for KvView<'_> {
         bucket: Resource<Bucket>,
         keys: Vec<String>,
     ) -> KvResult<Vec<Option<(String, Vec<u8>)>>> {
-        let (grant, ns) =
-            attempt!(self.bucket(&bucket, keys.len(), keys.iter().map(String::as_str))?);
+        let (grant, ns) = attempt!(self.bucket(
+            &bucket,
+            "get_many",
+            keys.len(),
+            keys.iter().map(String::as_str)
+        )?);
         let values = attempt!(bound(self.deadline(), grant.backend.get_many(&ns, &keys)).await);
+        let read = keys
+            .iter()
+            .zip(&values)
+            .map(|(key, value)| weight(key, value.as_ref()))
+            .sum();
+        self.kv.moved(read, 0);
         Ok(Ok(keys
             .into_iter()
             .zip(values)
@@ -486,12 +531,18 @@ impl BatchHost for KvView<'_> {
     ) -> KvResult<()> {
         let (grant, ns) = attempt!(self.bucket(
             &bucket,
+            "set_many",
             entries.len(),
             entries.iter().map(|(key, _)| key.as_str())
         )?);
         for (_, value) in &entries {
             attempt!(check_value(&grant.limits, value));
         }
+        let written = entries
+            .iter()
+            .map(|(key, value)| weight(key, Some(value)))
+            .sum();
+        self.kv.moved(0, written);
         Ok(bound(
             self.deadline(),
             grant
@@ -502,8 +553,12 @@ impl BatchHost for KvView<'_> {
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
-        let (grant, ns) =
-            attempt!(self.bucket(&bucket, keys.len(), keys.iter().map(String::as_str))?);
+        let (grant, ns) = attempt!(self.bucket(
+            &bucket,
+            "delete_many",
+            keys.len(),
+            keys.iter().map(String::as_str)
+        )?);
         Ok(bound(self.deadline(), grant.backend.delete_many(&ns, &keys)).await)
     }
 }
