@@ -19,10 +19,13 @@ pub mod inspect;
 mod metrics;
 pub mod outbound;
 mod registry;
+mod reload;
 mod server;
 mod status;
+mod tally;
 mod throttle;
 mod tls;
+mod traces;
 mod watch;
 
 pub use capabilities::CapabilityError;
@@ -31,9 +34,11 @@ pub use config::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_DRAIN_DELAY, DEFAULT_GUEST_STACK,
     DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT,
     EdgeConfig, HostConfig, Invalid, KeyHash, KvBackendKind, KvConfig, KvTable, LimitOverrides,
-    MAX_SANDBOXES, TenantConfig, TlsConfig,
+    MAX_SANDBOXES, TenantConfig, TlsConfig, TracingConfig,
 };
 pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};
+pub use reload::{ReloadError, Reloader};
 pub use server::{Host, HostError};
 pub use tls::TlsError;
+pub use traces::TracingError;

@@ -128,11 +128,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(admin) = args.admin {
         config.admin_listen = admin.addr();
     }
-    // Listening before anything serves: a signal that comes early still drains.
+    // Listening before anything serves: a signal that comes early still drains (and a
+    // SIGHUP does not kill the host, its default action).
     let mut signals = ShutdownSignals::listen()?;
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("listening for SIGHUP")?;
     let host = Host::bind(&config)
         .await
         .context("plugrpc could not start")?;
+    tokio::spawn(reload_on_hangup(hangups, host.reloader()));
     host.serve(async move {
         signals.next().await;
         tracing::info!("shutdown signal received: finishing calls in flight");
@@ -146,6 +150,27 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     .await;
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Re-reads the config file on every SIGHUP; a config refused leaves the running one.
+async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, reloader: plugrpc::Reloader) {
+    while hangups.recv().await.is_some() {
+        match reloader.reload().await {
+            Ok(report) => tracing::info!(
+                event = "config reloaded",
+                serving = report.loaded.len(),
+                refused = report.refused.len(),
+                "SIGHUP: config reloaded; every plugin now runs under it ({} serving, {} refused)",
+                report.loaded.len(),
+                report.refused.len()
+            ),
+            Err(error) => tracing::warn!(
+                event = "config refused",
+                "SIGHUP: config not reloaded, the running one stays: {}",
+                one_line(&anyhow::Error::new(error))
+            ),
+        }
+    }
 }
 
 async fn inspect(args: InspectArgs) -> anyhow::Result<()> {

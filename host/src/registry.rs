@@ -20,6 +20,7 @@ use crate::config::{DEFAULT_TENANT, HostConfig, is_tenant_name};
 use crate::doors::http_rule::{self, BadRule, Binding};
 use crate::hosts::HostPattern;
 use crate::metrics::{Metrics, PluginMetrics, RouteMetrics};
+use crate::traces::Traces;
 
 /// Where one `/package.Service/Method` path goes.
 #[derive(Clone)]
@@ -76,11 +77,16 @@ pub(crate) struct Registry {
     /// The config file as last reloaded, whose config values a plugin loaded since gets
     /// (its other settings apply at restart); `None` until a reload.
     reloaded: ArcSwapOption<HostConfig>,
+    /// The config as the operator last had the host re-read it (SIGHUP): limits, rules,
+    /// grants and config values for every sync since; `None` until then.
+    current: ArcSwapOption<HostConfig>,
     /// What serves now, by tenant, and the files the last sync refused: for the admin
     /// listener's `/plugins`.
     serving: ArcSwap<Serving>,
     /// Where calls, sandboxes and loads are counted, when the host keeps metrics.
     metrics: Option<Arc<Metrics>>,
+    /// Where calls' spans go, when the host traces.
+    traces: Option<Arc<Traces>>,
 }
 
 /// The serving plugins with their tenants, and the files refused, as of the last sync.
@@ -100,15 +106,21 @@ pub(crate) const BUILT_IN_SERVICES: [&str; 3] = [
 ];
 
 impl Registry {
-    pub(crate) fn new(capabilities: Capabilities, metrics: Option<Arc<Metrics>>) -> Self {
+    pub(crate) fn new(
+        capabilities: Capabilities,
+        metrics: Option<Arc<Metrics>>,
+        traces: Option<Arc<Traces>>,
+    ) -> Self {
         Self {
             metrics,
+            traces,
             table: ArcSwap::from_pointee(RouteTable::default()),
             quotas: std::sync::Mutex::default(),
             files: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
             capabilities,
             reloaded: ArcSwapOption::empty(),
+            current: ArcSwapOption::empty(),
             serving: ArcSwap::default(),
         }
     }
@@ -121,6 +133,11 @@ impl Registry {
     /// The host's metrics, when it keeps them.
     pub(crate) fn metrics(&self) -> Option<&Arc<Metrics>> {
         self.metrics.as_ref()
+    }
+
+    /// The host's tracer, when it traces.
+    pub(crate) fn traces(&self) -> Option<&Arc<Traces>> {
+        self.traces.as_ref()
     }
 
     /// The host's capabilities, for the server to open the local door.
@@ -237,6 +254,39 @@ impl Registry {
         engine: &Engine,
         config: &HostConfig,
     ) -> Result<LoadReport, RegistryError> {
+        let current = self.current.load_full();
+        self.load(engine, current.as_deref().unwrap_or(config), false)
+            .await
+    }
+
+    /// Makes `config` the host's from now on and reloads every plugin under it (its
+    /// limits, rules, grants and config values): calls in flight finish on the version
+    /// they started on, new calls take the new one; a plugin the new config refuses keeps
+    /// serving as it was.
+    pub(crate) async fn reconfigure(
+        &self,
+        engine: &Engine,
+        config: HostConfig,
+    ) -> Result<LoadReport, RegistryError> {
+        let config = Arc::new(config);
+        self.current.store(Some(config.clone()));
+        self.reloaded.store(Some(config.clone()));
+        // Quotas are made from the config: the new ones from the next call on.
+        self.quotas
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.load(engine, &config, true).await
+    }
+
+    /// Loads the plugins folder under `config` (`every`: each plugin loaded again, not
+    /// only changed files) and swaps the new routing table in.
+    async fn load(
+        &self,
+        engine: &Engine,
+        config: &HostConfig,
+        every: bool,
+    ) -> Result<LoadReport, RegistryError> {
         let mut files = self.files.lock().await;
         let mut report = LoadReport::default();
         let mut candidates = Vec::new();
@@ -248,7 +298,7 @@ impl Registry {
         };
         for (tenant, file) in plugin_files(&config.plugins_dir)? {
             let old = files.get(&file).cloned();
-            match load_if_changed(engine, &settings, &tenant, &file, old.as_ref()).await {
+            match load_if_changed(engine, &settings, &tenant, &file, old.as_ref(), every).await {
                 Ok(plugin) => candidates.push((tenant, plugin)),
                 Err(reason) => {
                     report.refuse(&file, reason);
@@ -308,8 +358,6 @@ impl Registry {
     }
 }
 
-/// The plugin for `file`: the one serving if its content is unchanged, else a fresh load
-/// that must not break callers of the old version.
 /// What a plugin loads with: the host's config, the config its values come from (the
 /// file as last reloaded), and the host's capabilities.
 struct Settings<'a> {
@@ -318,12 +366,15 @@ struct Settings<'a> {
     capabilities: &'a Capabilities,
 }
 
+/// The plugin for `file`: the one serving if its content is unchanged (and not asked to
+/// load `again`), else a fresh load that must not break callers of the old version.
 async fn load_if_changed(
     engine: &Engine,
     settings: &Settings<'_>,
     tenant: &str,
     file: &Path,
     old: Option<&Arc<Plugin>>,
+    again: bool,
 ) -> Result<Arc<Plugin>, RefusalReason> {
     // Reading and hashing a few megabytes is blocking work: off the async workers.
     let path = file.to_owned();
@@ -335,7 +386,7 @@ async fn load_if_changed(
     .await
     .map_err(|e| LoadError::Read(std::io::Error::other(e)))?
     .map_err(LoadError::Read)?;
-    if let Some(old) = old.filter(|old| old.hash() == hash) {
+    if let Some(old) = old.filter(|old| old.hash() == hash && !again) {
         return Ok(old.clone());
     }
     let config = settings.config;

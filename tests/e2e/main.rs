@@ -22,6 +22,7 @@ mod reload;
 mod sandbox;
 mod tenants;
 mod tls;
+mod traces;
 mod users;
 mod warm;
 mod web;

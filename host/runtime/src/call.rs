@@ -224,7 +224,9 @@ impl Call {
         let deadline = self.deadline;
         let streams_out = !self.kind.one_response();
         let observer = self.request.observer.clone();
-        let requests = match observer.clone() {
+        // A stream's messages are counted as they come; the one request of the other
+        // shapes where it is read (no wrapper on the unary path).
+        let requests = match observer.clone().filter(|_| !self.kind.one_request()) {
             Some(observer) => Box::pin(requests.inspect(move |received| {
                 if received.is_ok() {
                     observer.received();
@@ -313,9 +315,14 @@ impl Call {
             self.deadline,
             inbound,
         );
+        let ran = std::time::Instant::now();
         let outcome = handle(&mut sandbox, &info, &requests).await;
         if let Some(observer) = &self.request.observer {
-            observer.used(meter.used(), sandbox.store.data().memory.size);
+            observer.used(
+                ran.elapsed(),
+                meter.used(),
+                sandbox.store.data().memory.size,
+            );
         }
         let outputs = sandbox
             .store
@@ -365,7 +372,12 @@ impl Call {
     /// the request stream must end after it.
     async fn read_request(&self, io: &mut CallIo) -> Result<Vec<u8>, CallError> {
         let message = match io.next_request().await {
-            Some(Ok(message)) => message,
+            Some(Ok(message)) => {
+                if let Some(observer) = &self.request.observer {
+                    observer.received();
+                }
+                message
+            }
             None => return Err(CallError::MissingRequest),
             Some(Err(error)) => return Err(self.input_failed(error)),
         };
@@ -439,10 +451,11 @@ impl Call {
             let cpu_time = self.plugin.limits().cpu_time;
             crate::sandbox::arm(&mut sandbox.store, self.deadline, cpu_time, meter);
             if let Some(observer) = &self.request.observer {
-                observer.sandbox(true);
+                observer.sandbox(true, Duration::ZERO);
             }
             return Ok(sandbox);
         }
+        let making = std::time::Instant::now();
         let fresh = match self.instantiate(meter.clone()).await {
             Err(CallError::Limit(Limit::Sandboxes | Limit::GroupMemory { .. }))
                 if self.plugin.evict_idle() > 0 =>
@@ -452,7 +465,7 @@ impl Call {
             outcome => outcome,
         };
         if let (Ok(_), Some(observer)) = (&fresh, &self.request.observer) {
-            observer.sandbox(false);
+            observer.sandbox(false, making.elapsed());
         }
         fresh
     }

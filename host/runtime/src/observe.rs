@@ -10,15 +10,17 @@ pub trait CallObserver: Send + Sync + fmt::Debug {
     /// The call got its slot after waiting this long (its tenant's quota and its
     /// plugin's admission together).
     fn admitted(&self, waited: Duration);
-    /// The call got a sandbox: an idle warm instance (`warm`) or a fresh one.
-    fn sandbox(&self, warm: bool);
+    /// The call got a sandbox: an idle warm instance (`warm`) or a fresh one, which took
+    /// `took` to make.
+    fn sandbox(&self, warm: bool, took: Duration);
     /// A request message reached the call.
     fn received(&self);
     /// A response message left the call for the client.
     fn sent(&self);
-    /// The guest's part ended, having used `cpu` of CPU time; its instance had grown to
-    /// `memory` bytes of linear memory.
-    fn used(&self, cpu: Duration, memory: usize);
+    /// The guest's part ended after running for `ran`, having used `cpu` of CPU time
+    /// (the call's, host work included); its instance had grown to `memory` bytes of
+    /// linear memory.
+    fn used(&self, ran: Duration, cpu: Duration, memory: usize);
     /// The guest made a key-value operation `op` over `keys` keys.
     fn kv_operation(&self, op: &'static str, keys: usize);
     /// Key-value bytes (keys and values) the guest read and wrote.

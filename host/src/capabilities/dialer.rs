@@ -24,9 +24,7 @@ use crate::identity::CallerIdentity;
 use crate::metrics::PluginMetrics;
 use crate::outbound::{OutboundCall, OutboundResponse, Target, TargetError};
 use crate::server::Peer;
-
-/// W3C trace context: propagated on every outbound call, whatever the target's config.
-const TRACE_CONTEXT: [&str; 2] = ["traceparent", "tracestate"];
+use crate::traces::{OutboundSpan, TRACE_CONTEXT, Traces};
 
 /// Request bytes a local call may buffer at once, as a connection of the host's own.
 const LOCAL_BUFFER: usize = 16 << 20;
@@ -83,6 +81,8 @@ pub(crate) struct PluginDialer {
     targets: HashMap<String, (Target, Arc<[String]>)>,
     /// Where the plugin's outbound calls are counted, by target and code.
     metrics: Option<Arc<PluginMetrics>>,
+    /// Where each outbound call's span goes.
+    traces: Option<Arc<Traces>>,
 }
 
 impl PluginDialer {
@@ -95,6 +95,7 @@ impl PluginDialer {
         authority: Option<http::uri::Authority>,
         door: &LocalDoor,
         metrics: Option<Arc<PluginMetrics>>,
+        traces: Option<Arc<Traces>>,
     ) -> Result<Self, TargetError> {
         let mut targets = HashMap::new();
         for (alias, config) in tables {
@@ -112,7 +113,11 @@ impl PluginDialer {
                 .collect();
             targets.insert(alias.clone(), (target, propagate));
         }
-        Ok(Self { targets, metrics })
+        Ok(Self {
+            targets,
+            metrics,
+            traces,
+        })
     }
 }
 
@@ -130,7 +135,12 @@ impl Dialer for PluginDialer {
                 ),
             ));
         };
-        let metadata = outbound_metadata(&request.metadata, &request.inbound, propagate)?;
+        let mut metadata = outbound_metadata(&request.metadata, &request.inbound, propagate)?;
+        // The call's span, child of the calling call's; the callee sees it as its caller.
+        let span = self
+            .traces
+            .as_ref()
+            .map(|traces| traces.outbound(&request.inbound, alias, &request.method, &mut metadata));
         let call = OutboundCall {
             method: request.method,
             metadata,
@@ -138,10 +148,11 @@ impl Dialer for PluginDialer {
             requests: request.requests,
         };
         let target = target.clone();
-        let tally = self.metrics.clone().map(|metrics| OutboundTally {
-            metrics,
+        let tally = OutboundTally {
+            metrics: self.metrics.clone(),
+            span,
             target: alias.to_owned(),
-        });
+        };
         Ok(Box::pin(async move {
             match target.call(call).await {
                 Ok(response) => Ok(Box::new(Response {
@@ -151,9 +162,7 @@ impl Dialer for PluginDialer {
                 }) as Box<dyn Reply>),
                 // A trailers-only answer's metadata is its trailers.
                 Err(error) => {
-                    if let Some(tally) = tally {
-                        tally.ended(error.code());
-                    }
+                    tally.ended(error.code());
                     Err(DialFailure {
                         status: from_tonic(&error),
                         trailers: entries(error.metadata()),
@@ -214,22 +223,28 @@ fn append(map: &mut MetadataMap, entry: &MetadataEntry) -> Result<(), Status> {
     Ok(())
 }
 
-/// Where one outbound call is counted when it ends.
+/// Where one outbound call is counted and traced when it ends.
 struct OutboundTally {
-    metrics: Arc<PluginMetrics>,
+    metrics: Option<Arc<PluginMetrics>>,
+    span: Option<OutboundSpan>,
     target: String,
 }
 
 impl OutboundTally {
     fn ended(&self, code: tonic::Code) {
-        self.metrics.outbound(&self.target, code);
+        if let Some(metrics) = &self.metrics {
+            metrics.outbound(&self.target, code);
+        }
+        if let Some(span) = &self.span {
+            span.end(code);
+        }
     }
 }
 
 /// A response, as the runtime reads it, counted when it ends.
 struct Response {
     response: OutboundResponse,
-    tally: Option<OutboundTally>,
+    tally: OutboundTally,
     ended: bool,
 }
 
@@ -248,9 +263,9 @@ impl Reply for Response {
                 Ok(None) => Some(tonic::Code::Ok),
                 Err(error) => Some(error.code()),
             };
-            if let (Some(code), Some(tally), false) = (end, &self.tally, self.ended) {
+            if let (Some(code), false) = (end, self.ended) {
                 self.ended = true;
-                tally.ended(code);
+                self.tally.ended(code);
             }
             message.map_err(|error| from_tonic(&error))
         })
@@ -264,8 +279,8 @@ impl Reply for Response {
 impl Drop for Response {
     fn drop(&mut self) {
         // Dropped before its end: the calling plugin (or its call) gave up on it.
-        if let (Some(tally), false) = (&self.tally, self.ended) {
-            tally.ended(tonic::Code::Cancelled);
+        if !self.ended {
+            self.tally.ended(tonic::Code::Cancelled);
         }
     }
 }

@@ -13,6 +13,7 @@ pub(crate) use dialer::{LocalDoor, LocalStack};
 
 use crate::config::{HostConfig, Invalid, KvBackendKind, KvTable};
 use crate::metrics::Metrics;
+use crate::traces::Traces;
 use dialer::PluginDialer;
 
 /// Why the host's capabilities could not be set up.
@@ -37,6 +38,8 @@ pub(crate) struct Capabilities {
     local: LocalDoor,
     /// Where outbound calls are counted, when the host keeps metrics.
     metrics: Option<Arc<Metrics>>,
+    /// Where outbound calls' spans go, when the host traces.
+    traces: Option<Arc<Traces>>,
 }
 
 impl Capabilities {
@@ -45,10 +48,12 @@ impl Capabilities {
     pub(crate) async fn open(
         config: &HostConfig,
         metrics: Option<Arc<Metrics>>,
+        traces: Option<Arc<Traces>>,
     ) -> Result<Self, CapabilityError> {
         if !config.grants_kv() {
             return Ok(Self {
                 metrics,
+                traces,
                 ..Self::default()
             });
         }
@@ -74,6 +79,7 @@ impl Capabilities {
             kv: Some(backend),
             local: LocalDoor::default(),
             metrics,
+            traces,
         })
     }
 
@@ -112,6 +118,7 @@ impl Capabilities {
                     tenant_authority(config, tenant),
                     &self.local,
                     self.metrics.as_ref().map(|m| m.plugin(tenant, name)),
+                    self.traces.clone(),
                 )
                 .map_err(|error| format!("{key}: {error}"))?;
                 let limits = config.tenant_limits_for(tenant, name);

@@ -19,6 +19,7 @@ mod cors;
 mod edge;
 mod outbound;
 mod tls;
+mod tracing;
 
 pub(crate) use capabilities::to_guest;
 pub use capabilities::{ConfigValue, KvBackendKind, KvConfig, KvTable};
@@ -31,6 +32,7 @@ pub use outbound::{
     OutboundTls, RetryPolicy, RetryThrottling,
 };
 pub use tls::{ClientAuth, KeyHash, TlsConfig};
+pub use tracing::TracingConfig;
 
 /// The tenant of the plugins directly in the plugins folder (and of a `default/` folder).
 pub const DEFAULT_TENANT: &str = "default";
@@ -122,6 +124,8 @@ pub struct HostConfig {
     pub cors: CorsConfig,
     /// TLS on the listener; plaintext when `None`.
     pub tls: Option<TlsConfig>,
+    /// `[tracing]`: where spans go, if anywhere.
+    pub tracing: TracingConfig,
     /// API keys by name, as hashes: a request bearing one is the caller `key:<name>`.
     pub api_keys: BTreeMap<String, KeyHash>,
     /// Limits for every plugin without overrides.
@@ -232,6 +236,8 @@ struct ConfigFile {
     #[serde(default)]
     kv: KvConfig,
     tls: Option<TlsConfig>,
+    #[serde(default)]
+    tracing: TracingConfig,
     #[serde(default)]
     api_keys: BTreeMap<String, KeyHash>,
     #[serde(default)]
@@ -374,6 +380,7 @@ impl Default for HostConfig {
             compression: CompressionConfig::default(),
             cors: CorsConfig::default(),
             tls: None,
+            tracing: TracingConfig::default(),
             api_keys: BTreeMap::new(),
             defaults: DEFAULT_LIMITS,
             plugins: BTreeMap::new(),
@@ -468,6 +475,7 @@ impl HostConfig {
             compression: file.compression,
             cors: file.cors,
             tls: file.tls,
+            tracing: file.tracing,
             api_keys: file.api_keys,
             defaults,
             plugins: file.plugins,
@@ -741,6 +749,7 @@ impl HostConfig {
             ));
         }
         self.edge.validate()?;
+        self.tracing.validate()?;
         self.cors.validate("cors")?;
         for (name, tenant) in &self.tenants {
             if let Some(cors) = &tenant.cors {

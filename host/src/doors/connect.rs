@@ -28,10 +28,11 @@ use crate::doors::front::{self, Front, WEB_FRAMING, guest_metadata};
 use crate::doors::grpc::HttpResponse;
 use crate::doors::json;
 use crate::doors::response::{Ending, EnvelopeBody};
-use crate::metrics::{CallMeter, Door};
+use crate::metrics::Door;
 use crate::registry::Route;
 use crate::server::Wasted;
 use crate::status;
+use crate::tally::CallMeter;
 
 /// The flags of Connect's end-stream envelope.
 pub(crate) const END_STREAM: u8 = 0x02;
@@ -104,7 +105,7 @@ where
     let (parts, body) = request.into_parts();
     let meter = route
         .as_ref()
-        .map(|route| front.meter(route, Door::Connect))
+        .map(|route| front.meter(route, Door::Connect, &parts.headers))
         .unwrap_or_default();
     let route =
         route.ok_or_else(|| front.unknown(Door::Connect, status::no_route(parts.uri.path())));

@@ -23,10 +23,11 @@ use crate::doors::envelope::{Encoding, Envelopes};
 use crate::doors::request_buffer::{Budget, Buffered};
 use crate::hosts::host_of;
 use crate::identity::CallerIdentity;
-use crate::metrics::{CallMeter, Door};
+use crate::metrics::Door;
 use crate::registry::{Registry, Route};
 use crate::server::Peer;
 use crate::status::{self, For};
+use crate::tally::CallMeter;
 
 /// The routing table and the edge's bounds every door applies.
 #[derive(Clone)]
@@ -98,9 +99,15 @@ impl Front {
         status
     }
 
-    /// A call of `route` by `door`, counted as started from now.
-    pub(crate) fn meter(&self, route: &Route, door: Door) -> CallMeter {
-        CallMeter::new(route.metrics.as_ref().map(|metrics| metrics.start(door)))
+    /// A call of `route` by `door`, counted as started and traced from now (the child
+    /// of the caller's span when `headers` carry its trace context).
+    pub(crate) fn meter(&self, route: &Route, door: Door, headers: &http::HeaderMap) -> CallMeter {
+        CallMeter::new(
+            route.metrics.as_ref().map(|metrics| metrics.start(door)),
+            self.registry
+                .traces()
+                .map(|traces| traces.call(headers, route, door)),
+        )
     }
 
     /// The caller, when the route's rules let it call. Before any sandbox or byte of the
@@ -170,10 +177,16 @@ impl Front {
         route: &Route,
         caller: Caller,
         timeout: Option<Duration>,
-        metadata: Vec<MetadataEntry>,
+        mut metadata: Vec<MetadataEntry>,
         meter: &CallMeter,
     ) -> Call {
         let Caller { identity, peer } = caller;
+        // The guest's caller is the call's span: its outbound calls are the span's children.
+        let trace = meter.trace_context();
+        if !trace.is_empty() {
+            metadata.retain(|entry| !crate::traces::TRACE_CONTEXT.contains(&entry.key.as_str()));
+            metadata.extend(trace);
+        }
         let request = CallRequest {
             method: route.path.to_string(),
             timeout,

@@ -60,7 +60,7 @@ where
         Ok(route) => route,
         Err(status) => return status.into_http(),
     };
-    let meter = front.meter(&route, door);
+    let meter = front.meter(&route, door, &parts.headers);
     let timeout = match timeout_from_headers(&parts.headers) {
         Ok(timeout) => timeout,
         Err(error) => return meter.ended(status::malformed_timeout(&error)).into_http(),

@@ -17,9 +17,9 @@ use tonic::Status;
 use crate::doors::connect;
 use crate::doors::envelope::{self, Encoding};
 use crate::doors::front::{for_call, guest_metadata};
-use crate::metrics::CallMeter;
 use crate::registry::Route;
 use crate::status;
+use crate::tally::CallMeter;
 
 /// Response bytes gathered before a body frame goes out, when more are ready at once.
 const FRAME_BYTES: usize = 32 << 10;

@@ -20,10 +20,11 @@ use crate::doors::front::{self, Front, WEB_FRAMING, guest_metadata};
 use crate::doors::grpc::HttpResponse;
 use crate::doors::http_rule::Binding;
 use crate::doors::json;
-use crate::metrics::{CallMeter, Door};
+use crate::metrics::Door;
 use crate::registry::{Route, Transcoded};
 use crate::server::Wasted;
 use crate::status;
+use crate::tally::CallMeter;
 
 /// Parts a field path may have: deeper than JSON's own nesting bound is never a field.
 const MAX_FIELD_DEPTH: usize = 32;
@@ -45,7 +46,7 @@ where
         binding,
         variables,
     } = transcoded;
-    let meter = front.meter(&route, Door::Json);
+    let meter = front.meter(&route, Door::Json, request.headers());
     let streams = route.kind == MethodKind::ServerStreaming;
     match answer(front, request, route, &binding, variables, &meter).await {
         // A stream's body counts its own end.

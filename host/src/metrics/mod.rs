@@ -6,9 +6,7 @@
 //! does not serve is counted once as `unknown`), so a caller cannot grow the series.
 //!
 //! The request path touches only handles made once per route and door ([`RouteMetrics`])
-//! and one [`Tally`] per call: atomic adds, no lookup.
-
-mod tally;
+//! and one call's [`crate::tally::Tally`]: atomic adds, no lookup.
 
 use std::sync::{Arc, OnceLock};
 
@@ -20,8 +18,6 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
 use plugrpc_runtime::MethodKind;
-
-pub(crate) use tally::{CallMeter, Tally};
 
 /// The front door a call came in by, as its label says it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,7 +35,8 @@ pub(crate) enum Door {
 impl Door {
     const ALL: [Door; 4] = [Door::Grpc, Door::GrpcWeb, Door::Connect, Door::Json];
 
-    fn label(self) -> &'static str {
+    /// The door's name, as labels and span attributes say it.
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Door::Grpc => "grpc",
             Door::GrpcWeb => "grpc-web",
@@ -406,13 +403,13 @@ impl Metrics {
 pub(crate) struct PluginMetrics {
     metrics: Arc<Metrics>,
     labels: PluginLabels,
-    instances: Counter,
-    warm_hits: Counter,
-    cpu: Counter<f64, std::sync::atomic::AtomicU64>,
-    memory_peak: Gauge,
-    queue_wait: Histogram,
-    kv_read: Counter,
-    kv_written: Counter,
+    pub(crate) instances: Counter,
+    pub(crate) warm_hits: Counter,
+    pub(crate) cpu: Counter<f64, std::sync::atomic::AtomicU64>,
+    pub(crate) memory_peak: Gauge,
+    pub(crate) queue_wait: Histogram,
+    pub(crate) kv_read: Counter,
+    pub(crate) kv_written: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -423,7 +420,7 @@ impl std::fmt::Debug for Metrics {
 
 impl PluginMetrics {
     /// A call stopped by the limit `limit` (its config key).
-    fn limit(&self, limit: &'static str) {
+    pub(crate) fn limit(&self, limit: &'static str) {
         self.metrics
             .limit_refusals
             .get_or_create(&LimitLabels {
@@ -434,7 +431,7 @@ impl PluginMetrics {
     }
 
     /// A call whose guest trapped (or failed to start, or broke the contract).
-    fn trap(&self, kind: &'static str) {
+    pub(crate) fn trap(&self, kind: &'static str) {
         self.metrics
             .traps
             .get_or_create(&KindLabels {
@@ -444,18 +441,21 @@ impl PluginMetrics {
             .inc();
     }
 
-    fn deadline_kill(&self) {
+    /// A call stopped at its deadline.
+    pub(crate) fn deadline_kill(&self) {
         self.metrics
             .deadline_kills
             .get_or_create(&self.labels)
             .inc();
     }
 
-    fn cancellation(&self) {
+    /// A call the client cancelled or left.
+    pub(crate) fn cancellation(&self) {
         self.metrics.cancellations.get_or_create(&self.labels).inc();
     }
 
-    fn kv_operation(&self, op: &'static str, keys: usize) {
+    /// A key-value operation `op` over `keys` keys.
+    pub(crate) fn kv_operation(&self, op: &'static str, keys: usize) {
         self.metrics
             .kv_operations
             .get_or_create(&OperationLabels {
@@ -492,10 +492,13 @@ pub(crate) struct RouteMetrics {
 
 impl RouteMetrics {
     /// A call of this method coming in by `door`, counted as started.
-    pub(crate) fn start(&self, door: Door) -> Arc<Tally> {
+    pub(crate) fn start(&self, door: Door) -> Counts {
         let method = self.doors[door.index()].get_or_init(|| Arc::new(self.method(door)));
         method.started.inc();
-        Arc::new(Tally::new(method.clone(), self.plugin.clone()))
+        Counts {
+            method: method.clone(),
+            plugin: self.plugin.clone(),
+        }
     }
 
     fn method(&self, door: Door) -> MethodMetrics {
@@ -520,22 +523,29 @@ impl RouteMetrics {
     }
 }
 
+/// What one call counts into: its method's series on its door, and its plugin's.
+#[derive(Debug)]
+pub(crate) struct Counts {
+    pub(crate) method: Arc<MethodMetrics>,
+    pub(crate) plugin: Arc<PluginMetrics>,
+}
+
 /// The handles of one method on one door.
 #[derive(Debug)]
 pub(crate) struct MethodMetrics {
     metrics: Arc<Metrics>,
     labels: MethodLabels,
     started: Counter,
-    handling: Histogram,
-    received: Counter,
-    sent: Counter,
+    pub(crate) handling: Histogram,
+    pub(crate) received: Counter,
+    pub(crate) sent: Counter,
     /// By code, made at its first use.
     handled: [OnceLock<Counter>; 17],
 }
 
 impl MethodMetrics {
     /// Counts a call that ended with `code`.
-    fn handled(&self, code: tonic::Code) {
+    pub(crate) fn handled(&self, code: tonic::Code) {
         let index = (code as usize).min(16);
         self.handled[index]
             .get_or_init(|| {

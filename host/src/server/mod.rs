@@ -25,7 +25,9 @@ use crate::doors::request_buffer::Budget;
 use crate::identity::{ApiKeys, IdentityLayer};
 use crate::metrics::Metrics;
 use crate::registry::{LoadReport, Registry, RegistryError};
+use crate::reload::Reloader;
 use crate::tls::{Tls, TlsError};
+use crate::traces::{Traces, TracingError};
 use crate::watch::{self, FolderWatch};
 
 pub(crate) mod connection;
@@ -52,6 +54,9 @@ pub enum HostError {
     /// A capability plugins are granted could not be set up (the key-value store).
     #[error(transparent)]
     Capability(#[from] CapabilityError),
+    /// The span exporter `[tracing]` names could not be made.
+    #[error(transparent)]
+    Tracing(#[from] TracingError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -96,8 +101,9 @@ impl Host {
         let tls = config.tls.as_ref().map(Tls::new).transpose()?;
         let engine = Engine::new(&config.engine())?;
         let metrics = config.metrics.then(|| Arc::new(Metrics::new()));
-        let capabilities = Capabilities::open(config, metrics.clone()).await?;
-        let registry = Arc::new(Registry::new(capabilities, metrics));
+        let traces = Traces::start(&config.tracing)?.map(Arc::new);
+        let capabilities = Capabilities::open(config, metrics.clone(), traces.clone()).await?;
+        let registry = Arc::new(Registry::new(capabilities, metrics, traces));
         let config = Arc::new(config.clone());
         // Watch before the first read, so no change can fall between the two.
         // Serving matters more than reloading: a folder that cannot be watched is logged.
@@ -170,6 +176,15 @@ impl Host {
         self.admin
             .as_ref()
             .and_then(|admin| admin.local_addr().ok())
+    }
+
+    /// What re-reads the config file while the host serves (on SIGHUP, say).
+    pub fn reloader(&self) -> Reloader {
+        Reloader::new(
+            self.registry.clone(),
+            self._engine.clone(),
+            self.config.clone(),
+        )
     }
 
     /// What loading the plugins folder did.
@@ -274,6 +289,10 @@ impl Host {
         // (and its key-value store) ends here, not whenever their tasks are next polled.
         for watch in [_watch, _config_watch].into_iter().flatten() {
             watch.stop().await;
+        }
+        // The last calls' spans go before the process may exit.
+        if let Some(traces) = self.registry.traces() {
+            traces.flush().await;
         }
     }
 }

@@ -10,6 +10,7 @@
 mod capabilities;
 mod doors;
 mod edge;
+mod metrics;
 mod plot;
 mod python;
 
@@ -220,7 +221,7 @@ fn main() {
         DURATION.as_secs()
     );
     // PLUGRPC_BENCH_ONLY=<loadgen workload> runs one workload (=edge: the edge sections;
-    // =doors: the doors section)
+    // =doors: the doors section; =capabilities, =metrics: those sections)
     // while iterating; the committed report is always a full run.
     for workload in WORKLOADS
         .iter()
@@ -295,12 +296,16 @@ fn main() {
         add(edge::attacks(&runtime));
         add(doors::doors(&runtime));
         add(capabilities::capabilities(&runtime));
+        add(metrics::metrics(&runtime));
         let summary = goals(&results, &measured);
         eprintln!("{summary}");
         report = report.replacen("## Workloads", &format!("{summary}\n## Workloads"), 1);
     }
     if only.as_deref() == Some("doors") {
         report.push_str(&doors::doors(&runtime));
+    }
+    if only.as_deref() == Some("metrics") {
+        report.push_str(&metrics::metrics(&runtime));
     }
     if only.as_deref() == Some("capabilities") {
         report.push_str(&capabilities::capabilities(&runtime));
