@@ -77,7 +77,8 @@ impl DevLoop {
                 why: e.to_string(),
             })?;
         let watched = crate_dir.clone();
-        let mut watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
+        // Watching for as long as it lives, to the end of the loop.
+        let _watcher = notify::recommended_watcher(move |event: notify::Result<Event>| {
             if event.is_ok_and(|event| is_source_change(&watched, &event)) {
                 // A full channel already means "build soon".
                 let _ = changed.try_send(());
@@ -105,12 +106,10 @@ impl DevLoop {
                 while let Ok(Some(())) = tokio::time::timeout(SETTLE, changes.recv()).await {}
             }
         };
-        let outcome = tokio::select! {
+        tokio::select! {
             outcome = work => outcome,
             () = shutdown => Ok(()),
-        };
-        let _ = watcher.unwatch(&self.crate_dir);
-        outcome
+        }
     }
 
     /// One build, and the copy of what it built; a failure of either is reported and

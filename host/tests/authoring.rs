@@ -125,6 +125,22 @@ fn check_refuses_what_the_host_would_refuse_and_mistakes_are_status_2() {
     }
 }
 
+#[test]
+fn the_sdk_crates_package_and_build_from_their_packages_alone() {
+    // What publishing them needs: each `.crate` holds all it builds from (the WIT in
+    // plugrpc-guest's). Their dependencies are the generated crates', already built.
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(root())
+        .args(["package", "-p", "plugrpc-guest", "-p", "plugrpc-build"])
+        // The tree as it is now, committed or not.
+        .arg("--allow-dirty")
+        .arg("--target-dir")
+        .arg(root().join("target/scaffolded"))
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "{out:?}");
+}
+
 /// The proto the generated crates serve: unary, server- and client-streaming methods.
 fn proto() -> PathBuf {
     root().join("tests/proto/misbehave/v1/misbehave.proto")
