@@ -72,7 +72,6 @@ fn build_plugins(root: &Path, plugins: &[String]) -> PathBuf {
     for dir in [
         "plugins",
         "guest-sdk",
-        "wit",
         "proto",
         "tests/plugins",
         "tests/proto",

@@ -76,21 +76,33 @@ pub struct MethodReport {
 /// Inspects the plugin file at `path` with a default host's engine.
 pub async fn inspect(path: &Path) -> Result<Report, InspectError> {
     let file = path.display().to_string();
-    let load = |source| InspectError::Load {
-        file: file.clone(),
-        source,
-    };
-    let wasm = std::fs::read(path).map_err(|e| load(LoadError::Read(e)))?;
+    let engine = engine()?;
+    let inspection = inspection(&engine, path)
+        .await
+        .map_err(|source| InspectError::Load {
+            file: file.clone(),
+            source,
+        })?;
+    Ok(report(file, &inspection))
+}
+
+/// An engine like a default host's, for looking at plugins without serving them.
+pub(crate) fn engine() -> Result<Engine, plugrpc_runtime::EngineError> {
     let mut engine_config = HostConfig::default().engine();
     // Nothing is served: no compile cache to write, one sandbox to describe with.
     engine_config.cache_dir = None;
     engine_config.sandboxes = 1;
-    let engine = Engine::new(&engine_config)?;
-    let inspection = Inspection::of(&engine, wasm).await.map_err(load)?;
-    Ok(report(file.clone(), &inspection))
+    Engine::new(&engine_config)
 }
 
-fn report(file: String, inspection: &Inspection) -> Report {
+/// The first half of a load of the file at `path`: read, compile, contract, describe.
+pub(crate) async fn inspection(engine: &Engine, path: &Path) -> Result<Inspection, LoadError> {
+    let wasm = std::fs::read(path).map_err(LoadError::Read)?;
+    Inspection::of(engine, wasm).await
+}
+
+/// What `inspection` of `file` shows.
+pub(crate) fn report(file: String, inspection: &Inspection) -> Report {
     let imports = inspection.imports();
     let needs_grants = inspection.needs_grants();
     Report {

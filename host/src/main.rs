@@ -41,6 +41,60 @@ enum Command {
     /// Work with a config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Check a plugin file before deploying it: what the host checks at load, and the
+    /// changes that break callers of the version it replaces or conflict with the other
+    /// plugins of a folder. Exit status 0: the host would serve it; 1: it would be
+    /// refused or break callers (each problem one line); 2: a mistake in what was asked.
+    Check(CheckArgs),
+    /// Write a new plugin crate serving a .proto: every method answers UNIMPLEMENTED
+    /// until written; it builds with `cargo build --target wasm32-wasip2 --release`.
+    New(NewArgs),
+    /// Rebuild a plugin crate on every save and move each new .wasm into a plugins
+    /// folder (a host serving that folder reloads it); runs until Ctrl-C.
+    Dev(DevArgs),
+}
+
+#[derive(Args)]
+struct NewArgs {
+    /// The crate's name, which is the plugin's: lowercase letters, digits, '-', '_'.
+    name: String,
+    /// The .proto file to serve (copied into the crate; it may import google/protobuf/*).
+    #[arg(long, value_name = "FILE.proto")]
+    proto: PathBuf,
+    /// The folder to write the crate into, new or empty [default: ./NAME].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// The folder holding the SDK crates (plugrpc-guest, plugrpc-build) [default: the
+    /// guest-sdk of the checkout this binary was built from].
+    #[arg(long, value_name = "PATH", conflicts_with = "sdk_git")]
+    sdk_path: Option<PathBuf>,
+    /// A git repository holding the SDK crates, instead of a folder.
+    #[arg(long, value_name = "URL")]
+    sdk_git: Option<String>,
+}
+
+#[derive(Args)]
+struct DevArgs {
+    /// The plugin crate's folder.
+    #[arg(default_value = ".")]
+    crate_dir: PathBuf,
+    /// The plugins folder each build is moved into (created if missing).
+    #[arg(long)]
+    plugins: PathBuf,
+}
+
+#[derive(Args)]
+struct CheckArgs {
+    /// The plugin file (`.wasm`) to check.
+    file: PathBuf,
+    /// The version it replaces: every change that breaks that version's callers is a
+    /// problem.
+    #[arg(long, value_name = "OLD.wasm", conflicts_with = "against_dir")]
+    against: Option<PathBuf>,
+    /// A plugins folder it is deployed to: the plugin of the same name there is the
+    /// version it replaces, and a service another plugin there serves is a conflict.
+    #[arg(long, value_name = "PLUGINS_DIR")]
+    against_dir: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -100,14 +154,18 @@ async fn main() -> ExitCode {
             .init(),
     }
     let outcome = match cli.command {
-        Command::Serve(args) => serve(args).await,
-        Command::Inspect(args) => inspect(args).await,
+        Command::Serve(args) => serve(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Inspect(args) => inspect(args).await.map(|()| ExitCode::SUCCESS),
         Command::Config(ConfigCommand::Check { file }) => HostConfig::from_file(&file)
             .map(|config| print!("{}", config.resolved()))
+            .map(|()| ExitCode::SUCCESS)
             .map_err(Into::into),
+        Command::Check(args) => check(args).await,
+        Command::New(args) => new(args).map(|()| ExitCode::SUCCESS),
+        Command::Dev(args) => dev(args).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(error) => {
             // A mistake of the user's (a bad file, a bad config, an address in use): one
             // line, status 2, as clap answers a bad flag.
@@ -180,6 +238,60 @@ async fn inspect(args: InspectArgs) -> anyhow::Result<()> {
     } else {
         print!("{}", report.text());
     }
+    Ok(())
+}
+
+async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
+    use plugrpc::check::Against;
+    let against = match (&args.against, &args.against_dir) {
+        (Some(file), _) => Against::File(file),
+        (None, Some(dir)) => Against::Dir(dir),
+        (None, None) => Against::Nothing,
+    };
+    let verdict = plugrpc::check::check(&args.file, against).await?;
+    print!("{}", verdict.text());
+    // 1, not 2: the file was checked, and CI should fail on what was found.
+    Ok(if verdict.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+fn new(args: NewArgs) -> anyhow::Result<()> {
+    use plugrpc::scaffold::{NewPlugin, Sdk};
+    let sdk = match (args.sdk_path, args.sdk_git) {
+        (Some(path), _) => Sdk::Path(std::path::absolute(&path).unwrap_or(path)),
+        (None, Some(url)) => Sdk::Git(url),
+        (None, None) => Sdk::built_from().context(
+            "this binary's checkout has no guest-sdk any more: pass --sdk-path or --sdk-git",
+        )?,
+    };
+    let dir = args.dir.unwrap_or_else(|| PathBuf::from(&args.name));
+    let files = plugrpc::scaffold::create(&NewPlugin {
+        name: &args.name,
+        proto: &args.proto,
+        dir: &dir,
+        sdk,
+    })?;
+    println!("created plugin crate {} in {}:", args.name, dir.display());
+    for file in files {
+        println!("  {}", file.display());
+    }
+    println!(
+        "build it: cd {} && cargo build --target wasm32-wasip2 --release",
+        dir.display()
+    );
+    Ok(())
+}
+
+async fn dev(args: DevArgs) -> anyhow::Result<()> {
+    let mut signals = ShutdownSignals::listen()?;
+    let dev = plugrpc::dev::DevLoop {
+        crate_dir: args.crate_dir,
+        plugins_dir: args.plugins,
+    };
+    dev.run(async move { signals.next().await }).await?;
     Ok(())
 }
 

@@ -632,7 +632,7 @@ pub struct RegistryError {
 /// Every plugin file with its tenant: `*.wasm` directly in `dir` are the default
 /// tenant's, those of each subfolder named like a tenant are that tenant's (a `default/`
 /// folder is the default tenant's too). Other subfolders are logged and skipped.
-fn plugin_files(dir: &Path) -> Result<Vec<(Arc<str>, PathBuf)>, RegistryError> {
+pub(crate) fn plugin_files(dir: &Path) -> Result<Vec<(Arc<str>, PathBuf)>, RegistryError> {
     let error = |source| RegistryError {
         dir: dir.to_owned(),
         source,
@@ -726,26 +726,23 @@ impl RouteTable {
         plugin: &Arc<Plugin>,
         metrics: Option<(&Arc<Metrics>, Arc<PluginMetrics>)>,
     ) -> Result<(), RefusalReason> {
-        if let Some(other) = self
+        let hosts: Arc<[HostPattern]> = config.hosts_of(tenant).into();
+        let claims: Vec<Claim<'_>> = self
             .routes
             .values()
             .flatten()
-            .find(|r| r.tenant == *tenant && r.plugin.name() == plugin.name())
-        {
-            return Err(RefusalReason::NameTaken {
-                name: plugin.name().to_owned(),
-                other: other.plugin.file().to_owned(),
-            });
-        }
-        if let Some(service) = plugin
-            .services()
-            .iter()
-            .find(|service| BUILT_IN_SERVICES.contains(&service.full_name()))
-        {
-            return Err(RefusalReason::BuiltIn {
-                service: service.full_name().to_owned(),
-            });
-        }
+            .map(|route| Claim {
+                tenant: &route.tenant,
+                plugin: route.plugin.name(),
+                file: route.plugin.file(),
+                // The path is `/package.Service/Method`.
+                service: route.path[1..]
+                    .rsplit_once('/')
+                    .map_or(&route.path[..], |(service, _)| service),
+                hosts: &route.hosts,
+            })
+            .collect();
+        conflict(tenant, plugin.name(), plugin.services(), &hosts, &claims)?;
         let mut bindings = Vec::new();
         for service in plugin.services() {
             for method in service.methods() {
@@ -762,42 +759,6 @@ impl RouteTable {
                     Vec::new()
                 });
                 bindings.extend(found.into_iter().map(Arc::new));
-            }
-        }
-        let hosts: Arc<[HostPattern]> = config.hosts_of(tenant).into();
-        for service in plugin.services() {
-            let prefix = format!("/{}/", service.full_name());
-            // Every method's routes: another tenant's version may have other methods.
-            let claimants = self
-                .routes
-                .iter()
-                .filter(|(path, _)| path.starts_with(&prefix))
-                .flat_map(|(_, routes)| routes);
-            for other in claimants {
-                if hosts.is_empty() || other.hosts.is_empty() {
-                    return Err(RefusalReason::ServiceTaken {
-                        service: service.full_name().to_owned(),
-                        tenant: other.tenant.to_string(),
-                        plugin: other.plugin.name().to_owned(),
-                        file: other.plugin.file().to_owned(),
-                    });
-                }
-                let overlap = hosts.iter().find_map(|mine| {
-                    other
-                        .hosts
-                        .iter()
-                        .find(|theirs| mine.overlaps(theirs))
-                        .map(|theirs| (mine, theirs))
-                });
-                if let Some((mine, theirs)) = overlap {
-                    return Err(RefusalReason::AmbiguousHosts {
-                        service: service.full_name().to_owned(),
-                        tenant: tenant.to_string(),
-                        other: other.tenant.to_string(),
-                        mine: mine.to_string(),
-                        theirs: theirs.to_string(),
-                    });
-                }
             }
         }
         for service in plugin.services() {
@@ -828,4 +789,78 @@ impl RouteTable {
         self.bindings.extend(bindings);
         Ok(())
     }
+}
+
+/// A service a plugin already serves, as [`conflict`] sees it.
+pub(crate) struct Claim<'a> {
+    /// The tenant of the plugin serving it.
+    pub(crate) tenant: &'a str,
+    /// The plugin serving it.
+    pub(crate) plugin: &'a str,
+    /// That plugin's file.
+    pub(crate) file: &'a Path,
+    /// The service's full name.
+    pub(crate) service: &'a str,
+    /// The hosts that plugin's tenant answers for; empty: any.
+    pub(crate) hosts: &'a [HostPattern],
+}
+
+/// Why `tenant`'s plugin `name`, serving `services` for `hosts`, cannot serve beside the
+/// plugins that made `claims`: the one rule for loading (plugin names are unique within a
+/// tenant, services across all unless hosts tell them apart), which `plugrpc check` asks
+/// too.
+pub(crate) fn conflict(
+    tenant: &str,
+    name: &str,
+    services: &[prost_reflect::ServiceDescriptor],
+    hosts: &[HostPattern],
+    claims: &[Claim<'_>],
+) -> Result<(), RefusalReason> {
+    if let Some(other) = claims
+        .iter()
+        .find(|claim| claim.tenant == tenant && claim.plugin == name)
+    {
+        return Err(RefusalReason::NameTaken {
+            name: name.to_owned(),
+            other: other.file.to_owned(),
+        });
+    }
+    if let Some(service) = services
+        .iter()
+        .find(|service| BUILT_IN_SERVICES.contains(&service.full_name()))
+    {
+        return Err(RefusalReason::BuiltIn {
+            service: service.full_name().to_owned(),
+        });
+    }
+    for service in services {
+        // Every method's claim: another tenant's version may have other methods.
+        for other in claims.iter().filter(|c| c.service == service.full_name()) {
+            if hosts.is_empty() || other.hosts.is_empty() {
+                return Err(RefusalReason::ServiceTaken {
+                    service: service.full_name().to_owned(),
+                    tenant: other.tenant.to_owned(),
+                    plugin: other.plugin.to_owned(),
+                    file: other.file.to_owned(),
+                });
+            }
+            let overlap = hosts.iter().find_map(|mine| {
+                other
+                    .hosts
+                    .iter()
+                    .find(|theirs| mine.overlaps(theirs))
+                    .map(|theirs| (mine, theirs))
+            });
+            if let Some((mine, theirs)) = overlap {
+                return Err(RefusalReason::AmbiguousHosts {
+                    service: service.full_name().to_owned(),
+                    tenant: tenant.to_owned(),
+                    other: other.tenant.to_owned(),
+                    mine: mine.to_string(),
+                    theirs: theirs.to_string(),
+                });
+            }
+        }
+    }
+    Ok(())
 }

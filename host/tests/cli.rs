@@ -2,17 +2,11 @@
 //! a user's mistakes (a bad config, a file that is not a plugin, an unknown flag) answered
 //! with one line and status 2, never a backtrace.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn plugrpc(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_plugrpc"))
-        .args(args)
-        // A backtrace must not appear whatever the environment asks.
-        .env("RUST_BACKTRACE", "1")
-        .output()
-        .expect("plugrpc runs")
-}
+use std::path::Path;
+
+use common::{plugrpc, serve_until_serving};
 
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -20,55 +14,6 @@ fn example(name: &str) -> String {
         .join(name)
         .display()
         .to_string()
-}
-
-/// The binary serving an empty plugins folder with `config` (TOML, plus a loopback port,
-/// no cache, admin off), and its log lines from "serving gRPC" on, drained in a thread.
-fn serve_until_serving(
-    config: &str,
-    extra: &[&str],
-) -> (std::process::Child, Vec<String>, tempfile::TempDir) {
-    use std::io::{BufRead as _, BufReader};
-    use std::time::{Duration, Instant};
-
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("plugrpc.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\n{config}"
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    #[allow(clippy::zombie_processes)] // handed to the caller, which waits for it
-    let mut child = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
-        .arg("serve")
-        .args(extra)
-        .args(["--config", file.to_str().unwrap(), "--plugins"])
-        .arg(dir.path().join("plugins"))
-        .env("RUST_LOG", "info")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let started = Instant::now();
-    let mut log = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let serving = line.contains("serving gRPC");
-        log.push(line);
-        if serving {
-            std::thread::spawn(move || lines.for_each(drop));
-            return (child, log, dir);
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "never served: {log:?}"
-        );
-    }
-    panic!("exited before serving: {log:?}");
 }
 
 #[test]

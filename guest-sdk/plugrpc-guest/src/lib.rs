@@ -23,7 +23,7 @@ pub mod bindings {
     //! The one `generate!` of the contract; only the SDK's own modules use it directly.
     #![allow(missing_docs, unreachable_pub, unsafe_code)]
     wit_bindgen::generate!({
-        path: "../../wit",
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         default_bindings_module: "plugrpc_guest::bindings",

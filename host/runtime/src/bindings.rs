@@ -2,7 +2,7 @@
 #![allow(missing_docs)] // generated from the WIT, whose own docs it carries
 
 wasmtime::component::bindgen!({
-    path: "../../wit",
+    path: "../../guest-sdk/plugrpc-guest/wit",
     world: "plugin",
     imports: {
         "wasi:logging/logging.log": trappable,

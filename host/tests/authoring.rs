@@ -1,0 +1,411 @@
+//! A plugin author's commands, run as the author runs them: `plugrpc check` on the repo's
+//! test plugins (exit 0, 1 or 2 for CI), `plugrpc new` writing a crate that builds for
+//! wasm32-wasip2, serves and passes its own test, and `plugrpc dev` rebuilding it on
+//! save. The generated crates build in `target/scaffolded`, shared by every run, so their
+//! dependencies compile once.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{plugrpc, root, serve_until_serving, serving_addr, test_plugins};
+
+/// A first build of a generated crate may compile all its dependencies.
+const FIRST_BUILD: Duration = Duration::from_secs(900);
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn path(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn check_passes_a_plugin_the_host_would_serve_and_names_its_grants() {
+    let [v1, v2] =
+        <[PathBuf; 2]>::try_from(test_plugins(&["versioned-v1", "versioned-v2"])).unwrap();
+    let out = plugrpc(&["check", path(&v2)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.contains("grants it needs: none"), "{text}");
+    assert!(text.contains("versioned.v1.Versioned"), "{text}");
+    assert!(text.contains("ok: the host would serve it"), "{text}");
+
+    let out = plugrpc(&["check", path(&v2), "--against", path(&v1)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout(&out).contains("no change breaks its callers"),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn check_fails_a_change_that_breaks_callers_naming_each_change() {
+    let [v1, broken] =
+        <[PathBuf; 2]>::try_from(test_plugins(&["versioned-v1", "versioned-broken"])).unwrap();
+    let out = plugrpc(&["check", path(&broken), "--against", path(&v1)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let text = stdout(&out);
+    assert!(
+        text.contains(
+            "problem: breaking: method versioned.v1.Versioned/Count changed from server-streaming to unary"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|line| line.starts_with("problem: breaking:") && line.contains(".seq")),
+        "{text}"
+    );
+}
+
+#[test]
+fn check_against_a_folder_compares_with_its_namesake_and_finds_conflicts() {
+    let [v1, v2, greeter] =
+        <[PathBuf; 3]>::try_from(test_plugins(&["versioned-v1", "versioned-v2", "greeter"]))
+            .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(&v1, dir.path().join("versioned-v1.wasm")).unwrap();
+    std::fs::copy(&greeter, dir.path().join("greeter.wasm")).unwrap();
+
+    // Its namesake is the version it replaces; the greeter serves something else.
+    let out = plugrpc(&["check", path(&v1), "--against-dir", path(dir.path())]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout(&out).contains("(versioned-v1 0.1.0): no change breaks its callers"),
+        "{out:?}"
+    );
+
+    // Another plugin already serves its service.
+    let out = plugrpc(&["check", path(&v2), "--against-dir", path(dir.path())]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout(&out).contains(
+            "problem: conflict: service versioned.v1.Versioned is already served by plugin \"versioned-v1\""
+        ),
+        "{out:?}"
+    );
+}
+
+#[test]
+fn check_refuses_what_the_host_would_refuse_and_mistakes_are_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let not_a_plugin = dir.path().join("notes.wasm");
+    std::fs::write(&not_a_plugin, "hello").unwrap();
+    let out = plugrpc(&["check", path(&not_a_plugin)]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        stdout(&out).contains("problem: refused: not a valid WebAssembly component"),
+        "{out:?}"
+    );
+
+    let [v1] = <[PathBuf; 1]>::try_from(test_plugins(&["versioned-v1"])).unwrap();
+    let missing = dir.path().join("missing.wasm");
+    for (args, says) in [
+        (vec!["check", path(&missing)], "cannot read the file"),
+        (
+            vec!["check", path(&v1), "--against", path(&not_a_plugin)],
+            "(the version to compare with): not a valid WebAssembly component",
+        ),
+        (
+            vec!["check", path(&v1), "--against-dir", path(&missing)],
+            "cannot read the plugins folder",
+        ),
+    ] {
+        let out = plugrpc(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+}
+
+#[test]
+fn the_sdk_crates_package_and_build_from_their_packages_alone() {
+    // What publishing them needs: each `.crate` holds all it builds from (the WIT in
+    // plugrpc-guest's). Their dependencies are the generated crates', already built.
+    let out = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(root())
+        .args(["package", "-p", "plugrpc-guest", "-p", "plugrpc-build"])
+        // The tree as it is now, committed or not.
+        .arg("--allow-dirty")
+        .arg("--target-dir")
+        .arg(root().join("target/scaffolded"))
+        .output()
+        .expect("cargo runs");
+    assert!(out.status.success(), "{out:?}");
+}
+
+/// The proto the generated crates serve: unary, server- and client-streaming methods.
+fn proto() -> PathBuf {
+    root().join("tests/proto/misbehave/v1/misbehave.proto")
+}
+
+/// `cargo ARGS` in `dir`, with the generated crates' shared target dir.
+fn cargo(dir: &Path, args: &[&str]) -> Output {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+        .current_dir(dir)
+        .args(args)
+        .env("CARGO_TARGET_DIR", root().join("target/scaffolded"))
+        .output()
+        .expect("cargo runs")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_crate_builds_serves_unimplemented_and_passes_its_test() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("fresh");
+    let out = plugrpc(&[
+        "new",
+        "fresh-plugin",
+        "--proto",
+        path(&proto()),
+        "--dir",
+        path(&crate_dir),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    let build = cargo(
+        &crate_dir,
+        &["build", "--target", "wasm32-wasip2", "--release"],
+    );
+    assert!(build.status.success(), "{build:?}");
+    let wasm = root().join("target/scaffolded/wasm32-wasip2/release/fresh_plugin.wasm");
+
+    let (mut host, log, served) = serve_until_serving("", &[]);
+    std::fs::copy(&wasm, served.path().join("plugins/fresh-plugin.wasm")).unwrap();
+    let channel = tonic::transport::Channel::from_shared(format!("http://{}", serving_addr(&log)))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    // The host reloads the folder once the copy settles: until then, its own "no route".
+    let started = Instant::now();
+    let status = loop {
+        let mut grpc = tonic::client::Grpc::new(channel.clone());
+        grpc.ready().await.unwrap();
+        let answer = grpc
+            .unary(
+                tonic::Request::new(bytes::Bytes::new()),
+                http::uri::PathAndQuery::from_static("/misbehave.v1.Misbehave/Spin"),
+                plugrpc::outbound::RawCodec,
+            )
+            .await;
+        match answer {
+            Err(status) if status.message().contains("not written yet") => break status,
+            other => assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "never served by the plugin: {other:?}"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), tonic::Code::Unimplemented);
+    let _ = host.kill();
+    let _ = host.wait();
+
+    let test = cargo(&crate_dir, &["test"]);
+    assert!(test.status.success(), "{test:?}");
+    assert!(
+        stdout(&test).contains("the_descriptor_declares_every_method ... ok"),
+        "{test:?}"
+    );
+}
+
+#[test]
+fn new_refuses_bad_names_protos_and_folders_with_status_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let occupied = dir.path().join("occupied");
+    std::fs::create_dir(&occupied).unwrap();
+    std::fs::write(occupied.join("keep.txt"), "mine").unwrap();
+    let invalid = dir.path().join("invalid.proto");
+    std::fs::write(&invalid, "syntax = \"proto3\";\nservice {").unwrap();
+    let fresh = dir.path().join("fresh");
+    let proto = proto();
+    for (args, says) in [
+        (
+            vec![
+                "new",
+                "Bad Name",
+                "--proto",
+                path(&proto),
+                "--dir",
+                path(&fresh),
+            ],
+            "is not a plugin name",
+        ),
+        (
+            vec![
+                "new",
+                "ok",
+                "--proto",
+                "/nonexistent/x.proto",
+                "--dir",
+                path(&fresh),
+            ],
+            "/nonexistent/x.proto",
+        ),
+        (
+            vec![
+                "new",
+                "ok",
+                "--proto",
+                path(&invalid),
+                "--dir",
+                path(&fresh),
+            ],
+            "invalid.proto",
+        ),
+        (
+            vec![
+                "new",
+                "ok",
+                "--proto",
+                path(&proto),
+                "--dir",
+                path(&occupied),
+            ],
+            "exists and is not empty",
+        ),
+    ] {
+        let out = plugrpc(&args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {out:?}");
+        let stderr = String::from_utf8(out.stderr).unwrap();
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{args:?}: {stderr}");
+    }
+    assert!(!fresh.exists(), "a refused crate was written");
+    assert_eq!(std::fs::read_dir(&occupied).unwrap().count(), 1);
+}
+
+/// Lines of a child's stderr, read in a thread.
+struct Lines {
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Lines {
+    fn of(child: &mut std::process::Child) -> Self {
+        let (send, lines) = mpsc::channel();
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if send.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        Self {
+            lines,
+            seen: Vec::new(),
+        }
+    }
+
+    /// Waits up to `limit` for a line containing `needle`; every line read until then.
+    fn until(&mut self, needle: &str, limit: Duration) -> Vec<String> {
+        let deadline = Instant::now() + limit;
+        let mut read = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    let found = line.contains(needle);
+                    read.push(line);
+                    if found {
+                        return read;
+                    }
+                }
+                Err(_) => panic!("no {needle:?} within {limit:?}; seen: {:#?}", self.seen),
+            }
+        }
+    }
+}
+
+#[test]
+fn dev_rebuilds_on_save_and_keeps_the_last_good_build_through_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let crate_dir = dir.path().join("live");
+    let plugins = dir.path().join("plugins");
+    let out = plugrpc(&[
+        "new",
+        "live-plugin",
+        "--proto",
+        path(&proto()),
+        "--dir",
+        path(&crate_dir),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+
+    #[allow(clippy::zombie_processes)] // killed and waited for below
+    let mut dev = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
+        .args(["dev", path(&crate_dir), "--plugins", path(&plugins)])
+        .env("CARGO_TARGET_DIR", root().join("target/scaffolded"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::of(&mut dev);
+    let wasm = plugins.join("live-plugin.wasm");
+    lines.until("copied to", FIRST_BUILD);
+    let first = std::fs::read(&wasm).unwrap();
+    lines.until("watching", Duration::from_secs(10));
+
+    let lib = crate_dir.join("src/lib.rs");
+    let source = std::fs::read_to_string(&lib).unwrap();
+    std::fs::write(&lib, format!("{source}\nfn broken( {{\n")).unwrap();
+    let failed = lines.until("build failed", Duration::from_secs(300));
+    assert!(
+        failed.iter().any(|line| line.contains("error")),
+        "cargo's error was not shown: {failed:#?}"
+    );
+    assert_eq!(
+        std::fs::read(&wasm).unwrap(),
+        first,
+        "a failed build changed the file"
+    );
+    lines.until("watching", Duration::from_secs(10));
+
+    let changed = "Spin changed its answer";
+    std::fs::write(
+        &lib,
+        source.replace("misbehave.v1.Misbehave/Spin is not written yet", changed),
+    )
+    .unwrap();
+    lines.until("copied to", Duration::from_secs(300));
+    let second = std::fs::read(&wasm).unwrap();
+    assert!(
+        second
+            .windows(changed.len())
+            .any(|w| w == changed.as_bytes()),
+        "the new build is not the one copied"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&plugins)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        leftovers,
+        ["live-plugin.wasm"],
+        "only the plugin is left there"
+    );
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_child(&dev),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    let asked = Instant::now();
+    while dev.try_wait().unwrap().is_none() {
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "dev did not stop on SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
