@@ -296,10 +296,24 @@ impl Registry {
             values: reloaded.as_deref().unwrap_or(config),
             capabilities: &self.capabilities,
         };
-        for (tenant, file) in plugin_files(&config.plugins_dir)? {
+        let found = plugin_files(&config.plugins_dir)?;
+        let total = found.len();
+        for (done, (tenant, file)) in found.into_iter().enumerate() {
             let old = files.get(&file).cloned();
             match load_if_changed(engine, &settings, &tenant, &file, old.as_ref(), every).await {
-                Ok(plugin) => candidates.push((tenant, plugin)),
+                Ok(plugin) => {
+                    // Progress through a folder of many: compiling each can take seconds.
+                    if total > 1 && !old.as_ref().is_some_and(|old| Arc::ptr_eq(old, &plugin)) {
+                        tracing::info!(
+                            event = "compiled",
+                            "[{}/{total}] {} compiled in {}",
+                            done + 1,
+                            file.display(),
+                            plugrpc_runtime::duration(plugin.compile_time())
+                        );
+                    }
+                    candidates.push((tenant, plugin));
+                }
                 Err(reason) => {
                     report.refuse(&file, reason);
                     // A version that works keeps serving.

@@ -1,0 +1,377 @@
+//! The binary's lifecycle under real signals: SIGTERM during steady unary, streaming and
+//! slow calls fails none of those started before it (the host drains), refuses new
+//! connections once gone and exits 0; SIGHUP applies a new config to the calls that
+//! follow without failing one meanwhile, and a broken config is refused with one line.
+
+mod common;
+
+use std::io::{BufRead as _, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use plugrpc::outbound::RawCodec;
+use tonic::transport::Channel;
+
+use common::{serving_addr, test_plugins};
+
+/// A `plugrpc serve` child with its log lines arriving on a channel.
+struct Served {
+    child: Child,
+    log: mpsc::Receiver<String>,
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    /// The log up to "serving gRPC".
+    startup: Vec<String>,
+}
+
+impl Served {
+    /// Serves `plugins` (crate names) with `config` (TOML after a loopback listen).
+    fn start(plugins: &[&str], config: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("plugins")).unwrap();
+        for (name, wasm) in plugins.iter().zip(test_plugins(plugins)) {
+            std::fs::copy(
+                wasm,
+                dir.path().join("plugins").join(format!("{name}.wasm")),
+            )
+            .unwrap();
+        }
+        write_config(dir.path(), config);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
+            .arg("serve")
+            .arg("--config")
+            .arg(dir.path().join("plugrpc.toml"))
+            .arg("--plugins")
+            .arg(dir.path().join("plugins"))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (lines, log) = mpsc::channel();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        std::thread::spawn(move || {
+            for line in stdout.lines().map_while(Result::ok) {
+                if lines.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        let mut served = Self {
+            child,
+            log,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir,
+            startup: Vec::new(),
+        };
+        served.startup = served.until("serving gRPC", Duration::from_secs(60));
+        served.addr = serving_addr(&served.startup);
+        served
+    }
+
+    /// The log lines up to the first holding `needle` (failing after `limit`).
+    fn until(&self, needle: &str, limit: Duration) -> Vec<String> {
+        let started = Instant::now();
+        let mut seen = Vec::new();
+        while let Some(left) = limit.checked_sub(started.elapsed()) {
+            match self.log.recv_timeout(left) {
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {needle:?} within {limit:?}: {seen:#?}");
+    }
+
+    fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn write_config(dir: &Path, config: &str) {
+    // Written whole, then renamed: the host never reads half a file.
+    let part = dir.join("plugrpc.toml.part");
+    std::fs::write(
+        &part,
+        format!(
+            "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\nwatch = false\n{config}"
+        ),
+    )
+    .unwrap();
+    std::fs::rename(part, dir.join("plugrpc.toml")).unwrap();
+}
+
+/// `value` as a protobuf varint.
+fn varint(mut value: u64) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while value >= 0x80 {
+        bytes.push((value as u8) | 0x80);
+        value >>= 7;
+    }
+    bytes.push(value as u8);
+    bytes
+}
+
+/// A protobuf string field `number` holding `text`.
+fn string_field(number: u8, text: &str) -> Vec<u8> {
+    let mut field = vec![number << 3 | 2];
+    field.extend(varint(text.len() as u64));
+    field.extend_from_slice(text.as_bytes());
+    field
+}
+
+/// `helloworld.Greeter/SayHello` for `name`.
+async fn hello(channel: Channel, name: &str) -> Result<Bytes, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static("/helloworld.Greeter/SayHello");
+    let request = tonic::Request::new(Bytes::from(string_field(1, name)));
+    grpc.unary(request, path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// `user.v1.UserService/ListUsers` for `limit` users: how many came.
+async fn list_users(channel: Channel, limit: u8) -> Result<usize, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static("/user.v1.UserService/ListUsers");
+    let request = tonic::Request::new(Bytes::from(vec![0x08, limit]));
+    let mut stream = grpc
+        .server_streaming(request, path, RawCodec)
+        .await?
+        .into_inner();
+    let mut count = 0;
+    while stream.message().await?.is_some() {
+        count += 1;
+    }
+    Ok(count)
+}
+
+/// `caller.v1.Caller/Hello` through the local door, its guest first sleeping `wait_ms`.
+async fn slow_relay(channel: Channel, wait_ms: u32) -> Result<Bytes, tonic::Status> {
+    let mut grpc = tonic::client::Grpc::new(channel);
+    grpc.ready()
+        .await
+        .map_err(|e| tonic::Status::unavailable(e.to_string()))?;
+    let path = http::uri::PathAndQuery::from_static("/caller.v1.Caller/Hello");
+    let mut relay = string_field(1, "local");
+    relay.extend(string_field(2, "ada"));
+    relay.push(0x38);
+    relay.extend(varint(wait_ms.into()));
+    grpc.unary(tonic::Request::new(Bytes::from(relay)), path, RawCodec)
+        .await
+        .map(tonic::Response::into_inner)
+}
+
+/// One call a load worker made: when it started, and whether it failed.
+struct Made {
+    at: Instant,
+    failed: Option<tonic::Status>,
+}
+
+/// Workers calling in a loop, each on a connection of its own, until their calls fail
+/// (the host is gone) or `limit` passes; every call recorded.
+async fn load(
+    served: &Served,
+    workers: usize,
+    limit: Duration,
+    call: impl Fn(Channel) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>>
+    + Send
+    + Sync
+    + Clone
+    + 'static,
+) -> Vec<tokio::task::JoinHandle<Vec<Made>>> {
+    let mut handles = Vec::new();
+    for _ in 0..workers {
+        let channel = served.channel().await;
+        let call = call.clone();
+        handles.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut made = Vec::new();
+            while started.elapsed() < limit {
+                let at = Instant::now();
+                let failed = call(channel.clone()).await.err();
+                let stop = failed.is_some();
+                made.push(Made { at, failed });
+                if stop {
+                    break;
+                }
+            }
+            made
+        }));
+    }
+    handles
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sigterm_under_load_fails_no_call_started_before_it() {
+    let served = Served::start(
+        &["greeter", "users-fixture", "caller"],
+        "[shutdown]\ndrain_delay = \"1s\"\ngrace = \"10s\"\n\
+         [plugins.caller.outbound.local]\nendpoints = [\"local\"]\n",
+    );
+    // A folder of several shows its progress as each plugin compiles.
+    for step in ["[1/3]", "[2/3]", "[3/3]"] {
+        assert!(
+            served
+                .startup
+                .iter()
+                .any(|line| line.contains(step) && line.contains("compiled in")),
+            "no {step} in {:#?}",
+            served.startup
+        );
+    }
+    let limit = Duration::from_secs(20);
+    let mut workers = load(&served, 6, limit, |channel| {
+        Box::pin(async move { hello(channel, "ada").await.map(drop) })
+    })
+    .await;
+    workers.extend(
+        load(&served, 3, limit, |channel| {
+            Box::pin(async move {
+                let count = list_users(channel, 50).await?;
+                assert_eq!(count, 50, "a stream cut short");
+                Ok(())
+            })
+        })
+        .await,
+    );
+    workers.extend(
+        load(&served, 2, limit, |channel| {
+            Box::pin(async move { slow_relay(channel, 200).await.map(drop) })
+        })
+        .await,
+    );
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let signalled = Instant::now();
+    served.signal("TERM");
+
+    let mut made = Vec::new();
+    for worker in workers {
+        made.extend(worker.await.unwrap());
+    }
+    let before: Vec<&Made> = made.iter().filter(|m| m.at < signalled).collect();
+    let failed: Vec<_> = before.iter().filter_map(|m| m.failed.as_ref()).collect();
+    assert!(before.len() > 50, "too little load: {} calls", before.len());
+    assert!(
+        failed.is_empty(),
+        "{} of {} calls started before SIGTERM failed: {failed:?}",
+        failed.len(),
+        before.len()
+    );
+    // The drain delay: the host still answers new calls after the signal.
+    let during = made
+        .iter()
+        .filter(|m| m.at > signalled && m.at < signalled + Duration::from_millis(500));
+    assert!(
+        during.clone().all(|m| m.failed.is_none()),
+        "a call in the drain delay failed"
+    );
+    assert!(
+        during.count() > 0,
+        "no call was made during the drain delay"
+    );
+
+    let mut served = served;
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = served.child.wait().unwrap();
+        (served, status)
+    });
+    let (served, status) = tokio::time::timeout(Duration::from_secs(15), exited)
+        .await
+        .expect("the host exits within the grace")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    served.until("shut down", Duration::from_secs(5));
+    assert!(
+        tokio::net::TcpStream::connect(served.addr).await.is_err(),
+        "a new connection was accepted after the drain"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sighup_applies_a_new_config_and_refuses_a_broken_one() {
+    let served = Served::start(
+        &["greeter"],
+        "[plugins.greeter]\nmax_request_size = \"1MiB\"\n",
+    );
+    let big = "x".repeat(4000);
+    hello(served.channel().await, &big).await.unwrap();
+
+    // Steady small calls across both reloads: none may fail.
+    let workers = load(&served, 4, Duration::from_secs(4), |channel| {
+        Box::pin(async move { hello(channel, "ada").await.map(drop) })
+    })
+    .await;
+
+    write_config(
+        served.dir.path(),
+        "[plugins.greeter]\nmax_request_size = \"1KiB\"\n",
+    );
+    served.signal("HUP");
+    served.until("config reloaded", Duration::from_secs(30));
+    let refused = hello(served.channel().await, &big).await.unwrap_err();
+    assert_eq!(
+        refused.code(),
+        tonic::Code::ResourceExhausted,
+        "{refused:?}"
+    );
+    assert!(
+        refused.message().contains("max_request_size"),
+        "{refused:?}"
+    );
+
+    write_config(served.dir.path(), "[plugins.greeter]\nmemory = \"1B\"\n");
+    served.signal("HUP");
+    let said = served.until("config not reloaded", Duration::from_secs(30));
+    let line = said.last().unwrap();
+    assert!(line.contains("plugins.greeter.memory"), "{line}");
+    // The running config stays: the 1 KiB bound still holds, small calls still pass.
+    let still = hello(served.channel().await, &big).await.unwrap_err();
+    assert_eq!(still.code(), tonic::Code::ResourceExhausted);
+    hello(served.channel().await, "ada").await.unwrap();
+
+    for worker in workers {
+        let made = worker.await.unwrap();
+        assert!(!made.is_empty());
+        let failed: Vec<_> = made.iter().filter_map(|m| m.failed.as_ref()).collect();
+        assert!(
+            failed.is_empty(),
+            "calls failed across a reload: {failed:?}"
+        );
+    }
+}
