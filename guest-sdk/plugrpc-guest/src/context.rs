@@ -54,6 +54,13 @@ impl<'a> Context<'a> {
         &self.metadata
     }
 
+    /// The W3C trace context of the call (`traceparent`): the host's span for this call
+    /// when the host traces, else what the client sent, if anything. Outbound calls carry
+    /// it on by themselves; this is for the plugin's own logs and spans.
+    pub fn traceparent(&self) -> Option<&str> {
+        self.metadata.get("traceparent")
+    }
+
     /// The client's address, `ip:port`.
     pub fn peer(&self) -> Option<&str> {
         self.peer.as_deref()
