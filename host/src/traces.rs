@@ -177,12 +177,7 @@ impl CallSpan {
 
     /// Ends the span with the call's code.
     pub(crate) fn end(&self, code: tonic::Code) {
-        let span = self.cx.span();
-        span.set_attribute(KeyValue::new("rpc.grpc.status_code", code as i64));
-        if code != tonic::Code::Ok {
-            span.set_status(Status::error(format!("{code:?}")));
-        }
-        span.end();
+        end(&self.cx, code);
     }
 
     /// The span's W3C trace context, for the guest's metadata.
@@ -201,13 +196,18 @@ pub(crate) struct OutboundSpan {
 impl OutboundSpan {
     /// Ends the span with the outbound call's code.
     pub(crate) fn end(&self, code: tonic::Code) {
-        let span = self.cx.span();
-        span.set_attribute(KeyValue::new("rpc.grpc.status_code", code as i64));
-        if code != tonic::Code::Ok {
-            span.set_status(Status::error(format!("{code:?}")));
-        }
-        span.end();
+        end(&self.cx, code);
     }
+}
+
+/// Ends the span in `cx` with a call's code, an error unless OK.
+fn end(cx: &Context, code: tonic::Code) {
+    let span = cx.span();
+    span.set_attribute(KeyValue::new("rpc.grpc.status_code", code as i64));
+    if code != tonic::Code::Ok {
+        span.set_status(Status::error(format!("{code:?}")));
+    }
+    span.end();
 }
 
 /// Request headers, as the propagator reads them.

@@ -284,10 +284,7 @@ pub(crate) fn capabilities(runtime: &tokio::runtime::Runtime) -> String {
             native.push(load(&row.native, &args(row.workload)));
         }
     }
-    let median = |mut runs: Vec<Run>| {
-        runs.sort_by(|a, b| a.cpu_per_call_us().total_cmp(&b.cpu_per_call_us()));
-        runs.swap_remove(ROUNDS / 2)
-    };
+    let median = crate::median_by_cpu;
     let mut out = format!(
         "\n## Capabilities\n\nOne key-value operation, or one outbound unary call, per call; each row's \
          plugin (warm) beside a native tonic service doing the same work in this process: the same \

@@ -88,13 +88,7 @@ pub(crate) fn doors(runtime: &tokio::runtime::Runtime) -> String {
             runs.push(load(&target, &args(row)));
         }
     }
-    let medians: Vec<Run> = rounds
-        .into_iter()
-        .map(|mut runs| {
-            runs.sort_by(|a, b| a.cpu_per_call_us().total_cmp(&b.cpu_per_call_us()));
-            runs.swap_remove(ROUNDS / 2)
-        })
-        .collect();
+    let medians: Vec<Run> = rounds.into_iter().map(crate::median_by_cpu).collect();
     let mut out = format!(
         "\n## Doors\n\nThe users and interop plugins, warm, on one host of this process; every row over one \
          HTTP/2 connection from loadgen (tonic's channel; the web doors' requests built by hand on it). \

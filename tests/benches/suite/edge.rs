@@ -89,9 +89,8 @@ pub(crate) fn tls(runtime: &tokio::runtime::Runtime) -> String {
             }
         }
         let mut cpu = Vec::new();
-        for ((target, _), mut runs) in targets.iter().zip(rounds) {
-            runs.sort_by(|a, b| a.cpu_per_call_us().total_cmp(&b.cpu_per_call_us()));
-            let run = runs.swap_remove(ROUNDS / 2);
+        for ((target, _), runs) in targets.iter().zip(rounds) {
+            let run = crate::median_by_cpu(runs);
             let _ = writeln!(
                 out,
                 "| {title} | {} | {:.0} | {:.0} us | {:.0} us | {:.1} us | {} |",

@@ -324,6 +324,13 @@ fn main() {
     println!("{report}\nwritten to {}", path.display());
 }
 
+/// The median of `runs` by server CPU per call: the figure that survives a noisy machine.
+fn median_by_cpu(mut runs: Vec<Run>) -> Run {
+    runs.sort_by(|a, b| a.cpu_per_call_us().total_cmp(&b.cpu_per_call_us()));
+    let middle = runs.len() / 2;
+    runs.swap_remove(middle)
+}
+
 fn target(name: &'static str, addr: std::net::SocketAddr, users_only: bool) -> Target {
     Target {
         name,

@@ -57,13 +57,7 @@ pub(crate) fn metrics(runtime: &tokio::runtime::Runtime) -> String {
             runs.push(load(target, &args));
         }
     }
-    let medians: Vec<Run> = rounds
-        .into_iter()
-        .map(|mut runs| {
-            runs.sort_by(|a, b| a.cpu_per_call_us().total_cmp(&b.cpu_per_call_us()));
-            runs.swap_remove(ROUNDS / 2)
-        })
-        .collect();
+    let medians: Vec<Run> = rounds.into_iter().map(crate::median_by_cpu).collect();
     let mut out = format!(
         "\n## Metrics\n\nThe warm greeter on two hosts of this process, `host.metrics` on (the default: every \
          call counted, its sandbox accounted) and off; unary hello (10 B), 4 connections x 8 calls in \
