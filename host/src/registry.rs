@@ -62,12 +62,15 @@ pub(crate) struct RouteTable {
     bindings: Vec<Arc<Binding>>,
 }
 
+/// A tenant's quota (none when its limits set none), and the limits it was made from.
+type TenantQuota = (QuotaLimits, Option<Arc<Quota>>);
+
 /// The live routing table, and the plugin serving from each file.
 pub(crate) struct Registry {
     table: ArcSwap<RouteTable>,
     /// Each tenant's quota, made once: calls in flight and new ones share it across
     /// reloads.
-    quotas: std::sync::Mutex<HashMap<Arc<str>, Option<Arc<Quota>>>>,
+    quotas: std::sync::Mutex<HashMap<Arc<str>, TenantQuota>>,
     /// Written by one sync at a time; the request path never touches it.
     files: Mutex<BTreeMap<PathBuf, Arc<Plugin>>>,
     /// Counts the tables swapped in, for health watchers to see a change.
@@ -239,13 +242,19 @@ impl Registry {
     /// `tenant`'s quota, made on first use.
     fn quota(&self, config: &HostConfig, tenant: &Arc<str>) -> Option<Arc<Quota>> {
         let mut quotas = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
-        quotas
-            .entry(tenant.clone())
-            .or_insert_with(|| {
-                let limits = config.quota_of(tenant);
-                (limits != QuotaLimits::default()).then(|| Arc::new(Quota::new(tenant, &limits)))
-            })
-            .clone()
+        let limits = config.quota_of(tenant);
+        // Kept while its limits stay (a reload must not hand a tenant a second quota
+        // beside the one its calls in flight hold); changed limits start a fresh one.
+        let made =
+            || (limits != QuotaLimits::default()).then(|| Arc::new(Quota::new(tenant, &limits)));
+        match quotas.get(tenant) {
+            Some((kept, quota)) if *kept == limits => quota.clone(),
+            _ => {
+                let quota = made();
+                quotas.insert(tenant.clone(), (limits.clone(), quota.clone()));
+                quota
+            }
+        }
     }
 
     /// Brings the serving set in line with the plugins folder.
@@ -254,9 +263,7 @@ impl Registry {
         engine: &Engine,
         config: &HostConfig,
     ) -> Result<LoadReport, RegistryError> {
-        let current = self.current.load_full();
-        self.load(engine, current.as_deref().unwrap_or(config), false)
-            .await
+        self.load(engine, config, None).await
     }
 
     /// Makes `config` the host's from now on and reloads every plugin under it (its
@@ -269,25 +276,36 @@ impl Registry {
         config: HostConfig,
     ) -> Result<LoadReport, RegistryError> {
         let config = Arc::new(config);
-        self.current.store(Some(config.clone()));
-        self.reloaded.store(Some(config.clone()));
-        // Quotas are made from the config: the new ones from the next call on.
-        self.quotas
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
-        self.load(engine, &config, true).await
+        self.load(engine, &config.clone(), Some(config)).await
     }
 
-    /// Loads the plugins folder under `config` (`every`: each plugin loaded again, not
-    /// only changed files) and swaps the new routing table in.
+    /// Loads the plugins folder and swaps the new routing table in, under the config
+    /// current when it holds the lock (one sync at a time, so a watcher's sync never
+    /// brings an older config back): the last reload's, else `started`. A `reload`
+    /// becomes current once its folder reads, and has every plugin loaded again, not
+    /// only changed files.
     async fn load(
         &self,
         engine: &Engine,
-        config: &HostConfig,
-        every: bool,
+        started: &HostConfig,
+        reload: Option<Arc<HostConfig>>,
     ) -> Result<LoadReport, RegistryError> {
         let mut files = self.files.lock().await;
+        let every = reload.is_some();
+        let found = match reload {
+            Some(config) => {
+                let found = plugin_files(&config.plugins_dir)?;
+                self.current.store(Some(config.clone()));
+                self.reloaded.store(Some(config));
+                found
+            }
+            None => {
+                let current = self.current.load_full();
+                plugin_files(&current.as_deref().unwrap_or(started).plugins_dir)?
+            }
+        };
+        let current = self.current.load_full();
+        let config = current.as_deref().unwrap_or(started);
         let mut report = LoadReport::default();
         let mut candidates = Vec::new();
         let reloaded = self.reloaded.load_full();
@@ -296,7 +314,6 @@ impl Registry {
             values: reloaded.as_deref().unwrap_or(config),
             capabilities: &self.capabilities,
         };
-        let found = plugin_files(&config.plugins_dir)?;
         let total = found.len();
         for (done, (tenant, file)) in found.into_iter().enumerate() {
             let old = files.get(&file).cloned();

@@ -330,8 +330,10 @@ impl Call {
             .io
             .take()
             .map_or_else(Outputs::default, CallIo::into_output);
-        // Outbound calls still running end with the call that made them.
+        // Outbound calls still running end with the call that made them; the store's
+        // state (and the call's observer) goes with the call, not with a warm instance.
         sandbox.store.data_mut().outbound.end();
+        sandbox.store.data_mut().kv.end();
         let committed = outputs.committed;
         let finished = match outcome {
             Ok(outcome) => self

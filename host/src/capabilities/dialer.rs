@@ -148,18 +148,16 @@ impl Dialer for PluginDialer {
             requests: request.requests,
         };
         let target = target.clone();
-        let tally = OutboundTally {
+        let mut tally = OutboundTally {
             metrics: self.metrics.clone(),
             span,
             target: alias.to_owned(),
+            deadline: std::time::Instant::now() + request.timeout,
+            ended: false,
         };
         Ok(Box::pin(async move {
             match target.call(call).await {
-                Ok(response) => Ok(Box::new(Response {
-                    response,
-                    tally,
-                    ended: false,
-                }) as Box<dyn Reply>),
+                Ok(response) => Ok(Box::new(Response { response, tally }) as Box<dyn Reply>),
                 // A trailers-only answer's metadata is its trailers.
                 Err(error) => {
                     tally.ended(error.code());
@@ -223,15 +221,22 @@ fn append(map: &mut MetadataMap, entry: &MetadataEntry) -> Result<(), Status> {
     Ok(())
 }
 
-/// Where one outbound call is counted and traced when it ends.
+/// Where one outbound call is counted and traced when it ends, once: with its code,
+/// or, dropped before (the calling call gave up on it, dialing or reading), as its
+/// deadline or a cancellation.
 struct OutboundTally {
     metrics: Option<Arc<PluginMetrics>>,
     span: Option<OutboundSpan>,
     target: String,
+    deadline: std::time::Instant,
+    ended: bool,
 }
 
 impl OutboundTally {
-    fn ended(&self, code: tonic::Code) {
+    fn ended(&mut self, code: tonic::Code) {
+        if std::mem::replace(&mut self.ended, true) {
+            return;
+        }
         if let Some(metrics) = &self.metrics {
             metrics.outbound(&self.target, code);
         }
@@ -241,11 +246,21 @@ impl OutboundTally {
     }
 }
 
+impl Drop for OutboundTally {
+    fn drop(&mut self) {
+        let code = if std::time::Instant::now() >= self.deadline {
+            tonic::Code::DeadlineExceeded
+        } else {
+            tonic::Code::Cancelled
+        };
+        self.ended(code);
+    }
+}
+
 /// A response, as the runtime reads it, counted when it ends.
 struct Response {
     response: OutboundResponse,
     tally: OutboundTally,
-    ended: bool,
 }
 
 impl Reply for Response {
@@ -263,8 +278,7 @@ impl Reply for Response {
                 Ok(None) => Some(tonic::Code::Ok),
                 Err(error) => Some(error.code()),
             };
-            if let (Some(code), false) = (end, self.ended) {
-                self.ended = true;
+            if let Some(code) = end {
                 self.tally.ended(code);
             }
             message.map_err(|error| from_tonic(&error))
@@ -273,15 +287,6 @@ impl Reply for Response {
 
     fn trailers(&self) -> Vec<MetadataEntry> {
         self.response.trailers().map(entries).unwrap_or_default()
-    }
-}
-
-impl Drop for Response {
-    fn drop(&mut self) {
-        // Dropped before its end: the calling plugin (or its call) gave up on it.
-        if !self.ended {
-            self.tally.ended(tonic::Code::Cancelled);
-        }
     }
 }
 

@@ -120,6 +120,12 @@ impl KvState {
         };
     }
 
+    /// Ends the call's use of the store: nothing of it (its observer above all) stays
+    /// with an instance kept warm for the next call.
+    pub(crate) fn end(&mut self) {
+        *self = Self::default();
+    }
+
     /// Tells the observer of bytes read and written.
     fn moved(&self, read: usize, written: usize) {
         if let Some(observer) = &self.observer {
@@ -260,11 +266,11 @@ impl KvView<'_> {
     ) -> wasmtime::Result<Result<(Arc<KvGrant>, Namespace), KvError>> {
         let open = self.table.get(bucket)?;
         let (grant, namespace) = (open.grant.clone(), open.namespace.clone());
-        if let Some(observer) = &self.kv.observer {
-            observer.kv_operation(op, ops);
-        }
         if let Err(error) = self.spend(ops) {
             return Ok(Err(error));
+        }
+        if let Some(observer) = &self.kv.observer {
+            observer.kv_operation(op, ops);
         }
         for key in keys {
             if let Err(error) = check_key(&grant.limits, key) {
@@ -364,12 +370,15 @@ impl BucketHost for KvView<'_> {
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> KvResult<()> {
         let (grant, ns) = attempt!(self.bucket(&bucket, "set", 1, [key.as_str()])?);
         attempt!(check_value(&grant.limits, &value));
-        self.kv.moved(0, weight(&key, Some(&value)));
-        Ok(bound(
+        let set = bound(
             self.deadline(),
             grant.backend.set(&ns, &key, &value, grant.limits.max_bytes),
         )
-        .await)
+        .await;
+        if set.is_ok() {
+            self.kv.moved(0, weight(&key, Some(&value)));
+        }
+        Ok(set)
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> KvResult<()> {
@@ -442,7 +451,6 @@ impl AtomicsHost for KvView<'_> {
         if let Some(observer) = &self.kv.observer {
             observer.kv_operation("swap", 1);
         }
-        self.kv.moved(0, weight(&key, Some(&value)));
         let swapped = bound(
             self.deadline(),
             grant.backend.compare_and_swap(
@@ -455,7 +463,10 @@ impl AtomicsHost for KvView<'_> {
         )
         .await;
         match swapped {
-            Ok(true) => Ok(Ok(())),
+            Ok(true) => {
+                self.kv.moved(0, weight(&key, Some(&value)));
+                Ok(Ok(()))
+            }
             Err(error) => Ok(Err(CasError::StoreError(error))),
             Ok(false) => {
                 // Another writer won: the guest gets a fresh compare-and-swap to retry.
@@ -538,18 +549,21 @@ impl BatchHost for KvView<'_> {
         for (_, value) in &entries {
             attempt!(check_value(&grant.limits, value));
         }
-        let written = entries
-            .iter()
-            .map(|(key, value)| weight(key, Some(value)))
-            .sum();
-        self.kv.moved(0, written);
-        Ok(bound(
+        let set = bound(
             self.deadline(),
             grant
                 .backend
                 .set_many(&ns, &entries, grant.limits.max_bytes),
         )
-        .await)
+        .await;
+        if set.is_ok() {
+            let written = entries
+                .iter()
+                .map(|(key, value)| weight(key, Some(value)))
+                .sum();
+            self.kv.moved(0, written);
+        }
+        Ok(set)
     }
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> KvResult<()> {
