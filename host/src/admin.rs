@@ -19,6 +19,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::registry::Registry;
+use crate::sources::SourceHealth;
 
 /// How long an admin connection may take to send its request: probes are quick, and a
 /// slow one must not hold a task.
@@ -29,12 +30,23 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 pub(crate) struct AdminState {
     registry: Arc<Registry>,
     draining: watch::Receiver<bool>,
+    /// The plugin sources failing now, said in `/readyz`.
+    sources: Arc<SourceHealth>,
 }
 
 impl AdminState {
-    /// Answers from `registry`, not ready once `draining` turns true.
-    pub(crate) fn new(registry: Arc<Registry>, draining: watch::Receiver<bool>) -> Self {
-        Self { registry, draining }
+    /// Answers from `registry`, not ready once `draining` turns true; `/readyz` also
+    /// names the `sources` failing.
+    pub(crate) fn new(
+        registry: Arc<Registry>,
+        draining: watch::Receiver<bool>,
+        sources: Arc<SourceHealth>,
+    ) -> Self {
+        Self {
+            registry,
+            draining,
+            sources,
+        }
     }
 }
 
@@ -111,7 +123,14 @@ fn readiness(state: &AdminState) -> http::Response<Full<Bytes>> {
             "no plugins serving\n",
         );
     }
-    text(http::StatusCode::OK, "ready\n")
+    // What serves keeps serving while a source fails: ready, with the detail.
+    let failing = state.sources.report();
+    if failing.is_empty() {
+        return text(http::StatusCode::OK, "ready\n");
+    }
+    let mut response = text(http::StatusCode::OK, "");
+    *response.body_mut() = Full::new(Bytes::from(format!("ready\n{}\n", failing.join("\n"))));
+    response
 }
 
 /// `/plugins`: what serves now, by tenant, and the files refused.

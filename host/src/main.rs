@@ -52,6 +52,21 @@ enum Command {
     /// Rebuild a plugin crate on every save and move each new .wasm into a plugins
     /// folder (a host serving that folder reloads it); runs until Ctrl-C.
     Dev(DevArgs),
+    /// Publish a plugin file to an OCI registry (Wasm OCI artifact layout), once it
+    /// passes `check`; hosts whose [sources] name the tag pull it. Credentials from the
+    /// Docker config file. Exit status 1 when the check fails.
+    Push(PushArgs),
+}
+
+#[derive(Args)]
+struct PushArgs {
+    /// The plugin file (`.wasm`).
+    file: PathBuf,
+    /// Where to publish it: `registry/repository:tag`.
+    reference: String,
+    /// Plain HTTP to the registry (a loopback or test registry only).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Args)]
@@ -163,6 +178,7 @@ async fn main() -> ExitCode {
         Command::Check(args) => check(args).await,
         Command::New(args) => new(args).map(|()| ExitCode::SUCCESS),
         Command::Dev(args) => dev(args).await.map(|()| ExitCode::SUCCESS),
+        Command::Push(args) => push(args).await,
     };
     match outcome {
         Ok(code) => code,
@@ -256,6 +272,36 @@ async fn check(args: CheckArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::from(1)
     })
+}
+
+async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
+    let verdict = plugrpc::check::check(&args.file, plugrpc::check::Against::Nothing).await?;
+    let report = match verdict.report {
+        Some(report) if verdict.problems.is_empty() => report,
+        _ => {
+            print!("{}", verdict.text());
+            println!("not pushed: the host would refuse it");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let wasm = std::fs::read(&args.file)
+        .with_context(|| format!("cannot read {}", args.file.display()))?;
+    let artifact = plugrpc::oci::Artifact::new(&args.reference, args.insecure).await?;
+    // The contract's interfaces the component exports, as the layout's config lists them.
+    let (package, version) = plugrpc::CONTRACT
+        .split_once('@')
+        .unwrap_or((plugrpc::CONTRACT, ""));
+    let exports = ["handler", "describe"]
+        .map(|interface| format!("{package}/{interface}@{version}"))
+        .to_vec();
+    let digest = artifact
+        .push(wasm, &report.version, exports, report.imports)
+        .await?;
+    println!(
+        "pushed {} {} as {}@{digest}",
+        report.name, report.version, args.reference
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn new(args: NewArgs) -> anyhow::Result<()> {

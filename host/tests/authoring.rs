@@ -409,3 +409,39 @@ fn dev_rebuilds_on_save_and_keeps_the_last_good_build_through_an_error() {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[test]
+fn push_publishes_a_checked_plugin_and_refuses_one_the_host_would_refuse() {
+    let registry = common::oci_registry::OciRegistry::start();
+    let [v1, broken] =
+        <[PathBuf; 2]>::try_from(test_plugins(&["versioned-v1", "versioned-broken"])).unwrap();
+    let reference = format!("{}/acme/versioned:1", registry.host());
+    let out = plugrpc(&["push", path(&v1), &reference, "--insecure"]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = stdout(&out);
+    assert!(text.starts_with("pushed versioned-v1 0.1.0 as "), "{text}");
+    assert!(text.contains(&format!("{reference}@sha256:")), "{text}");
+
+    // Not a plugin: checked first, refused, nothing pushed.
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.wasm");
+    std::fs::write(&junk, b"not a component").unwrap();
+    let out = plugrpc(&["push", path(&junk), &reference, "--insecure"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(stdout(&out).contains("not pushed"), "{out:?}");
+
+    // A registry that is not there: one line, status 2.
+    let out = plugrpc(&[
+        "push",
+        path(&broken),
+        "127.0.0.1:9/acme/versioned:1",
+        "--insecure",
+    ]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    assert!(
+        error.starts_with("plugrpc: 127.0.0.1:9/acme/versioned:1"),
+        "{error}"
+    );
+}

@@ -20,6 +20,7 @@ mod plugin_folder;
 mod python_client;
 mod reload;
 mod sandbox;
+mod sources;
 mod tenants;
 mod tls;
 mod traces;

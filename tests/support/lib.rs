@@ -86,6 +86,7 @@ pub mod pb {
 }
 
 pub mod native;
+pub mod oci_registry;
 pub mod otlp;
 pub mod prometheus;
 pub mod quiet;

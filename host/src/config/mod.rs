@@ -18,6 +18,7 @@ mod compression;
 mod cors;
 mod edge;
 mod outbound;
+mod sources;
 mod tls;
 mod tracing;
 
@@ -31,6 +32,7 @@ pub use outbound::{
     EndpointHost, EndpointUrl, Endpoints, GrpcCode, LoadBalancing, MAX_ATTEMPTS, OutboundTarget,
     OutboundTls, RetryPolicy, RetryThrottling,
 };
+pub use sources::OciSource;
 pub use tls::{ClientAuth, KeyHash, TlsConfig};
 pub use tracing::TracingConfig;
 
@@ -126,6 +128,8 @@ pub struct HostConfig {
     pub tls: Option<TlsConfig>,
     /// `[tracing]`: where spans go, if anywhere.
     pub tracing: TracingConfig,
+    /// `[sources.<tenant>]`: plugins pulled from OCI registries, by tenant.
+    pub sources: BTreeMap<String, OciSource>,
     /// API keys by name, as hashes: a request bearing one is the caller `key:<name>`.
     pub api_keys: BTreeMap<String, KeyHash>,
     /// Limits for every plugin without overrides.
@@ -238,6 +242,8 @@ struct ConfigFile {
     tls: Option<TlsConfig>,
     #[serde(default)]
     tracing: TracingConfig,
+    #[serde(default)]
+    sources: BTreeMap<String, OciSource>,
     #[serde(default)]
     api_keys: BTreeMap<String, KeyHash>,
     #[serde(default)]
@@ -381,6 +387,7 @@ impl Default for HostConfig {
             cors: CorsConfig::default(),
             tls: None,
             tracing: TracingConfig::default(),
+            sources: BTreeMap::new(),
             api_keys: BTreeMap::new(),
             defaults: DEFAULT_LIMITS,
             plugins: BTreeMap::new(),
@@ -476,6 +483,7 @@ impl HostConfig {
             cors: file.cors,
             tls: file.tls,
             tracing: file.tracing,
+            sources: file.sources,
             api_keys: file.api_keys,
             defaults,
             plugins: file.plugins,
@@ -541,6 +549,16 @@ impl HostConfig {
                 .map(|rate| (rate, table.burst.unwrap_or(rate.max(1.0)))),
             cpu: table.cpu,
             memory: table.memory.map(to_usize),
+        }
+    }
+
+    /// The folder `tenant`'s plugins are in: the plugins folder for the default tenant, a
+    /// subfolder named for it otherwise.
+    pub(crate) fn tenant_dir(&self, tenant: &str) -> PathBuf {
+        if tenant == DEFAULT_TENANT {
+            self.plugins_dir.clone()
+        } else {
+            self.plugins_dir.join(tenant)
         }
     }
 
@@ -750,6 +768,15 @@ impl HostConfig {
         }
         self.edge.validate()?;
         self.tracing.validate()?;
+        for (tenant, source) in &self.sources {
+            if tenant != DEFAULT_TENANT && !is_tenant_name(tenant) {
+                return Err(Invalid {
+                    key: format!("sources.{tenant}"),
+                    reason: "is not a tenant name (lowercase letters, digits and '-')".into(),
+                });
+            }
+            source.validate(&format!("sources.{tenant}"))?;
+        }
         self.cors.validate("cors")?;
         for (name, tenant) in &self.tenants {
             if let Some(cors) = &tenant.cors {

@@ -110,6 +110,19 @@ struct OutboundLabels {
     grpc_code: &'static str,
 }
 
+/// A source's pulls, by tenant and result.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SourceLabels {
+    tenant: String,
+    result: &'static str,
+}
+
+/// A tenant's source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TenantLabels {
+    tenant: String,
+}
+
 /// Plugin files refused, by tenant and reason.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
@@ -163,6 +176,8 @@ pub(crate) struct Metrics {
     kv_read: Counters<PluginLabels>,
     kv_written: Counters<PluginLabels>,
     outbound: Counters<OutboundLabels>,
+    source_pulls: Counters<SourceLabels>,
+    source_up: Family<TenantLabels, Gauge>,
 }
 
 impl Metrics {
@@ -191,6 +206,8 @@ impl Metrics {
             kv_read: Family::default(),
             kv_written: Family::default(),
             outbound: Family::default(),
+            source_pulls: Family::default(),
+            source_up: Family::default(),
         };
         metrics.register();
         metrics
@@ -304,6 +321,16 @@ impl Metrics {
             "Outbound calls plugins made, by target and code",
             self.outbound.clone(),
         );
+        r.register(
+            "plugrpc_source_pulls",
+            "Looks at a tenant's OCI source's tags, by result (pulled, unchanged, failed)",
+            self.source_pulls.clone(),
+        );
+        r.register(
+            "plugrpc_source_up",
+            "Whether a tenant's OCI source answered its last round (1) or not (0)",
+            self.source_up.clone(),
+        );
     }
 
     /// The content type of [`Metrics::encode`]'s text.
@@ -385,6 +412,25 @@ impl Metrics {
         self.compile
             .get_or_create(&labels)
             .observe(compile.as_secs_f64());
+    }
+
+    /// One look at a plugin of `tenant`'s source, with its `result`.
+    pub(crate) fn source(&self, tenant: &str, result: &'static str) {
+        self.source_pulls
+            .get_or_create(&SourceLabels {
+                tenant: tenant.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Whether `tenant`'s source answered its last round.
+    pub(crate) fn source_up(&self, tenant: &str, up: bool) {
+        self.source_up
+            .get_or_create(&TenantLabels {
+                tenant: tenant.to_owned(),
+            })
+            .set(i64::from(up));
     }
 
     /// A plugin file of `tenant`'s refused, for `reason`.

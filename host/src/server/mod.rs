@@ -26,6 +26,7 @@ use crate::identity::{ApiKeys, IdentityLayer};
 use crate::metrics::Metrics;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::reload::Reloader;
+use crate::sources::Sources;
 use crate::tls::{Tls, TlsError};
 use crate::traces::{Traces, TracingError};
 use crate::watch::{self, FolderWatch};
@@ -57,6 +58,14 @@ pub enum HostError {
     /// The span exporter `[tracing]` names could not be made.
     #[error(transparent)]
     Tracing(#[from] TracingError),
+    /// A tenant folder for plugins pulled from a registry could not be made.
+    #[error("cannot make the tenant folders under {}: {source}", .dir.display())]
+    Sources {
+        /// The plugins folder.
+        dir: std::path::PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -79,6 +88,8 @@ pub struct Host {
     _watch: Option<FolderWatch>,
     /// Keeps the config file watched while the host lives.
     _config_watch: Option<FolderWatch>,
+    /// Keeps the plugin sources polled while the host lives.
+    sources: Sources,
     /// Keeps the epoch ticker running: deadlines and yields stop without it.
     _engine: Engine,
     /// How long calls and connections may take to finish after the shutdown signal.
@@ -114,7 +125,15 @@ impl Host {
         } else {
             None
         };
+        let mut sources = Sources::new(&config).map_err(|source| HostError::Sources {
+            dir: config.plugins_dir.clone(),
+            source,
+        })?;
+        sources
+            .first_round(registry.metrics().map(AsRef::as_ref))
+            .await;
         let report = registry.sync(&engine, &config).await?;
+        sources.start(registry.clone(), engine.clone(), config.clone());
         let config_watch = match (&config.source, config.watch) {
             (Some(file), true) => {
                 watch::watch_config(registry.clone(), file.clone(), config.plugins_dir.clone())
@@ -156,6 +175,7 @@ impl Host {
             report,
             _watch: watch,
             _config_watch: config_watch,
+            sources,
             _engine: engine,
             shutdown_grace: config.shutdown_grace,
             drain_delay: config.drain_delay,
@@ -198,6 +218,7 @@ impl Host {
     /// from exiting.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) {
         let (_watch, _config_watch, _engine) = (self._watch, self._config_watch, self._engine);
+        let sources = self.sources;
         let edge = self.edge;
         let listener = listener::Listener::new(self.listener, &edge);
         tracing::info!(
@@ -212,7 +233,7 @@ impl Host {
         if let Some(admin) = self.admin {
             let addr = admin.local_addr().ok();
             tracing::info!(addr = ?addr, "serving the admin endpoints (/healthz, /readyz, /plugins)");
-            let state = AdminState::new(self.registry.clone(), health.draining());
+            let state = AdminState::new(self.registry.clone(), health.draining(), sources.health());
             let stop = admin_stop.clone();
             tokio::spawn(async move {
                 admin::serve(admin, state, stop.cancelled()).await;
@@ -287,6 +308,7 @@ impl Host {
         }
         // Nothing of the host outlives this call: the watches' hold on the registry
         // (and its key-value store) ends here, not whenever their tasks are next polled.
+        sources.stop().await;
         for watch in [_watch, _config_watch].into_iter().flatten() {
             watch.stop().await;
         }

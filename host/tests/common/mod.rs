@@ -104,3 +104,9 @@ pub(crate) fn serve_until_serving(
     }
     panic!("exited before serving: {log:?}");
 }
+
+/// A real OCI registry on loopback, as the end-to-end tests start it (their file, shared;
+/// its items are `pub` for that crate).
+#[path = "../../../tests/support/oci_registry.rs"]
+#[allow(unreachable_pub)]
+pub(crate) mod oci_registry;

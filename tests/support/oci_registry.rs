@@ -1,0 +1,108 @@
+//! A real OCI registry for the plugin-source tests: Debian's `docker-registry`
+//! (distribution 2.8), on a free loopback port with its storage in a temporary folder;
+//! it can be stopped and started again on the same port, its content kept, to show a
+//! host riding out an outage.
+
+use std::net::{SocketAddr, TcpListener};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a starting registry gets to answer `GET /v2/`.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A running (or stopped) registry.
+pub struct OciRegistry {
+    addr: SocketAddr,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl OciRegistry {
+    /// Starts a registry on a free loopback port. Fails the test, saying what to install,
+    /// when `docker-registry` is missing.
+    pub fn start() -> Self {
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .and_then(|listener| listener.local_addr())
+            .expect("a free port");
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                 storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+                 http:\n  addr: {addr}\n",
+                dir.path().join("data").display()
+            ),
+        )
+        .expect("write the registry's config");
+        let mut registry = Self {
+            addr,
+            dir,
+            child: None,
+        };
+        registry.restart();
+        registry
+    }
+
+    /// `127.0.0.1:<port>`, the registry part of a reference.
+    pub fn host(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Kills the registry (its storage stays).
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the registry again on its port, once it answers.
+    pub fn restart(&mut self) {
+        self.stop();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|error| {
+                panic!("starting docker-registry ({error}): install it (apt-get install docker-registry)")
+            });
+        self.child = Some(child);
+        let started = Instant::now();
+        while !answers(self.addr) {
+            assert!(
+                started.elapsed() < START_TIMEOUT,
+                "docker-registry did not answer on {} within {START_TIMEOUT:?}",
+                self.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for OciRegistry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Whether `GET /v2/` answers 200.
+fn answers(addr: SocketAddr) -> bool {
+    use std::io::{Read as _, Write as _};
+    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
+    else {
+        return false;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream
+        .write_all(b"GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+}
