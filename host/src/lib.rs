@@ -39,7 +39,7 @@ pub use config::{
     DEFAULT_ADMIN_LISTEN, DEFAULT_DATA_DIR, DEFAULT_DRAIN_DELAY, DEFAULT_GUEST_STACK,
     DEFAULT_LISTEN, DEFAULT_PLUGINS_DIR, DEFAULT_SANDBOXES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TENANT,
     EdgeConfig, HostConfig, Invalid, KeyHash, KvBackendKind, KvConfig, KvTable, LimitOverrides,
-    MAX_SANDBOXES, OciSource, TenantConfig, TlsConfig, TracingConfig,
+    MAX_SANDBOXES, OciSource, OutboundTarget, TenantConfig, TlsConfig, TracingConfig,
 };
 pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};

@@ -8,6 +8,7 @@ mod browser;
 mod builtin;
 mod contract;
 mod edge;
+mod fleet;
 mod frontdesk;
 mod inspect;
 mod interop;
