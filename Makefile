@@ -22,6 +22,7 @@ plugins: wasm-target
 
 ## Run the whole test suite (Rust and the Python client against a live host).
 test: wasm-target $(VENV)/.installed $(NODE_CLIENTS)
+	$(PYTHON) deploy/validate.py
 	PLUGRPC_PYTHON=$(abspath $(PYTHON)) cargo test --workspace --no-fail-fast
 
 ## The benchmark suite: writes BENCHMARKS.md (needs taskset; takes a few minutes).

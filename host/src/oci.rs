@@ -3,9 +3,10 @@
 //! `application/vnd.wasm.config.v0+json` and whose one layer is the component,
 //! `application/wasm`. Pushed by `plugrpc push`, pulled by a tenant's `[sources]`; every
 //! pull is pinned to the manifest's digest and the layer checked against its own.
-//! Credentials come from the Docker config file (`$DOCKER_CONFIG/config.json` or
-//! `~/.docker/config.json`, helpers included); TLS to the registry unless the source says
-//! `insecure` (a loopback or test registry).
+//! Credentials come from `PLUGRPC_REGISTRY_USERNAME`/`PLUGRPC_REGISTRY_PASSWORD`, else the
+//! Docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, helpers
+//! included); TLS to the registry unless the source says `insecure` (a loopback or test
+//! registry).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -278,9 +279,16 @@ pub fn sha256(bytes: &[u8]) -> String {
     text
 }
 
-/// What the Docker config holds for `registry` (anonymous when nothing, or a token this
-/// client cannot use).
+/// The credentials for `registry`: `PLUGRPC_REGISTRY_USERNAME` and
+/// `PLUGRPC_REGISTRY_PASSWORD` when both are set (a CI job, a pod's Secret), else what the
+/// Docker config holds for it (anonymous when nothing, or a token this client cannot use).
 fn credentials(registry: &str) -> RegistryAuth {
+    if let (Ok(user), Ok(password)) = (
+        std::env::var("PLUGRPC_REGISTRY_USERNAME"),
+        std::env::var("PLUGRPC_REGISTRY_PASSWORD"),
+    ) {
+        return RegistryAuth::Basic(user, password);
+    }
     let key = match registry {
         "index.docker.io" | "docker.io" => "https://index.docker.io/v1/",
         other => other,

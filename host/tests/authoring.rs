@@ -445,3 +445,29 @@ fn push_publishes_a_checked_plugin_and_refuses_one_the_host_would_refuse() {
         "{error}"
     );
 }
+
+#[test]
+fn push_takes_registry_credentials_from_the_environment() {
+    let (registry, user, password) = common::oci_registry::OciRegistry::start_with_password();
+    let [v1] = <[PathBuf; 1]>::try_from(test_plugins(&["versioned-v1"])).unwrap();
+    let reference = format!("{}/acme/versioned:1", registry.host());
+    let push = |credentials: &[(&str, &str)]| {
+        Command::new(env!("CARGO_BIN_EXE_plugrpc"))
+            .args(["push", path(&v1), &reference, "--insecure"])
+            // No Docker config of the machine's: only what the test gives.
+            .env("DOCKER_CONFIG", root().join("target/no-docker-config"))
+            .envs(credentials.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let refused = push(&[]);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    let error = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    let pushed = push(&[
+        ("PLUGRPC_REGISTRY_USERNAME", user.as_str()),
+        ("PLUGRPC_REGISTRY_PASSWORD", password.as_str()),
+    ]);
+    assert_eq!(pushed.status.code(), Some(0), "{pushed:?}");
+    assert!(stdout(&pushed).contains("@sha256:"), "{pushed:?}");
+}

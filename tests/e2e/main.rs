@@ -7,6 +7,7 @@ mod admin;
 mod browser;
 mod builtin;
 mod contract;
+mod deploy;
 mod edge;
 mod fleet;
 mod frontdesk;

@@ -21,16 +21,41 @@ impl OciRegistry {
     /// Starts a registry on a free loopback port. Fails the test, saying what to install,
     /// when `docker-registry` is missing.
     pub fn start() -> Self {
+        Self::configured("")
+    }
+
+    /// Starts a registry that asks for a password (HTTP basic auth): it, and the user
+    /// and password it made up.
+    pub fn start_with_password() -> (Self, String, String) {
+        let registry =
+            Self::configured("auth:\n  htpasswd:\n    realm: plugrpc-test\n    path: HTPASSWD\n");
+        // The registry makes the file up, and says the password in its log.
+        let log = std::fs::read_to_string(registry.dir.path().join("log")).unwrap_or_default();
+        let field = |name: &str| {
+            log.split_whitespace()
+                .find_map(|word| word.strip_prefix(&format!("{name}=")))
+                .map(|value| value.trim_matches('"').to_owned())
+                .unwrap_or_else(|| panic!("no {name} in the registry's log: {log}"))
+        };
+        let (user, password) = (field("user"), field("password"));
+        (registry, user, password)
+    }
+
+    fn configured(extra: &str) -> Self {
         let addr = TcpListener::bind("127.0.0.1:0")
             .and_then(|listener| listener.local_addr())
             .expect("a free port");
         let dir = tempfile::tempdir().expect("temp dir");
+        let extra = extra.replace(
+            "HTPASSWD",
+            &dir.path().join("htpasswd").display().to_string(),
+        );
         std::fs::write(
             dir.path().join("config.yml"),
             format!(
-                "version: 0.1\nlog:\n  level: warn\n  accesslog:\n    disabled: true\n\
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: true\n\
                  storage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-                 http:\n  addr: {addr}\n",
+                 http:\n  addr: {addr}\n{extra}",
                 dir.path().join("data").display()
             ),
         )
@@ -60,11 +85,12 @@ impl OciRegistry {
     /// Starts the registry again on its port, once it answers.
     pub fn restart(&mut self) {
         self.stop();
+        let log = std::fs::File::create(self.dir.path().join("log")).expect("the registry's log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(self.dir.path().join("config.yml"))
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap_or_else(|error| {
                 panic!("starting docker-registry ({error}): install it (apt-get install docker-registry)")
@@ -104,5 +130,13 @@ fn answers(addr: SocketAddr) -> bool {
     }
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    answer.starts_with("HTTP/1.0 200") || answer.starts_with("HTTP/1.1 200")
+    // 401: up, asking for a password.
+    [
+        "HTTP/1.0 200",
+        "HTTP/1.1 200",
+        "HTTP/1.0 401",
+        "HTTP/1.1 401",
+    ]
+    .iter()
+    .any(|status| answer.starts_with(status))
 }
