@@ -57,18 +57,25 @@ pub(crate) async fn serve(
     stop: impl std::future::Future<Output = ()>,
 ) {
     tokio::pin!(stop);
+    // Each connection's task, ended with the listener: none outlives the host.
+    let mut connections = tokio::task::JoinSet::new();
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
-            () = &mut stop => return,
+            () = &mut stop => {
+                connections.shutdown().await;
+                return;
+            }
         };
+        // Reap the connections that ended.
+        while connections.try_join_next().is_some() {}
         let Ok((stream, _)) = accepted else {
             // Out of descriptors, say: the gRPC listener's backoff is the one that matters.
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         };
         let state = state.clone();
-        tokio::spawn(async move {
+        connections.spawn(async move {
             let service = service_fn(move |request| {
                 let state = state.clone();
                 async move { Ok::<_, Infallible>(answer(&state, request.uri().path())) }

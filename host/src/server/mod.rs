@@ -230,16 +230,15 @@ impl Host {
         let health = HealthService::new(self.registry.clone());
         // The admin endpoints answer until the host is gone, draining included.
         let admin_stop = CancellationToken::new();
-        if let Some(admin) = self.admin {
+        let admin_task = self.admin.map(|admin| {
             let addr = admin.local_addr().ok();
-            tracing::info!(addr = ?addr, "serving the admin endpoints (/healthz, /readyz, /plugins)");
+            tracing::info!(addr = ?addr, "serving the admin endpoints (/healthz, /readyz, /plugins, /metrics)");
             let state = AdminState::new(self.registry.clone(), health.draining(), sources.health());
             let stop = admin_stop.clone();
             tokio::spawn(async move {
                 admin::serve(admin, state, stop.cancelled()).await;
-            });
-        }
-        let _admin_stop = admin_stop.drop_guard();
+            })
+        });
         let service = stack(self.api_keys)
             .service(router(self.registry.clone(), &health, &self.config).prepare());
         // Plugins' `local` outbound calls take the same stack, in process, while this
@@ -311,6 +310,11 @@ impl Host {
         sources.stop().await;
         for watch in [_watch, _config_watch].into_iter().flatten() {
             watch.stop().await;
+        }
+        // Nor the admin listener's: it answered through the drain, and goes now.
+        admin_stop.cancel();
+        if let Some(task) = admin_task {
+            let _ = task.await;
         }
         // The last calls' spans go before the process may exit.
         if let Some(traces) = self.registry.traces() {
