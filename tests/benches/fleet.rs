@@ -9,8 +9,7 @@ use std::fmt::Write as _;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use plugrpc::oci::Artifact;
-use plugrpc_tests::oci_registry::OciRegistry;
+use plugrpc_tests::oci_registry::{self, OciRegistry};
 use plugrpc_tests::pb::versioned::VersionRequest;
 use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
 use plugrpc_tests::report::median_min_max;
@@ -71,17 +70,7 @@ fn throughput(hosts: &[TestHost]) -> (f64, f64, f64) {
 }
 
 async fn push(reference: &str, plugin: Plugin) {
-    Artifact::new(reference, true)
-        .await
-        .unwrap()
-        .push(
-            std::fs::read(plugin.wasm()).unwrap(),
-            "bench",
-            Vec::new(),
-            Vec::new(),
-        )
-        .await
-        .unwrap();
+    oci_registry::push(reference, plugin.wasm()).await;
 }
 
 async fn serves(host: &TestHost, version: &str) -> bool {

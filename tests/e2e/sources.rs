@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use plugrpc::oci::Artifact;
-use plugrpc_tests::oci_registry::OciRegistry;
+use plugrpc_tests::oci_registry::{self, OciRegistry};
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
 use plugrpc_tests::pb::versioned::VersionRequest;
@@ -17,18 +16,8 @@ use plugrpc_tests::{Plugin, TestHost};
 use crate::admin::get;
 use crate::plugins::{GREETER, VERSIONED_BROKEN, VERSIONED_V1, VERSIONED_V2};
 
-/// Pushes `plugin` as `reference` (plain HTTP: the registry is on loopback).
 async fn push(reference: &str, plugin: Plugin) -> String {
-    let artifact = Artifact::new(reference, true).await.unwrap();
-    artifact
-        .push(
-            std::fs::read(plugin.wasm()).unwrap(),
-            "test",
-            vec!["plugrpc:plugin/handler@0.3.0".into()],
-            Vec::new(),
-        )
-        .await
-        .unwrap()
+    oci_registry::push(reference, plugin.wasm()).await
 }
 
 async fn version(host: &TestHost) -> Result<String, tonic::Status> {
@@ -39,7 +28,7 @@ async fn version(host: &TestHost) -> Result<String, tonic::Status> {
         .map(|reply| reply.into_inner().version)
 }
 
-/// Calls until `done` holds of the version served (every call must succeed), for 20 s
+/// Calls until `done` holds of the version served (every call must succeed), for 60 s
 /// at most; the calls made.
 async fn until_version(host: &TestHost, wanted: &str) -> usize {
     let started = Instant::now();
@@ -53,7 +42,7 @@ async fn until_version(host: &TestHost, wanted: &str) -> usize {
             return calls;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "{wanted} never served (still {served})"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -95,7 +84,7 @@ async fn plugins_come_from_a_registry_and_follow_their_tag() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "the breaking version was not refused"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -112,7 +101,7 @@ async fn plugins_come_from_a_registry_and_follow_their_tag() {
             break body;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(20),
+            started.elapsed() < Duration::from_secs(60),
             "the outage is not reported: {body}"
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
@@ -139,7 +128,7 @@ async fn plugins_come_from_a_registry_and_follow_their_tag() {
             break;
         }
         assert!(
-            started.elapsed() < Duration::from_secs(30),
+            started.elapsed() < Duration::from_secs(60),
             "the push after the outage never landed"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -108,6 +108,17 @@ impl OciRegistry {
     }
 }
 
+/// Pushes the plugin file `wasm` as `reference` (plain HTTP: the test registries are on
+/// loopback); the manifest's digest.
+pub async fn push(reference: &str, wasm: &std::path::Path) -> String {
+    plugrpc::oci::Artifact::new(reference, true)
+        .await
+        .unwrap()
+        .push(std::fs::read(wasm).unwrap(), "test", Vec::new(), Vec::new())
+        .await
+        .unwrap()
+}
+
 impl Drop for OciRegistry {
     fn drop(&mut self) {
         self.stop();
