@@ -129,7 +129,7 @@ impl DevLoop {
                 return Ok(());
             }
         };
-        match replace(&built, target) {
+        match std::fs::read(&built).and_then(|wasm| crate::watch::write_whole(target, &wasm)) {
             Ok(()) => eprintln!(
                 "plugrpc dev: built in {:.1} s, copied to {}",
                 started.elapsed().as_secs_f64(),
@@ -223,21 +223,6 @@ fn built_wasm(line: &str, crate_dir: &Path) -> Option<PathBuf> {
         .filter_map(|file| file.as_str())
         .find(|file| file.ends_with(".wasm"))
         .map(PathBuf::from)
-}
-
-/// Replaces `target` with a copy of `built` in one rename: a reader sees the old file or
-/// the new one, never part of one.
-fn replace(built: &Path, target: &Path) -> std::io::Result<()> {
-    let name = target
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    // Same folder (a rename never crosses file systems); not `*.wasm`, which a host reads.
-    let partial = target.with_file_name(format!(".{name}.part"));
-    std::fs::copy(built, &partial)?;
-    std::fs::rename(&partial, target).inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })
 }
 
 #[cfg(test)]

@@ -9,7 +9,6 @@
 //! registry).
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use futures::StreamExt as _;
 use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
@@ -17,7 +16,6 @@ use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
 use serde::Serialize;
-use sha2::Digest as _;
 
 /// The config blob's media type in the Wasm OCI artifact layout.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -269,14 +267,9 @@ struct ComponentInfo {
     imports: Vec<String>,
 }
 
-/// `sha256:<hex>` of `bytes`, as OCI digests are written.
+/// `sha256:<hex>` of `bytes`, as OCI digests are written (the host's content hash).
 pub fn sha256(bytes: &[u8]) -> String {
-    let digest = sha2::Sha256::digest(bytes);
-    let mut text = String::from("sha256:");
-    for byte in digest {
-        let _ = write!(text, "{byte:02x}");
-    }
-    text
+    format!("sha256:{}", plugrpc_runtime::content_hash(bytes))
 }
 
 /// The credentials for `registry`: `PLUGRPC_REGISTRY_USERNAME` and

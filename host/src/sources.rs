@@ -95,7 +95,7 @@ impl Pulled {
             return Ok(false);
         }
         let wasm = artifact.pull(&digest).await?;
-        write_whole(&self.file, &wasm).map_err(|error| OciError::NotWasm {
+        crate::watch::write_whole(&self.file, &wasm).map_err(|error| OciError::NotWasm {
             reference: self.reference.clone(),
             reason: format!("writing {}: {error}", self.file.display()),
         })?;
@@ -271,16 +271,4 @@ fn digest_file(file: &Path) -> PathBuf {
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_default();
     file.with_file_name(format!(".{name}.digest"))
-}
-
-/// Writes `bytes` to `file` whole: into a temporary file beside it, then renamed over
-/// it, so a watcher never reads half a plugin.
-fn write_whole(file: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = file
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let part = file.with_file_name(format!(".{name}.part"));
-    std::fs::write(&part, bytes)?;
-    std::fs::rename(part, file)
 }

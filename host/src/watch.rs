@@ -15,6 +15,22 @@ use crate::config::HostConfig;
 use crate::registry::Registry;
 use plugrpc_runtime::Engine;
 
+/// Writes `bytes` to `file` whole: into a temporary file beside it (same folder, so the
+/// rename never crosses file systems; not `*.wasm`, which a host reads), then renamed
+/// over it, so a watcher sees the old file or the new one, never part of one.
+pub(crate) fn write_whole(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    let name = file
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let part = file.with_file_name(format!(".{name}.part"));
+    std::fs::write(&part, bytes)
+        .and_then(|()| std::fs::rename(&part, file))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&part);
+        })
+}
+
 /// Quiet time after the last change before the folder is read.
 const SETTLE: Duration = Duration::from_millis(250);
 

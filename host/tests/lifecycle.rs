@@ -277,8 +277,17 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
         .await,
     );
     tokio::time::sleep(Duration::from_millis(700)).await;
+    // A call still running when the drain delay ends holds the host in its grace.
+    let held = tokio::spawn(slow_relay(served.channel().await, 3000));
+    tokio::time::sleep(Duration::from_millis(100)).await;
     let signalled = Instant::now();
     served.signal("TERM");
+    // Past the drain delay (1 s), while that call runs: no new connection is taken.
+    tokio::time::sleep_until((signalled + Duration::from_millis(1500)).into()).await;
+    assert!(
+        tokio::net::TcpStream::connect(served.addr).await.is_err(),
+        "a new connection was accepted after the drain delay"
+    );
 
     let mut made = Vec::new();
     for worker in workers {
@@ -317,10 +326,9 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
         .unwrap();
     assert!(status.success(), "{status:?}");
     served.until("shut down", Duration::from_secs(5));
-    assert!(
-        tokio::net::TcpStream::connect(served.addr).await.is_err(),
-        "a new connection was accepted after the drain"
-    );
+    held.await
+        .unwrap()
+        .expect("the call in flight through the drain finished");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

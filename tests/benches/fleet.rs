@@ -6,7 +6,7 @@
 //! `cargo bench -p plugrpc-tests --bench fleet`
 
 use std::fmt::Write as _;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plugrpc_tests::oci_registry::{self, OciRegistry};
@@ -55,12 +55,15 @@ fn throughput(hosts: &[TestHost]) -> (f64, f64, f64) {
                 ])
                 .arg("--target")
                 .arg(format!("http://{}", host.addr()))
-                .output()
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("loadgen runs")
         })
-        .map(|spawned| spawned.expect("loadgen runs"))
         .collect();
+    // Every client started before any is waited for: they run at once.
     let mut total = (0.0, 0.0, 0.0);
-    for output in children {
+    for child in children {
+        let output = child.wait_with_output().expect("loadgen ends");
         let run: serde_json::Value = serde_json::from_slice(&output.stdout).expect("loadgen JSON");
         total.0 += run["calls_per_sec"].as_f64().unwrap_or(0.0);
         total.1 = f64::max(total.1, run["p99_us"].as_f64().unwrap_or(0.0));
@@ -141,6 +144,12 @@ fn main() {
             } else {
                 (VERSIONED_V1, "v1")
             };
+            // Pushes land anywhere in the hosts' poll cycle, not just after a look.
+            tokio::time::sleep(
+                Duration::from_secs(1) * u32::try_from(i).unwrap_or(0)
+                    / u32::try_from(PUSHES).unwrap_or(1),
+            )
+            .await;
             let started = Instant::now();
             push(&reference, plugin).await;
             for host in &hosts {

@@ -192,10 +192,22 @@ async fn a_fleet_of_three_deploys_shares_state_and_loses_no_call() {
     let made = outcomes(workers).await;
     assert_none_failed(&made);
 
-    // The registry gone: serving goes on.
+    // The registry gone: every host notices (its /readyz says so) and serves on.
     registry.stop();
-    tokio::time::sleep(Duration::from_millis(1500)).await;
     for host in &hosts {
+        let started = Instant::now();
+        loop {
+            let (status, readyz) = get(host.admin_addr().unwrap(), "/readyz").await;
+            assert_eq!(status, 200, "{readyz}");
+            if readyz.contains("source default: failing since") {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the outage went unnoticed: {readyz}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
         assert_eq!(version_of(host).await, "v2");
     }
     // A breaking version once it is back: refused on every host, with the same reason.
