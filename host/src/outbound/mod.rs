@@ -481,12 +481,14 @@ impl Inner {
                 expired: false,
             };
         }
-        // No connection could be made, or it closed before the stream was opened.
+        // No connection could be made, it closed before the stream was opened, or the
+        // server turned the stream away unprocessed.
         let never_sent = caused_by(&status, |error| {
             error.is::<tonic::ConnectError>()
                 || error
                     .downcast_ref::<hyper::Error>()
                     .is_some_and(hyper::Error::is_canceled)
+                || error.downcast_ref::<h2::Error>().is_some_and(unprocessed)
         });
         tracing::debug!(
             "outbound target {}: {}: {status}",
@@ -600,6 +602,20 @@ fn method_path(method: &str) -> Option<PathAndQuery> {
         return None;
     }
     PathAndQuery::try_from(method).ok()
+}
+
+/// Whether the server turned a stream away before its application saw it (RFC 9113
+/// 8.7): a stream its graceful GOAWAY left out (a host draining, h2 reports those and any
+/// stream opened after it with the GOAWAY's NO_ERROR), or one reset with REFUSED_STREAM.
+/// gRFC A6 retries those transparently; a GOAWAY with an error may end processed streams
+/// too, so it does not count.
+fn unprocessed(error: &h2::Error) -> bool {
+    error.is_remote()
+        && match error.reason() {
+            Some(h2::Reason::NO_ERROR) => error.is_go_away(),
+            Some(h2::Reason::REFUSED_STREAM) => error.is_reset(),
+            _ => false,
+        }
 }
 
 /// Whether `cause` is among the causes of a transport failure.

@@ -612,6 +612,84 @@ async fn calls_go_on_when_an_endpoint_shuts_down() {
     assert_eq!(servers[1].calls() + servers[2].calls(), 4 + 30);
 }
 
+/// A server that turns every stream away unprocessed, as a draining server does to the
+/// streams its GOAWAY left out: it answers a request's HEADERS with GOAWAY (last stream
+/// 0, NO_ERROR). Its URL and how many streams it turned away.
+async fn turning_away() -> (String, Arc<AtomicUsize>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let turned = Arc::new(AtomicUsize::new(0));
+    let counted = turned.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(tokio::time::timeout(PATIENCE, turn_away(socket, counted)));
+        }
+    });
+    (url, turned)
+}
+
+/// One connection of [`turning_away`], speaking HTTP/2 frames by hand.
+async fn turn_away(
+    mut socket: tokio::net::TcpStream,
+    turned: Arc<AtomicUsize>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SETTINGS: u8 = 4;
+    const HEADERS: u8 = 1;
+    let mut preface = [0; 24];
+    socket.read_exact(&mut preface).await?;
+    socket
+        .write_all(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0])
+        .await?;
+    loop {
+        let mut header = [0; 9];
+        socket.read_exact(&mut header).await?;
+        let length = u32::from_be_bytes([0, header[0], header[1], header[2]]) as usize;
+        socket.read_exact(&mut vec![0; length]).await?;
+        match (header[3], header[4]) {
+            (SETTINGS, 0) => {
+                socket
+                    .write_all(&[0, 0, 0, SETTINGS, 1, 0, 0, 0, 0])
+                    .await?
+            }
+            (HEADERS, _) => {
+                turned.fetch_add(1, Ordering::SeqCst);
+                // GOAWAY: 8 bytes, last stream 0, NO_ERROR.
+                let go_away = [0, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+                socket.write_all(&go_away).await?;
+                // Read on until the client closes: closing with its bytes unread would
+                // reset the connection and could lose the GOAWAY.
+                socket.read_to_end(&mut Vec::new()).await?;
+                return Ok(());
+            }
+            _ => {}
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stream_a_draining_server_turned_away_goes_to_another_endpoint() {
+    let (turning, turned) = turning_away().await;
+    let server = Server::start(echo()).await;
+    // No retry policy: only gRFC A6's transparent retry may save these calls.
+    let target = target(&[turning.clone(), server.url()], "");
+    for _ in 0..6 {
+        assert_eq!(call(&target, &["a"]).await.unwrap(), ["a"]);
+    }
+    assert!(
+        turned.load(Ordering::SeqCst) > 0,
+        "no stream was turned away"
+    );
+    assert_eq!(server.calls(), 6);
+
+    // With nowhere else to go, it is UNAVAILABLE (retryable), not INTERNAL.
+    let alone = self::target(&[turning], "");
+    let status = call(&alone, &["a"]).await.unwrap_err();
+    assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("greeter"), "{status:?}");
+}
+
 #[tokio::test]
 async fn a_host_name_endpoint_is_resolved_and_called() {
     let server = Server::start(echo()).await;
