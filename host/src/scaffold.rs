@@ -255,18 +255,35 @@ fn rust_type(package: &str, full: &str) -> String {
         .strip_prefix(package)
         .map_or(full, |rest| rest.trim_start_matches('.'));
     let mut parts: Vec<String> = local.split('.').map(str::to_owned).collect();
-    let last = parts.pop().unwrap_or_default().to_upper_camel_case();
+    let last = rust_ident(parts.pop().unwrap_or_default().to_upper_camel_case());
     parts
         .iter()
-        .map(|outer| outer.to_snake_case())
+        .map(|outer| rust_ident(outer.to_snake_case()))
         .chain([last])
         .collect::<Vec<_>>()
         .join("::")
 }
 
+/// `name` as prost-build makes it an identifier, so the stubs match the generated traits:
+/// a keyword raw (`r#match`), one that cannot be raw suffixed (`self_`), a leading digit
+/// prefixed.
+fn rust_ident(name: String) -> String {
+    match name.as_str() {
+        "as" | "break" | "const" | "continue" | "else" | "enum" | "false" | "fn" | "for" | "if"
+        | "impl" | "in" | "let" | "loop" | "match" | "mod" | "move" | "mut" | "pub" | "ref"
+        | "return" | "static" | "struct" | "trait" | "true" | "type" | "unsafe" | "use"
+        | "where" | "while" | "dyn" | "abstract" | "become" | "box" | "do" | "final" | "macro"
+        | "override" | "priv" | "typeof" | "unsized" | "virtual" | "yield" | "async" | "await"
+        | "try" | "gen" => format!("r#{name}"),
+        "_" | "super" | "self" | "Self" | "extern" | "crate" => format!("{name}_"),
+        _ if name.starts_with(|c: char| c.is_ascii_digit()) => format!("_{name}"),
+        _ => name,
+    }
+}
+
 /// The trait method for `method`, answering UNIMPLEMENTED.
 fn method_stub(text: &mut String, package: &str, path: &str, method: &MethodDescriptorProto) {
-    let name = method.name().to_snake_case();
+    let name = rust_ident(method.name().to_snake_case());
     let input = rust_type(package, method.input_type());
     let output = rust_type(package, method.output_type());
     let signature = match (method.client_streaming(), method.server_streaming()) {
@@ -307,7 +324,7 @@ fn lib_rs(name: &str, proto: &FileDescriptorProto) -> String {
         .service
         .iter()
         .map(|service| {
-            let trait_name = service.name().to_upper_camel_case();
+            let trait_name = rust_ident(service.name().to_upper_camel_case());
             let module = format!("{}_server", trait_name.to_snake_case());
             (format!("{package}.{}", service.name()), trait_name, module)
         })
@@ -405,6 +422,7 @@ mod tests {
             rust_type("a.v1", ".a.v1.Outer.inner_msg"),
             "outer::InnerMsg"
         );
+        assert_eq!(rust_type("a.v1", ".a.v1.Match.Arm"), "r#match::Arm");
         assert_eq!(rust_type("a.v1", ".google.protobuf.Empty"), "()");
         assert_eq!(
             rust_type("a.v1", ".google.protobuf.Timestamp"),

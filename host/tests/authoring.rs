@@ -146,6 +146,11 @@ fn proto() -> PathBuf {
     root().join("tests/proto/misbehave/v1/misbehave.proto")
 }
 
+/// A proto whose method and message names are Rust keywords, in every call shape.
+fn keywords_proto() -> PathBuf {
+    root().join("tests/proto/keywords/v1/keywords.proto")
+}
+
 /// `cargo ARGS` in `dir`, with the generated crates' shared target dir.
 fn cargo(dir: &Path, args: &[&str]) -> Output {
     Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
@@ -164,7 +169,7 @@ async fn a_new_crate_builds_serves_unimplemented_and_passes_its_test() {
         "new",
         "fresh-plugin",
         "--proto",
-        path(&proto()),
+        path(&keywords_proto()),
         "--dir",
         path(&crate_dir),
     ]);
@@ -192,7 +197,7 @@ async fn a_new_crate_builds_serves_unimplemented_and_passes_its_test() {
         let answer = grpc
             .unary(
                 tonic::Request::new(bytes::Bytes::new()),
-                http::uri::PathAndQuery::from_static("/misbehave.v1.Misbehave/Spin"),
+                http::uri::PathAndQuery::from_static("/keywords.v1.Type/Match"),
                 plugrpc::outbound::RawCodec,
             )
             .await;
