@@ -6,13 +6,11 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{plugrpc, root, serve_until_serving, serving_addr, test_plugins};
+use common::{Lines, Served, plugrpc, root, test_plugins};
 
 /// A first build of a generated crate may compile all its dependencies.
 const FIRST_BUILD: Duration = Duration::from_secs(900);
@@ -182,13 +180,9 @@ async fn a_new_crate_builds_serves_unimplemented_and_passes_its_test() {
     assert!(build.status.success(), "{build:?}");
     let wasm = root().join("target/scaffolded/wasm32-wasip2/release/fresh_plugin.wasm");
 
-    let (mut host, log, served) = serve_until_serving("", &[]);
-    std::fs::copy(&wasm, served.path().join("plugins/fresh-plugin.wasm")).unwrap();
-    let channel = tonic::transport::Channel::from_shared(format!("http://{}", serving_addr(&log)))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let host = Served::start(&[], "", &[]);
+    std::fs::copy(&wasm, host.plugins().join("fresh-plugin.wasm")).unwrap();
+    let channel = host.channel().await;
     // The host reloads the folder once the copy settles: until then, its own "no route".
     let started = Instant::now();
     let status = loop {
@@ -211,8 +205,7 @@ async fn a_new_crate_builds_serves_unimplemented_and_passes_its_test() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert_eq!(status.code(), tonic::Code::Unimplemented);
-    let _ = host.kill();
-    let _ = host.wait();
+    drop(host);
 
     let test = cargo(&crate_dir, &["test"]);
     assert!(test.status.success(), "{test:?}");
@@ -288,50 +281,6 @@ fn new_refuses_bad_names_protos_and_folders_with_status_2() {
     assert_eq!(std::fs::read_dir(&occupied).unwrap().count(), 1);
 }
 
-/// Lines of a child's stderr, read in a thread.
-struct Lines {
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Lines {
-    fn of(child: &mut std::process::Child) -> Self {
-        let (send, lines) = mpsc::channel();
-        let stderr = BufReader::new(child.stderr.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                if send.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        Self {
-            lines,
-            seen: Vec::new(),
-        }
-    }
-
-    /// Waits up to `limit` for a line containing `needle`; every line read until then.
-    fn until(&mut self, needle: &str, limit: Duration) -> Vec<String> {
-        let deadline = Instant::now() + limit;
-        let mut read = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    let found = line.contains(needle);
-                    read.push(line);
-                    if found {
-                        return read;
-                    }
-                }
-                Err(_) => panic!("no {needle:?} within {limit:?}; seen: {:#?}", self.seen),
-            }
-        }
-    }
-}
-
 #[test]
 fn dev_rebuilds_on_save_and_keeps_the_last_good_build_through_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -355,7 +304,7 @@ fn dev_rebuilds_on_save_and_keeps_the_last_good_build_through_an_error() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut lines = Lines::of(&mut dev);
+    let lines = Lines::of(dev.stderr.take().unwrap());
     let wasm = plugins.join("live-plugin.wasm");
     lines.until("copied to", FIRST_BUILD);
     let first = std::fs::read(&wasm).unwrap();

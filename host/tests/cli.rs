@@ -6,7 +6,7 @@ mod common;
 
 use std::path::Path;
 
-use common::{plugrpc, serve_until_serving};
+use common::{Served, plugrpc};
 
 fn example(name: &str) -> String {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -72,32 +72,24 @@ fn mistakes_are_one_line_and_status_2() {
 
 #[test]
 fn a_second_signal_while_draining_exits_at_once() {
-    use std::time::{Duration, Instant};
+    use rustix::process::Signal;
+    use std::time::Duration;
 
-    let (mut child, _, _dir) = serve_until_serving("[shutdown]\ndrain_delay = \"30s\"\n", &[]);
-    let pid = rustix::process::Pid::from_child(&child);
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
+    let mut served = Served::start(&[], "[shutdown]\ndrain_delay = \"30s\"\n", &[]);
+    served.signal(Signal::TERM);
     // Draining for 30 s: still there a moment later.
     std::thread::sleep(Duration::from_millis(500));
-    let early = child.try_wait().unwrap();
+    let early = served.child.try_wait().unwrap();
     assert!(early.is_none(), "exited before the drain delay: {early:?}");
-    rustix::process::kill_process(pid, rustix::process::Signal::TERM).unwrap();
-    let asked = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(
-            asked.elapsed() < Duration::from_secs(10),
-            "a second signal did not end the host"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    served.signal(Signal::TERM);
+    served.exit_within(Duration::from_secs(10));
 }
 
 #[test]
 fn the_log_can_be_json_one_object_a_line() {
-    let (mut child, log, _dir) = serve_until_serving("", &["--log-format", "json"]);
-    let _ = child.kill();
-    let _ = child.wait();
-    let messages: Vec<String> = log
+    let served = Served::start(&[], "", &["--log-format", "json"]);
+    let messages: Vec<String> = served
+        .startup
         .iter()
         .map(|line| {
             let object: serde_json::Value =

@@ -5,130 +5,14 @@
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
-use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use plugrpc::outbound::RawCodec;
 use tonic::transport::Channel;
 
-use common::{serving_addr, test_plugins};
-
-/// A `plugrpc serve` child with its log lines arriving on a channel.
-struct Served {
-    child: Child,
-    log: mpsc::Receiver<String>,
-    addr: SocketAddr,
-    dir: tempfile::TempDir,
-    /// The log up to "serving gRPC".
-    startup: Vec<String>,
-}
-
-impl Served {
-    /// Serves `plugins` (crate names) with `config` (TOML after a loopback listen).
-    fn start(plugins: &[&str], config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("plugins")).unwrap();
-        for (name, wasm) in plugins.iter().zip(test_plugins(plugins)) {
-            std::fs::copy(
-                wasm,
-                dir.path().join("plugins").join(format!("{name}.wasm")),
-            )
-            .unwrap();
-        }
-        write_config(dir.path(), config);
-        let mut child = Command::new(env!("CARGO_BIN_EXE_plugrpc"))
-            .arg("serve")
-            .arg("--config")
-            .arg(dir.path().join("plugrpc.toml"))
-            .arg("--plugins")
-            .arg(dir.path().join("plugins"))
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let (lines, log) = mpsc::channel();
-        let stdout = BufReader::new(child.stdout.take().unwrap());
-        std::thread::spawn(move || {
-            for line in stdout.lines().map_while(Result::ok) {
-                if lines.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let mut served = Self {
-            child,
-            log,
-            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-            dir,
-            startup: Vec::new(),
-        };
-        served.startup = served.until("serving gRPC", Duration::from_secs(60));
-        served.addr = serving_addr(&served.startup);
-        served
-    }
-
-    /// The log lines up to the first holding `needle` (failing after `limit`).
-    fn until(&self, needle: &str, limit: Duration) -> Vec<String> {
-        let started = Instant::now();
-        let mut seen = Vec::new();
-        while let Some(left) = limit.checked_sub(started.elapsed()) {
-            match self.log.recv_timeout(left) {
-                Ok(line) => {
-                    let found = line.contains(needle);
-                    seen.push(line);
-                    if found {
-                        return seen;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line with {needle:?} within {limit:?}: {seen:#?}");
-    }
-
-    fn signal(&self, name: &str) {
-        let status = Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    async fn channel(&self) -> Channel {
-        Channel::from_shared(format!("http://{}", self.addr))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn write_config(dir: &Path, config: &str) {
-    // Written whole, then renamed: the host never reads half a file.
-    let part = dir.join("plugrpc.toml.part");
-    std::fs::write(
-        &part,
-        format!(
-            "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\nwatch = false\n{config}"
-        ),
-    )
-    .unwrap();
-    std::fs::rename(part, dir.join("plugrpc.toml")).unwrap();
-}
+use common::Served;
+use rustix::process::Signal;
 
 /// `value` as a protobuf varint.
 fn varint(mut value: u64) -> Vec<u8> {
@@ -204,10 +88,11 @@ struct Made {
 }
 
 /// Workers calling in a loop, each on a connection of its own, until their calls fail
-/// (the host is gone) or `limit` passes; every call recorded.
+/// (the host is gone), `stop` says so or `limit` passes; every call recorded.
 async fn load(
     served: &Served,
     workers: usize,
+    stop: &tokio::sync::watch::Receiver<bool>,
     limit: Duration,
     call: impl Fn(Channel) -> futures::future::BoxFuture<'static, Result<(), tonic::Status>>
     + Send
@@ -218,11 +103,11 @@ async fn load(
     let mut handles = Vec::new();
     for _ in 0..workers {
         let channel = served.channel().await;
-        let call = call.clone();
+        let (call, stop) = (call.clone(), stop.clone());
         handles.push(tokio::spawn(async move {
             let started = Instant::now();
             let mut made = Vec::new();
-            while started.elapsed() < limit {
+            while started.elapsed() < limit && !*stop.borrow() {
                 let at = Instant::now();
                 let failed = call(channel.clone()).await.err();
                 let stop = failed.is_some();
@@ -243,6 +128,7 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
         &["greeter", "users-fixture", "caller"],
         "[shutdown]\ndrain_delay = \"1s\"\ngrace = \"10s\"\n\
          [plugins.caller.outbound.local]\nendpoints = [\"local\"]\n",
+        &[],
     );
     // A folder of several shows its progress as each plugin compiles.
     for step in ["[1/3]", "[2/3]", "[3/3]"] {
@@ -256,12 +142,14 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
         );
     }
     let limit = Duration::from_secs(20);
-    let mut workers = load(&served, 6, limit, |channel| {
+    // The workers stop when the host is gone.
+    let (_never, go_on) = tokio::sync::watch::channel(false);
+    let mut workers = load(&served, 6, &go_on, limit, |channel| {
         Box::pin(async move { hello(channel, "ada").await.map(drop) })
     })
     .await;
     workers.extend(
-        load(&served, 3, limit, |channel| {
+        load(&served, 3, &go_on, limit, |channel| {
             Box::pin(async move {
                 let count = list_users(channel, 50).await?;
                 assert_eq!(count, 50, "a stream cut short");
@@ -271,7 +159,7 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
         .await,
     );
     workers.extend(
-        load(&served, 2, limit, |channel| {
+        load(&served, 2, &go_on, limit, |channel| {
             Box::pin(async move { slow_relay(channel, 200).await.map(drop) })
         })
         .await,
@@ -281,7 +169,7 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
     let held = tokio::spawn(slow_relay(served.channel().await, 3000));
     tokio::time::sleep(Duration::from_millis(100)).await;
     let signalled = Instant::now();
-    served.signal("TERM");
+    served.signal(Signal::TERM);
     // Past the drain delay (1 s), while that call runs: no new connection is taken.
     tokio::time::sleep_until((signalled + Duration::from_millis(1500)).into()).await;
     assert!(
@@ -316,16 +204,9 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
     );
 
     let mut served = served;
-    let exited = tokio::task::spawn_blocking(move || {
-        let status = served.child.wait().unwrap();
-        (served, status)
-    });
-    let (served, status) = tokio::time::timeout(Duration::from_secs(15), exited)
-        .await
-        .expect("the host exits within the grace")
-        .unwrap();
+    let status = tokio::task::block_in_place(|| served.exit_within(Duration::from_secs(15)));
     assert!(status.success(), "{status:?}");
-    served.until("shut down", Duration::from_secs(5));
+    served.log.until("shut down", Duration::from_secs(5));
     held.await
         .unwrap()
         .expect("the call in flight through the drain finished");
@@ -333,25 +214,25 @@ async fn sigterm_under_load_fails_no_call_started_before_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn sighup_applies_a_new_config_and_refuses_a_broken_one() {
+    // The file is not watched: only the signal may apply it.
     let served = Served::start(
         &["greeter"],
-        "[plugins.greeter]\nmax_request_size = \"1MiB\"\n",
+        "watch = false\n[plugins.greeter]\nmax_request_size = \"1MiB\"\n",
+        &[],
     );
     let big = "x".repeat(4000);
     hello(served.channel().await, &big).await.unwrap();
 
     // Steady small calls across both reloads: none may fail.
-    let workers = load(&served, 4, Duration::from_secs(4), |channel| {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let workers = load(&served, 4, &stopped, Duration::from_secs(60), |channel| {
         Box::pin(async move { hello(channel, "ada").await.map(drop) })
     })
     .await;
 
-    write_config(
-        served.dir.path(),
-        "[plugins.greeter]\nmax_request_size = \"1KiB\"\n",
-    );
-    served.signal("HUP");
-    served.until("config reloaded", Duration::from_secs(30));
+    served.write_config("watch = false\n[plugins.greeter]\nmax_request_size = \"1KiB\"\n");
+    served.signal(Signal::HUP);
+    served.log.until("config reloaded", Duration::from_secs(30));
     let refused = hello(served.channel().await, &big).await.unwrap_err();
     assert_eq!(
         refused.code(),
@@ -363,9 +244,11 @@ async fn sighup_applies_a_new_config_and_refuses_a_broken_one() {
         "{refused:?}"
     );
 
-    write_config(served.dir.path(), "[plugins.greeter]\nmemory = \"1B\"\n");
-    served.signal("HUP");
-    let said = served.until("config not reloaded", Duration::from_secs(30));
+    served.write_config("watch = false\n[plugins.greeter]\nmemory = \"1B\"\n");
+    served.signal(Signal::HUP);
+    let said = served
+        .log
+        .until("config not reloaded", Duration::from_secs(30));
     let line = said.last().unwrap();
     assert!(line.contains("plugins.greeter.memory"), "{line}");
     // The running config stays: the 1 KiB bound still holds, small calls still pass.
@@ -373,6 +256,7 @@ async fn sighup_applies_a_new_config_and_refuses_a_broken_one() {
     assert_eq!(still.code(), tonic::Code::ResourceExhausted);
     hello(served.channel().await, "ada").await.unwrap();
 
+    stop.send(true).unwrap();
     for worker in workers {
         let made = worker.await.unwrap();
         assert!(!made.is_empty());

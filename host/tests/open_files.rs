@@ -3,81 +3,19 @@
 //! leaves, and a flood of silent connections from one address neither spins the accept
 //! loop nor keeps a client on another address from being served.
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+mod common;
+
+use std::io::Read;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-/// Far longer than anything here takes.
-const PATIENCE: Duration = Duration::from_secs(30);
+use common::Served;
 
-/// `plugrpc serve` under `prlimit --nofile=<soft>:<hard>`, on a free port, serving an
-/// empty plugins folder with `config`; its address once it serves, and its log lines
-/// so far.
-struct Serving {
-    child: Child,
-    addr: SocketAddr,
-    log: Vec<String>,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(soft: u32, hard: u32, config: &str) -> Serving {
-    let dir = tempfile::tempdir().unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
-    let config_path = dir.path().join("plugrpc.toml");
-    std::fs::write(
-        &config_path,
-        format!("[host]\ncache = false\nwatch = false\nadmin_listen = \"off\"\n{config}"),
-    )
-    .unwrap();
-    std::fs::create_dir(dir.path().join("plugins")).unwrap();
-    let mut child = Command::new("prlimit")
-        .arg(format!("--nofile={soft}:{hard}"))
-        .arg(env!("CARGO_BIN_EXE_plugrpc"))
-        .arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .arg("--plugins")
-        .arg(dir.path().join("plugins"))
-        .arg("--listen")
-        .arg(addr.to_string())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("prlimit runs plugrpc (util-linux)");
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut log = Vec::new();
-    let started = Instant::now();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        let serving = line.contains("serving gRPC");
-        log.push(line);
-        if serving {
-            break;
-        }
-        assert!(started.elapsed() < PATIENCE, "never served: {log:?}");
-    }
-    // Keep draining the log so the host never blocks on a full pipe.
-    std::thread::spawn(move || lines.for_each(drop));
-    Serving {
-        child,
-        addr,
-        log,
-        _dir: dir,
-    }
+/// `plugrpc serve` under `prlimit --nofile=<soft>:<hard>` (util-linux), serving an empty
+/// plugins folder with `config`.
+fn serve(soft: u32, hard: u32, config: &str) -> Served {
+    let prlimit = format!("--nofile={soft}:{hard}");
+    Served::start_under(&["prlimit", &prlimit], &[], config, &[])
 }
 
 /// The soft and hard open-file limits of a process, from /proc.
@@ -172,11 +110,11 @@ fn silent_connections_past_a_low_open_file_limit_neither_spin_nor_starve_others(
     // 300 files, 256 kept for the host: connections are capped at 44, 30 per address.
     let host = serve(300, 300, "[edge]\nmax_connections_per_ip = 30\n");
     assert!(
-        host.log
+        host.startup
             .iter()
             .any(|line| line.contains("capping connections at 44")),
         "the cap is lowered and says so: {:?}",
-        host.log
+        host.startup
     );
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
