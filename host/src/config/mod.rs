@@ -64,7 +64,7 @@ pub const DEFAULT_SANDBOXES: usize = 1000;
 /// How long, after a shutdown signal, calls and connections in flight may take before
 /// the host closes what is left and exits: under Kubernetes' default 30 s termination
 /// grace, so the host finishes on its own terms.
-pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(20);
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// How long, after a shutdown signal, the host keeps accepting while health checks and
 /// `/readyz` already say NOT_SERVING, so that load balancers stop sending first.
@@ -1167,7 +1167,7 @@ mod tests {
             Duration::from_secs(600)
         );
         assert_eq!(config.limits_for("greeter").memory, 16 << 20);
-        assert_eq!(config.shutdown_grace, Duration::from_secs(20));
+        assert_eq!(config.shutdown_grace, Duration::from_secs(30));
     }
 
     #[test]
