@@ -12,6 +12,7 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin, Quota, QuotaLimits};
 use tokio::sync::Mutex;
+use tokio_util::sync::CancellationToken;
 
 use crate::authz::{Pattern, Rules};
 use crate::capabilities::Capabilities;
@@ -90,6 +91,9 @@ pub(crate) struct Registry {
     metrics: Option<Arc<Metrics>>,
     /// Where calls' spans go, when the host traces.
     traces: Option<Arc<Traces>>,
+    /// Cancelled when the host gives up on the calls still running at the end of its
+    /// shutdown grace.
+    stop: CancellationToken,
 }
 
 /// The serving plugins with their tenants, and the files refused, as of the last sync.
@@ -125,7 +129,13 @@ impl Registry {
             reloaded: ArcSwapOption::empty(),
             current: ArcSwapOption::empty(),
             serving: ArcSwap::default(),
+            stop: CancellationToken::new(),
         }
+    }
+
+    /// What every call hears when the host stops the calls still running.
+    pub(crate) fn calls_stop(&self) -> &CancellationToken {
+        &self.stop
     }
 
     /// What serves now and what the last sync refused.

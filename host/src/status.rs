@@ -202,6 +202,10 @@ fn of(error: CallError, call: For) -> tonic::Status {
                 duration(after)
             ))
         }
+        CallError::ShuttingDown => {
+            tracing::debug!(plugin, method, "stopped by the host's shutdown");
+            tonic::Status::unavailable("the host is shutting down")
+        }
         CallError::MissingRequest => {
             tonic::Status::internal("the client half-closed without sending a request message")
         }

@@ -52,7 +52,9 @@ impl Tally {
             CallError::Instantiate(_) => plugin.trap("instantiate"),
             CallError::Contract(_) | CallError::InvalidMetadata(_) => plugin.trap("contract"),
             CallError::DeadlineExceeded => plugin.deadline_kill(),
-            CallError::Cancelled | CallError::StreamIdle(_) => plugin.cancellation(),
+            CallError::Cancelled | CallError::StreamIdle(_) | CallError::ShuttingDown => {
+                plugin.cancellation()
+            }
             CallError::Guest(_)
             | CallError::Request(_)
             | CallError::MissingRequest

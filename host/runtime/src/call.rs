@@ -21,6 +21,7 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use prost_reflect::MethodDescriptor;
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 use wasmtime::component::Resource;
 
 use crate::admission::Slot;
@@ -111,6 +112,9 @@ pub struct CallRequest {
     pub idle_timeout: Option<Duration>,
     /// Hears what the call does as it runs (the host's metrics), if anything does.
     pub observer: Option<Arc<dyn CallObserver>>,
+    /// Cancelled when the host gives up on the calls still running (its shutdown grace
+    /// has passed): the call ends UNAVAILABLE, its trailers sent, rather than cut off.
+    pub stop: Option<CancellationToken>,
 }
 
 /// One call bound for one plugin.
@@ -222,6 +226,7 @@ impl Call {
     /// running then goes on in its own task, feeding the body.
     pub async fn run(self, requests: Requests) -> Response {
         let deadline = self.deadline;
+        let stop = self.request.stop.clone();
         let streams_out = !self.kind.one_response();
         let observer = self.request.observer.clone();
         // A stream's messages are counted as they come; the one request of the other
@@ -251,7 +256,7 @@ impl Call {
             // A streaming response starts while the guest runs on: the call gets its own
             // task from the start rather than moving to one mid-call.
             let (done, finished) = oneshot::channel();
-            tokio::spawn(finish(call, done, deadline));
+            tokio::spawn(finish(call, done, deadline, stop));
             return observed(respond(started, finished).await, observer);
         }
         let mut started = Some(started);
@@ -266,14 +271,23 @@ impl Call {
             }
             call.as_mut().poll(cx).map(Head::Finished)
         }));
-        let response = match head.await {
+        let head = tokio::select! {
+            head = head => head,
+            () = stopped(stop.as_ref()) => {
+                return observed(Response::Failed {
+                    metadata: Vec::new(),
+                    error: CallError::ShuttingDown,
+                }, observer);
+            }
+        };
+        let response = match head {
             None => Response::Failed {
                 metadata: Vec::new(),
                 error: CallError::DeadlineExceeded,
             },
             Some(Head::Started(response)) => {
                 let (done, finished) = oneshot::channel();
-                tokio::spawn(finish(call, done, deadline));
+                tokio::spawn(finish(call, done, deadline, stop));
                 Response::Started {
                     headers: response.headers,
                     body: Body::new(Some(response.batches), End::Coming(finished)),
@@ -617,19 +631,30 @@ async fn handle(
 }
 
 /// Runs a call in a task of its own and hands its end to `done`; stops the guest (drops
-/// the call) if the deadline passes or `done`'s receiver goes (the client left).
+/// the call) if the deadline passes, the host stops its calls or `done`'s receiver goes
+/// (the client left).
 async fn finish(
     call: Pin<Box<dyn Future<Output = Finished> + Send>>,
     mut done: oneshot::Sender<Finished>,
     deadline: Deadline,
+    stop: Option<CancellationToken>,
 ) {
     let finished = tokio::select! {
         finished = deadline.bound(call) => finished.unwrap_or_else(
             || Finished::failed(false, CallError::DeadlineExceeded),
         ),
+        () = stopped(stop.as_ref()) => Finished::failed(false, CallError::ShuttingDown),
         () = done.closed() => return,
     };
     let _ = done.send(finished);
+}
+
+/// Completes when the host stops its calls; never without a `stop`.
+async fn stopped(stop: Option<&CancellationToken>) {
+    match stop {
+        Some(stop) => stop.cancelled().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// `response`, its body telling `observer` of each message it sends.

@@ -51,6 +51,9 @@ pub enum CallError {
     /// No message went either way for the host's stream idle timeout, this long.
     #[error("no message either way for {}", duration(*.0))]
     StreamIdle(Duration),
+    /// The host stopped the calls still running at the end of its shutdown grace.
+    #[error("the host is shutting down")]
+    ShuttingDown,
 }
 
 impl CallError {

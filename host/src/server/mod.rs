@@ -31,6 +31,10 @@ use crate::tls::{Tls, TlsError};
 use crate::traces::{Traces, TracingError};
 use crate::watch::{self, FolderWatch};
 
+/// How long, once the shutdown grace has passed and the calls still running are ended,
+/// their trailers have to go out before every connection still open is closed.
+const LAST_TRAILERS: Duration = Duration::from_secs(1);
+
 pub(crate) mod connection;
 mod listener;
 
@@ -299,11 +303,20 @@ impl Host {
         });
         if drained.await.is_err() {
             tracing::warn!(
-                "shutdown grace of {} passed: closing the {} connections still open",
+                "shutdown grace of {} passed: ending the calls still running UNAVAILABLE, \
+                 closing the {} connections still open",
                 plugrpc_runtime::duration(self.shutdown_grace),
                 connections.len()
             );
-            connections.shutdown().await;
+            // Calls end with their status sent; a connection still open a moment later
+            // (a silent client, a built-in service's stream) is closed.
+            self.registry.calls_stop().cancel();
+            let ended = tokio::time::timeout(LAST_TRAILERS, async {
+                while connections.join_next().await.is_some() {}
+            });
+            if ended.await.is_err() {
+                connections.shutdown().await;
+            }
         }
         // Nothing of the host outlives this call: the watches' hold on the registry
         // (and its key-value store) ends here, not whenever their tasks are next polled.
