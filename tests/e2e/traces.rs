@@ -1,7 +1,8 @@
 //! Spans over OTLP: a call's span is the child of the caller's `traceparent`, with child
 //! spans for its queueing, instantiation and guest; a plugin's outbound call is a client
 //! span under its call's, and the callee's span under that; a failed call's span says
-//! so. Received by an OTLP collector stand-in on loopback.
+//! so; every door (gRPC-Web, Connect, JSON) takes the caller's trace context as gRPC
+//! does. Received by an OTLP collector stand-in on loopback.
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use plugrpc_tests::TestHost;
@@ -14,7 +15,7 @@ use plugrpc_tests::pb::misbehave::Empty;
 use plugrpc_tests::pb::misbehave::misbehave_client::MisbehaveClient;
 use tonic::Code;
 
-use crate::plugins::{CALLER, GREETER, MISBEHAVE};
+use crate::plugins::{CALLER, GREETER, MISBEHAVE, USERS_FIXTURE};
 
 /// The caller's trace and span, as its `traceparent` names them.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -168,4 +169,72 @@ async fn a_failed_call_without_a_caller_span_is_a_root_marked_failed() {
     assert!(call.parent_span_id.is_empty(), "{call:#?}");
     assert!(call.error, "{call:#?}");
     assert_eq!(call.attribute("rpc.grpc.status_code"), Some("13"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_door_takes_the_callers_trace_context() {
+    use http_body_util::BodyExt as _;
+    use plugrpc_tests::pb::user::GetUserRequest;
+    use prost::Message as _;
+
+    let collector = Collector::start().await;
+    let host = TestHost::with_config(&[USERS_FIXTURE], &config(&collector, "")).await;
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<bytes::Bytes>>();
+    let url = |path: &str| format!("http://{}{path}", host.addr());
+    // Each door's request, with a caller span of its own.
+    let grpc_web = GetUserRequest { id: 3 }.encode_to_vec();
+    let requests = [
+        (
+            "grpc-web",
+            "00f067aa0ba90201",
+            http::Request::post(url("/user.v1.UserService/GetUser"))
+                .header("content-type", "application/grpc-web+proto")
+                .body(plugrpc_tests::raw::frames(&[grpc_web]).into()),
+        ),
+        (
+            "connect",
+            "00f067aa0ba90202",
+            http::Request::post(url("/user.v1.UserService/GetUser"))
+                .header("content-type", "application/json")
+                .body(br#"{"id":4}"#.to_vec().into()),
+        ),
+        (
+            "json",
+            "00f067aa0ba90203",
+            http::Request::get(url("/v1/users/5")).body(Vec::new().into()),
+        ),
+    ];
+    for (door, parent, request) in requests {
+        let mut request = request.unwrap();
+        let traceparent = format!("00-{TRACE}-{parent}-01");
+        request
+            .headers_mut()
+            .insert("traceparent", traceparent.parse().unwrap());
+        let response = client.request(request).await.unwrap();
+        assert_eq!(response.status(), 200, "{door}");
+        response.into_body().collect().await.unwrap();
+    }
+    let spans = collector
+        .spans_once(|spans| {
+            spans
+                .iter()
+                .filter(|span| span.name == "user.v1.UserService/GetUser")
+                .count()
+                == 3
+        })
+        .await;
+    for (door, parent) in [
+        ("grpc-web", "00f067aa0ba90201"),
+        ("connect", "00f067aa0ba90202"),
+        ("json", "00f067aa0ba90203"),
+    ] {
+        let call = spans
+            .iter()
+            .find(|span| span.attribute("plugrpc.door") == Some(door))
+            .unwrap_or_else(|| panic!("no call span by {door}: {spans:#?}"));
+        assert_eq!(call.trace_id, TRACE, "{door}: {call:#?}");
+        assert_eq!(call.parent_span_id, parent, "{door}: {call:#?}");
+        assert_eq!(call.kind, SpanKind::Server);
+    }
 }
