@@ -12,7 +12,7 @@ use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{Context, KeyValue};
-use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithExportConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::{
@@ -22,6 +22,7 @@ use plugrpc_runtime::MetadataEntry;
 
 use crate::config::TracingConfig;
 use crate::metrics::Door;
+use crate::outbound::connect::client_tls;
 use crate::registry::Route;
 
 /// The W3C trace context's keys, as HTTP headers and gRPC metadata carry them.
@@ -59,15 +60,30 @@ impl Traces {
         let Some(endpoint) = &config.otlp else {
             return Ok(None);
         };
-        let exporter = opentelemetry_otlp::SpanExporter::builder()
+        let failed = |reason: String| TracingError {
+            endpoint: endpoint.clone(),
+            reason,
+        };
+        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_tonic()
             .with_endpoint(endpoint)
-            .with_timeout(EXPORT_TIMEOUT)
-            .build()
-            .map_err(|error| TracingError {
-                endpoint: endpoint.clone(),
-                reason: error.to_string(),
+            .with_timeout(EXPORT_TIMEOUT);
+        if endpoint.starts_with("https://") {
+            let table = config.tls.clone().unwrap_or_default();
+            let mut tls = client_tls(&table).map_err(|file| {
+                failed(format!(
+                    "tracing.tls.{}: {}: {}",
+                    file.key, file.path, file.problem
+                ))
             })?;
+            if let Some(name) = &table.server_name {
+                tls = tls.domain_name(name);
+            }
+            exporter = exporter.with_tls_config(tls);
+        }
+        let exporter = exporter
+            .build()
+            .map_err(|error| failed(error.to_string()))?;
         let batches = BatchConfigBuilder::default()
             .with_scheduled_delay(config.export_interval)
             .with_max_queue_size(QUEUE)

@@ -5,6 +5,7 @@
 //! does. Received by an OTLP collector stand-in on loopback.
 
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+use plugrpc::{Host, HostConfig};
 use plugrpc_tests::TestHost;
 use plugrpc_tests::otlp::{Collector, ReceivedSpan};
 use plugrpc_tests::pb::caller::Relay;
@@ -237,4 +238,59 @@ async fn every_door_takes_the_callers_trace_context() {
         assert_eq!(call.parent_span_id, parent, "{door}: {call:#?}");
         assert_eq!(call.kind, SpanKind::Server);
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn spans_reach_a_collector_over_mutual_tls() {
+    let certs = plugrpc_tests::make_certs();
+    let collector = Collector::start_mutual_tls(certs.path()).await;
+    let file = |name: &str| certs.path().join(name).display().to_string();
+    let tls = format!(
+        "[tracing.tls]\nca = {:?}\ncert = {:?}\nkey = {:?}\n",
+        file("ca.crt"),
+        file("client.crt"),
+        file("client.key")
+    );
+    let host = TestHost::with_config(&[GREETER], &config(&collector, &tls)).await;
+    let mut greeter = GreeterClient::new(host.channel().await);
+    greeter
+        .say_hello(traced(HelloRequest { name: "ada".into() }))
+        .await
+        .unwrap();
+    let spans = collector
+        .spans_once(|spans| {
+            spans
+                .iter()
+                .any(|s| s.name == "helloworld.Greeter/SayHello")
+        })
+        .await;
+    let call = named(&spans, "helloworld.Greeter/SayHello");
+    assert_eq!(call.trace_id, TRACE);
+    assert_eq!(call.parent_span_id, CALLER_SPAN);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_collector_certificate_file_that_does_not_load_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.crt");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let mut config = HostConfig::from_toml(
+        "test config",
+        &format!(
+            "[tracing]\notlp = \"https://localhost:4317\"\n[tracing.tls]\nca = {:?}\n",
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    config.plugins_dir = dir.path().to_owned();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    let error = Host::bind(&config)
+        .await
+        .err()
+        .expect("the host refuses to start")
+        .to_string();
+    assert!(
+        error.contains("tracing.tls.ca") && error.contains("ca.crt"),
+        "{error}"
+    );
 }

@@ -2,6 +2,7 @@
 //! on a loopback port, keeping every span it is sent.
 
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 use opentelemetry_proto::tonic::common::v1::any_value;
 use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
 use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
 use tonic::{Request, Response, Status};
 
 /// One span as received, its ids in hex.
@@ -50,6 +52,8 @@ impl ReceivedSpan {
 /// The running stand-in.
 pub struct Collector {
     addr: SocketAddr,
+    /// `http`, or `https` when it serves TLS.
+    scheme: &'static str,
     spans: Arc<Mutex<Vec<ReceivedSpan>>>,
     task: JoinHandle<()>,
 }
@@ -57,22 +61,51 @@ pub struct Collector {
 impl Collector {
     /// Serves the OTLP trace service on a free loopback port.
     pub async fn start() -> Self {
+        Self::serve(None).await
+    }
+
+    /// Serves it over TLS with the certificates [`crate::make_certs`] made in `certs`:
+    /// its own is `server.crt` (for localhost), and it asks for a client certificate
+    /// from `ca.crt`, refusing a connection without one.
+    pub async fn start_mutual_tls(certs: &Path) -> Self {
+        let read = |name: &str| std::fs::read(certs.join(name)).unwrap();
+        let tls = ServerTlsConfig::new()
+            .identity(Identity::from_pem(read("server.crt"), read("server.key")))
+            .client_ca_root(Certificate::from_pem(read("ca.crt")));
+        Self::serve(Some(tls)).await
+    }
+
+    async fn serve(tls: Option<ServerTlsConfig>) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let spans = Arc::new(Mutex::new(Vec::new()));
         let service = TraceServiceServer::new(Keep(spans.clone()));
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let mut server = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            server = server.tls_config(tls).unwrap();
+        }
         let task = tokio::spawn(async move {
-            let _ = tonic::transport::Server::builder()
+            let _ = server
                 .add_service(service)
                 .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener))
                 .await;
         });
-        Self { addr, spans, task }
+        Self {
+            addr,
+            scheme,
+            spans,
+            task,
+        }
     }
 
-    /// `http://127.0.0.1:<port>`, for `[tracing] otlp`.
+    /// `http://127.0.0.1:<port>`, or `https://localhost:<port>` over TLS, for
+    /// `[tracing] otlp`.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        match self.scheme {
+            "https" => format!("https://localhost:{}", self.addr.port()),
+            _ => format!("http://{}", self.addr),
+        }
     }
 
     /// The spans received once `ready` holds of them, waiting 10 s at most (then what

@@ -1289,6 +1289,18 @@ mod tests {
                 "shutdown.grace: 2h is longer than 1h",
             ),
             (
+                "[tracing]\notlp = \"grpc://collector:4317\"",
+                "tracing.otlp: \"grpc://collector:4317\": expected http://host:port or https://host:port",
+            ),
+            (
+                "[tracing]\notlp = \"http://collector:4317\"\n[tracing.tls]\nca = \"ca.crt\"",
+                "tracing.tls: applies to an https:// collector",
+            ),
+            (
+                "[tracing]\notlp = \"https://collector:4317\"\n[tracing.tls]\ncert = \"c.crt\"",
+                "tracing.tls.key: needed with cert",
+            ),
+            (
                 "[shutdown]\ndrain = \"1s\"",
                 "shutdown.drain: unknown field",
             ),

@@ -490,7 +490,9 @@ impl RetryThrottling {
 }
 
 impl OutboundTls {
-    fn validate(&self, table: &str) -> Result<(), Invalid> {
+    /// Refuses a `cert` without its `key` (or the other way) and a server name that is
+    /// neither a DNS name nor an IP address, naming the key under `table`.
+    pub(super) fn validate(&self, table: &str) -> Result<(), Invalid> {
         match (&self.cert, &self.key) {
             (Some(_), None) => {
                 return Err(invalid(

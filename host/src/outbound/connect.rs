@@ -12,7 +12,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
 
 use super::TargetError;
-use crate::config::{EndpointHost, EndpointUrl, OutboundTarget};
+use crate::config::{EndpointHost, EndpointUrl, OutboundTarget, OutboundTls};
 
 /// How long one connection attempt (TCP and TLS handshakes) may take: a loopback or
 /// data-centre connect takes milliseconds, and this still rides out two lost SYNs
@@ -39,27 +39,13 @@ pub(super) struct Dialer {
 impl Dialer {
     /// Reads the target's certificate files; an error names the key and the file.
     pub(super) fn new(alias: &str, config: &OutboundTarget) -> Result<Self, TargetError> {
-        let tls_error = |key, path: &Path, problem: String| TargetError::Tls {
-            alias: alias.to_owned(),
-            key,
-            path: path.display().to_string(),
-            problem,
-        };
-        let mut tls = ClientTlsConfig::new();
         let table = config.tls.clone().unwrap_or_default();
-        match &table.ca {
-            Some(ca) => {
-                let pem = read_certificates(ca).map_err(|problem| tls_error("ca", ca, problem))?;
-                tls = tls.ca_certificate(Certificate::from_pem(pem));
-            }
-            None => tls = tls.with_webpki_roots(),
-        }
-        if let (Some(cert), Some(key)) = (&table.cert, &table.key) {
-            let cert_pem =
-                read_certificates(cert).map_err(|problem| tls_error("cert", cert, problem))?;
-            let key_pem = read_key(key).map_err(|problem| tls_error("key", key, problem))?;
-            tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
-        }
+        let tls = client_tls(&table).map_err(|file| TargetError::Tls {
+            alias: alias.to_owned(),
+            key: file.key,
+            path: file.path,
+            problem: file.problem,
+        })?;
         let dialer = Self {
             alias: alias.to_owned(),
             tls,
@@ -116,6 +102,41 @@ impl Dialer {
                 problem: format!("TLS: {}", source_chain(&e)),
             })
     }
+}
+
+/// A certificate or key file of a `tls` table that does not load.
+#[derive(Debug)]
+pub(crate) struct BadTlsFile {
+    /// The key that names the file (`ca`, `cert`, `key`).
+    pub(crate) key: &'static str,
+    /// The file.
+    pub(crate) path: String,
+    /// What is wrong with it.
+    pub(crate) problem: String,
+}
+
+/// The client side of TLS as `table` sets it, its files read now: servers chain to its
+/// `ca` (else the public web roots), and its `cert` and `key` are shown when asked.
+/// Outbound targets and the OTLP exporter share it.
+pub(crate) fn client_tls(table: &OutboundTls) -> Result<ClientTlsConfig, BadTlsFile> {
+    let bad = |key, path: &Path| {
+        let path = path.display().to_string();
+        move |problem| BadTlsFile { key, path, problem }
+    };
+    let mut tls = ClientTlsConfig::new();
+    match &table.ca {
+        Some(ca) => {
+            let pem = read_certificates(ca).map_err(bad("ca", ca))?;
+            tls = tls.ca_certificate(Certificate::from_pem(pem));
+        }
+        None => tls = tls.with_webpki_roots(),
+    }
+    if let (Some(cert), Some(key)) = (&table.cert, &table.key) {
+        let cert_pem = read_certificates(cert).map_err(bad("cert", cert))?;
+        let key_pem = read_key(key).map_err(bad("key", key))?;
+        tls = tls.identity(Identity::from_pem(cert_pem, key_pem));
+    }
+    Ok(tls)
 }
 
 /// The PEM text of a file holding at least one certificate.

@@ -9,7 +9,7 @@
 
 mod balancer;
 mod codec;
-mod connect;
+pub(crate) mod connect;
 mod resolve;
 mod retry;
 #[cfg(test)]
