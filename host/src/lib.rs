@@ -15,6 +15,7 @@ mod compat;
 mod config;
 pub mod dev;
 mod doors;
+mod error_line;
 mod hosts;
 mod identity;
 pub mod inspect;
@@ -41,6 +42,7 @@ pub use config::{
     EdgeConfig, HostConfig, Invalid, KeyHash, KvBackendKind, KvConfig, KvTable, LimitOverrides,
     MAX_SANDBOXES, OciSource, OutboundTarget, TenantConfig, TlsConfig, TracingConfig,
 };
+pub use error_line::one_line;
 pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadError};
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};
 pub use reload::{ReloadError, Reloader};

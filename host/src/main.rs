@@ -185,7 +185,7 @@ async fn main() -> ExitCode {
         Err(error) => {
             // A mistake of the user's (a bad file, a bad config, an address in use): one
             // line, status 2, as clap answers a bad flag.
-            eprintln!("plugrpc: {}", one_line(&error));
+            eprintln!("plugrpc: {}", plugrpc::one_line(error.as_ref()));
             ExitCode::from(2)
         }
     }
@@ -229,21 +229,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// Re-reads the config file on every SIGHUP; a config refused leaves the running one.
 async fn reload_on_hangup(mut hangups: tokio::signal::unix::Signal, reloader: plugrpc::Reloader) {
     while hangups.recv().await.is_some() {
-        match reloader.reload().await {
-            Ok(report) => tracing::info!(
-                event = "config reloaded",
-                serving = report.loaded.len(),
-                refused = report.refused.len(),
-                "SIGHUP: config reloaded; every plugin now runs under it ({} serving, {} refused)",
-                report.loaded.len(),
-                report.refused.len()
-            ),
-            Err(error) => tracing::warn!(
-                event = "config refused",
-                "SIGHUP: config not reloaded, the running one stays: {}",
-                one_line(&anyhow::Error::new(error))
-            ),
-        }
+        reloader.apply("SIGHUP").await;
     }
 }
 
@@ -339,22 +325,6 @@ async fn dev(args: DevArgs) -> anyhow::Result<()> {
     };
     dev.run(async move { signals.next().await }).await?;
     Ok(())
-}
-
-/// An error and its causes in one line, each cause once: what went wrong, not where in
-/// the code (errors that name their source in their own text are not repeated).
-fn one_line(error: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in error.chain().map(ToString::to_string) {
-        if !line.contains(&cause) {
-            if !line.is_empty() {
-                line.push_str(": ");
-            }
-            line.push_str(&cause);
-        }
-    }
-    // Some causes (a compiler's) span lines: one line is what a terminal or a log reads.
-    line.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// Ctrl-C and SIGTERM, listened for from creation on (the default action of a signal

@@ -78,9 +78,6 @@ pub(crate) struct Registry {
     changes: tokio::sync::watch::Sender<u64>,
     /// What plugins are granted from: the key-value backend, outbound targets.
     capabilities: Capabilities,
-    /// The config file as last reloaded, whose config values a plugin loaded since gets
-    /// (its other settings apply at restart); `None` until a reload.
-    reloaded: ArcSwapOption<HostConfig>,
     /// The config as the operator last had the host re-read it (SIGHUP): limits, rules,
     /// grants and config values for every sync since; `None` until then.
     current: ArcSwapOption<HostConfig>,
@@ -126,7 +123,6 @@ impl Registry {
             files: Mutex::default(),
             changes: tokio::sync::watch::Sender::new(0),
             capabilities,
-            reloaded: ArcSwapOption::empty(),
             current: ArcSwapOption::empty(),
             serving: ArcSwap::default(),
             stop: CancellationToken::new(),
@@ -156,29 +152,6 @@ impl Registry {
     /// The host's capabilities, for the server to open the local door.
     pub(crate) fn capabilities(&self) -> &Capabilities {
         &self.capabilities
-    }
-
-    /// Gives every serving plugin its config values from `config`, from its next call
-    /// on; a plugin whose values cannot be read (a variable unset, a file gone) keeps
-    /// the ones it has, and the problem is logged. How many plugins got new values.
-    pub(crate) async fn update_config_values(&self, config: &HostConfig) -> usize {
-        let files = self.files.lock().await;
-        self.reloaded.store(Some(Arc::new(config.clone())));
-        let mut updated = 0;
-        for plugin in files.values() {
-            let tenant = tenant_of(&config.plugins_dir, plugin.file());
-            match config.config_values(&tenant, plugin.name()) {
-                Ok(values) => {
-                    plugin.set_config(crate::config::to_guest(values));
-                    updated += 1;
-                }
-                Err(invalid) => tracing::warn!(
-                    plugin = plugin.name(),
-                    "keeping the plugin's config values: {invalid}"
-                ),
-            }
-        }
-        updated
     }
 
     /// Told of every table swapped in from now on (the serving set may have changed).
@@ -305,8 +278,7 @@ impl Registry {
         let found = match reload {
             Some(config) => {
                 let found = plugin_files(&config.plugins_dir)?;
-                self.current.store(Some(config.clone()));
-                self.reloaded.store(Some(config));
+                self.current.store(Some(config));
                 found
             }
             None => {
@@ -318,10 +290,8 @@ impl Registry {
         let config = current.as_deref().unwrap_or(started);
         let mut report = LoadReport::default();
         let mut candidates = Vec::new();
-        let reloaded = self.reloaded.load_full();
         let settings = Settings {
             config,
-            values: reloaded.as_deref().unwrap_or(config),
             capabilities: &self.capabilities,
         };
         let total = found.len();
@@ -399,11 +369,9 @@ impl Registry {
     }
 }
 
-/// What a plugin loads with: the host's config, the config its values come from (the
-/// file as last reloaded), and the host's capabilities.
+/// What a plugin loads with: the host's config and capabilities.
 struct Settings<'a> {
     config: &'a HostConfig,
-    values: &'a HostConfig,
     capabilities: &'a Capabilities,
 }
 
@@ -432,14 +400,7 @@ async fn load_if_changed(
     }
     let config = settings.config;
     let new = Plugin::load(engine, file, wasm, hash, |name| {
-        let mut grants = settings.capabilities.grants(config, tenant, name)?;
-        if !std::ptr::eq(settings.values, config) {
-            let values = settings
-                .values
-                .config_values(tenant, name)
-                .map_err(|invalid| invalid.to_string())?;
-            grants.config = crate::config::to_guest(values);
-        }
+        let grants = settings.capabilities.grants(config, tenant, name)?;
         Ok((config.tenant_limits_for(tenant, name), grants))
     })
     .await?;

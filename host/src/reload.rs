@@ -1,8 +1,8 @@
-//! Re-reading the config file while serving (SIGHUP): the new limits, rules, grants and
-//! config values apply to every plugin, reloaded behind the calls in flight; a config
-//! that does not parse or validate is refused with one line and the running one stays.
-//! Settings of the host itself (addresses, TLS, the sandbox pool, the key-value backend)
-//! apply at the next start.
+//! Re-reading the config file while serving, on SIGHUP or (with `host.watch`) when the
+//! file changes: the new limits, rules, grants and config values apply to every plugin,
+//! reloaded behind the calls in flight; a config that does not parse or validate is
+//! refused with one line and the running one stays. Settings of the host itself
+//! (addresses, TLS, the sandbox pool, the key-value backend) apply at the next start.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -59,6 +59,26 @@ impl Reloader {
             );
         }
         Ok(self.registry.reconfigure(&self.engine, config).await?)
+    }
+
+    /// Re-reads the config file because of `trigger` (a signal, a change to the file) and
+    /// logs what came of it, one line either way.
+    pub async fn apply(&self, trigger: &str) {
+        match self.reload().await {
+            Ok(report) => tracing::info!(
+                event = "config reloaded",
+                serving = report.loaded.len(),
+                refused = report.refused.len(),
+                "{trigger}: config reloaded; every plugin now runs under it ({} serving, {} refused)",
+                report.loaded.len(),
+                report.refused.len()
+            ),
+            Err(error) => tracing::warn!(
+                event = "config refused",
+                "{trigger}: config not reloaded, the running one stays: {}",
+                crate::one_line(&error)
+            ),
+        }
     }
 
     /// The host-wide settings `config` changes, which a running host cannot.

@@ -2,7 +2,7 @@
 //! so a copy in progress is read once it is complete (and, if read too early, refused
 //! with the working version left serving until the next change).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,6 +13,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::HostConfig;
 use crate::registry::Registry;
+use crate::reload::Reloader;
 use plugrpc_runtime::Engine;
 
 /// Writes `bytes` to `file` whole: into a temporary file beside it (same folder, so the
@@ -92,23 +93,23 @@ pub(crate) fn watch(
     })
 }
 
-/// Starts watching the config file `file`: once a change settles, every serving plugin
-/// gets the file's config values; a file that no longer parses is logged and changes
-/// nothing. Other settings apply when the host restarts.
+/// Starts watching the config file `file`: once a change settles, the host re-reads it
+/// as SIGHUP has it do (`reloader`); a file that no longer parses or validates is logged
+/// and changes nothing.
+///
+/// Any change in the file's folder counts, and the file is then compared with what was
+/// last read (its modification time and content): Kubernetes updates a mounted ConfigMap
+/// or Secret by swapping a `..data` symlink, an event that never names the file, and a
+/// `touch` (to re-read the secret files its values name) changes only the time.
 pub(crate) fn watch_config(
-    registry: Arc<Registry>,
+    reloader: Reloader,
     file: PathBuf,
-    plugins_dir: PathBuf,
 ) -> Result<FolderWatch, notify::Error> {
     let (changed, mut changes) = mpsc::channel::<()>(1);
-    let name = file.file_name().map(ToOwned::to_owned);
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<Event>| match event {
-            Ok(event)
-                if !matches!(event.kind, EventKind::Access(_))
-                    && event.paths.iter().any(|p| p.file_name() == name.as_deref()) =>
-            {
-                // A full channel already means "reload soon".
+            Ok(event) if !matches!(event.kind, EventKind::Access(_)) => {
+                // A full channel already means "look again soon".
                 let _ = changed.try_send(());
             }
             Ok(_) => {}
@@ -120,7 +121,8 @@ pub(crate) fn watch_config(
         _ => PathBuf::from("."),
     };
     watcher.watch(&folder, RecursiveMode::NonRecursive)?;
-    tracing::info!(file = %file.display(), "watching the config file for config value changes");
+    tracing::info!(file = %file.display(), "watching the config file for changes");
+    let mut seen = fingerprint(&file);
     let task = tokio::spawn(async move {
         while changes.recv().await.is_some() {
             loop {
@@ -130,17 +132,10 @@ pub(crate) fn watch_config(
                     Err(_) => break,
                 }
             }
-            match HostConfig::from_file(&file) {
-                Ok(mut config) => {
-                    // The folder being served, whatever the file says now.
-                    config.plugins_dir.clone_from(&plugins_dir);
-                    let updated = registry.update_config_values(&config).await;
-                    tracing::info!(
-                        file = %file.display(),
-                        "config values reloaded for {updated} plugins; other settings apply at restart"
-                    );
-                }
-                Err(error) => tracing::warn!("config file not reloaded: {error}"),
+            let now = fingerprint(&file);
+            if now != seen {
+                seen = now;
+                reloader.apply("the config file changed").await;
             }
         }
     });
@@ -148,6 +143,13 @@ pub(crate) fn watch_config(
         _watcher: watcher,
         task,
     })
+}
+
+/// What tells one version of the config file from another: its modification time and
+/// content (through symlinks); `None` while it cannot be read.
+fn fingerprint(file: &Path) -> Option<(std::time::SystemTime, Vec<u8>)> {
+    let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok()?;
+    Some((modified, std::fs::read(file).ok()?))
 }
 
 /// A change to a `.wasm` file, or to a tenant folder itself (one moved in or out holds

@@ -341,3 +341,107 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_watched_config_file_applies_its_new_limits_and_refuses_a_broken_one() {
+    use plugrpc_tests::pb::helloworld::HelloRequest;
+    use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+
+    let log = LogCapture::install();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("plugrpc.toml");
+    // Written whole, then renamed, as an editor or a config manager saves it.
+    let write = |text: &str| {
+        let part = dir.path().join("plugrpc.toml.part");
+        std::fs::write(&part, text).unwrap();
+        std::fs::rename(&part, &file).unwrap();
+    };
+    write("[plugins.greeter]\nmax_request_size = \"1MiB\"\n");
+    let host = TestHost::from_file(&[crate::plugins::GREETER], &file).await;
+    let mut greeter = GreeterClient::new(host.channel().await);
+    let big = || HelloRequest {
+        name: "x".repeat(4000),
+    };
+    greeter.say_hello(big()).await.unwrap();
+
+    // A limit, not only a config value: no signal needed with the file watched.
+    write("[plugins.greeter]\nmax_request_size = \"1KiB\"\n");
+    let started = Instant::now();
+    let refused = loop {
+        match greeter.say_hello(big()).await {
+            Err(status) => break status,
+            Ok(_) => assert!(
+                started.elapsed() < SWAP_PATIENCE,
+                "the new limit never applied"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_request_size"),
+        "{refused:?}"
+    );
+
+    // One that does not validate: refused with one line naming the key; the 1 KiB stays.
+    write("[plugins.greeter]\nmemory = \"1B\"\n");
+    let started = Instant::now();
+    while log
+        .lines_with(&["config not reloaded", "plugins.greeter.memory"])
+        .is_empty()
+    {
+        assert!(
+            started.elapsed() < SWAP_PATIENCE,
+            "the broken file was not refused"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let still = greeter.say_hello(big()).await.unwrap_err();
+    assert_eq!(still.code(), Code::ResourceExhausted);
+    greeter
+        .say_hello(HelloRequest { name: "ada".into() })
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_config_map_update_is_seen_through_its_symlinks() {
+    use plugrpc_tests::pb::helloworld::HelloRequest;
+    use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
+    use std::os::unix::fs::symlink;
+
+    // A mounted ConfigMap as the kubelet lays it out: the file a symlink into `..data`,
+    // itself a symlink to the current version's folder, swapped by a rename.
+    let dir = tempfile::tempdir().unwrap();
+    let version = |name: &str, text: &str| {
+        std::fs::create_dir(dir.path().join(name)).unwrap();
+        std::fs::write(dir.path().join(name).join("plugrpc.toml"), text).unwrap();
+        symlink(name, dir.path().join("..data_tmp")).unwrap();
+        std::fs::rename(dir.path().join("..data_tmp"), dir.path().join("..data")).unwrap();
+    };
+    version(
+        "..2026_11_26_1",
+        "[plugins.greeter]\nmax_request_size = \"1MiB\"\n",
+    );
+    let file = dir.path().join("plugrpc.toml");
+    symlink("..data/plugrpc.toml", &file).unwrap();
+    let host = TestHost::from_file(&[crate::plugins::GREETER], &file).await;
+    let mut greeter = GreeterClient::new(host.channel().await);
+    let big = || HelloRequest {
+        name: "x".repeat(4000),
+    };
+    greeter.say_hello(big()).await.unwrap();
+
+    version(
+        "..2026_11_26_2",
+        "[plugins.greeter]\nmax_request_size = \"1KiB\"\n",
+    );
+    let started = Instant::now();
+    while greeter.say_hello(big()).await.is_ok() {
+        assert!(
+            started.elapsed() < SWAP_PATIENCE,
+            "the swapped config never applied"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

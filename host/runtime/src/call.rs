@@ -311,7 +311,6 @@ impl Call {
         state.identity = self.request.identity.take();
         state.tenant = self.request.tenant.clone();
         state.config = self.plugin.config();
-        state.built_with.get_or_insert_with(|| state.config.clone());
         state.kv.begin(
             self.plugin.kv().cloned(),
             self.deadline,
@@ -518,14 +517,7 @@ impl Call {
             .as_ref()
             .err()
             .is_none_or(CallError::leaves_instance_clean);
-        // Handlers built from config values since replaced must not serve again.
-        let current = sandbox
-            .store
-            .data()
-            .built_with
-            .as_ref()
-            .is_some_and(|built| Arc::ptr_eq(built, &self.plugin.config()));
-        if let (Some(pool), true) = (self.plugin.warm(), clean && current) {
+        if let (Some(pool), true) = (self.plugin.warm(), clean) {
             pool.put(sandbox);
         }
     }

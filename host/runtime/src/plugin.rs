@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use arc_swap::ArcSwap;
 use prost_reflect::{DescriptorPool, ServiceDescriptor};
 use wasmtime::component::Component;
 
@@ -127,8 +126,8 @@ pub struct Plugin {
     warm: Option<Arc<WarmPool>>,
     /// Every plugin's idle instances, to free when the sandbox pool runs out.
     idle: IdleBudget,
-    /// Its config values; swapped when the config changes, read at each call's start.
-    config: ArcSwap<ConfigValues>,
+    /// Its config values, fixed at load: a changed config is a reload.
+    config: Arc<ConfigValues>,
     kv: Option<Arc<KvGrant>>,
     outbound: Option<Arc<OutboundGrant>>,
 }
@@ -176,24 +175,15 @@ impl Plugin {
             guest_stack: engine.guest_stack(),
             warm,
             idle: budget,
-            config: ArcSwap::from_pointee(grants.config),
+            config: Arc::new(grants.config),
             kv: grants.kv.map(Arc::new),
             outbound: grants.outbound.map(Arc::new),
         })
     }
 
-    /// Gives the plugin new config values, from its next call on; its idle instances
-    /// go, since their handlers were built from the old ones.
-    pub fn set_config(&self, values: ConfigValues) {
-        self.config.store(Arc::new(values));
-        if let Some(warm) = &self.warm {
-            warm.clear();
-        }
-    }
-
-    /// The config values a call starting now sees.
+    /// Its config values, as every call sees them (new values come with a reload).
     pub(crate) fn config(&self) -> Arc<ConfigValues> {
-        self.config.load_full()
+        self.config.clone()
     }
 
     /// Its key-value grant, if any.

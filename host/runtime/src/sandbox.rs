@@ -44,9 +44,6 @@ pub(crate) struct CallState {
     pub(crate) tenant: Arc<str>,
     /// The config capability: the plugin's values as the call started.
     pub(crate) config: Arc<ConfigValues>,
-    /// The values of the instance's first call, which the guest built its handlers from:
-    /// an instance built from values since replaced is not reused.
-    pub(crate) built_with: Option<Arc<ConfigValues>>,
     /// The outbound capability: the plugin's grant and what this call used of it.
     pub(crate) outbound: OutboundState,
     /// The key-value capability: the plugin's grant and what this call used of it.
@@ -68,7 +65,6 @@ impl CallState {
             identity: None,
             tenant: Arc::default(),
             config: Arc::default(),
-            built_with: None,
             outbound: OutboundState::default(),
             kv: KvState::default(),
             limits,

@@ -140,7 +140,8 @@ impl Host {
         sources.start(registry.clone(), engine.clone(), config.clone());
         let config_watch = match (&config.source, config.watch) {
             (Some(file), true) => {
-                watch::watch_config(registry.clone(), file.clone(), config.plugins_dir.clone())
+                let reloader = Reloader::new(registry.clone(), engine.clone(), config.clone());
+                watch::watch_config(reloader, file.clone())
                     .map_err(|error| tracing::warn!("not watching the config file: {error}"))
                     .ok()
             }
