@@ -97,18 +97,28 @@ pub(crate) fn watch(
 /// as SIGHUP has it do (`reloader`); a file that no longer parses or validates is logged
 /// and changes nothing.
 ///
-/// Any change in the file's folder counts, and the file is then compared with what was
-/// last read (its modification time and content): Kubernetes updates a mounted ConfigMap
-/// or Secret by swapping a `..data` symlink, an event that never names the file, and a
-/// `touch` (to re-read the secret files its values name) changes only the time.
+/// A change to the file counts, and so does one to an entry named `..*`: Kubernetes
+/// updates a mounted ConfigMap or Secret by swapping its `..data` symlink, which never
+/// names the file. The file is then compared with what was last read (its modification
+/// time and content, through symlinks), so a swap that left it alone reloads nothing
+/// and a `touch` (to re-read the secret files its values name) does. Other files in the
+/// folder (a key-value store kept beside it) are not looked at.
 pub(crate) fn watch_config(
     reloader: Reloader,
     file: PathBuf,
 ) -> Result<FolderWatch, notify::Error> {
     let (changed, mut changes) = mpsc::channel::<()>(1);
+    let name = file.file_name().map(ToOwned::to_owned);
+    let names_it = move |path: &PathBuf| {
+        let entry = path.file_name();
+        entry == name.as_deref() || entry.is_some_and(|e| e.as_encoded_bytes().starts_with(b".."))
+    };
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<Event>| match event {
-            Ok(event) if !matches!(event.kind, EventKind::Access(_)) => {
+            Ok(event)
+                if !matches!(event.kind, EventKind::Access(_))
+                    && event.paths.iter().any(&names_it) =>
+            {
                 // A full channel already means "look again soon".
                 let _ = changed.try_send(());
             }
