@@ -119,24 +119,25 @@ fn answer(state: &AdminState, path: &str) -> http::Response<Full<Bytes>> {
     }
 }
 
-/// Ready: not draining, and at least one plugin serving.
+/// Ready: not draining, and at least one plugin serving. Each failing source is a line
+/// of detail either way: what serves keeps serving while a source fails, and a host
+/// with nothing to serve says which source it is waiting for.
 fn readiness(state: &AdminState) -> http::Response<Full<Bytes>> {
     if *state.draining.borrow() {
         return text(http::StatusCode::SERVICE_UNAVAILABLE, "draining\n");
     }
-    if state.registry.serving().plugins.is_empty() {
-        return text(
-            http::StatusCode::SERVICE_UNAVAILABLE,
-            "no plugins serving\n",
-        );
+    let (status, headline) = if state.registry.serving().plugins.is_empty() {
+        (http::StatusCode::SERVICE_UNAVAILABLE, "no plugins serving")
+    } else {
+        (http::StatusCode::OK, "ready")
+    };
+    let mut body = format!("{headline}\n");
+    for line in state.sources.report() {
+        body.push_str(&line);
+        body.push('\n');
     }
-    // What serves keeps serving while a source fails: ready, with the detail.
-    let failing = state.sources.report();
-    if failing.is_empty() {
-        return text(http::StatusCode::OK, "ready\n");
-    }
-    let mut response = text(http::StatusCode::OK, "");
-    *response.body_mut() = Full::new(Bytes::from(format!("ready\n{}\n", failing.join("\n"))));
+    let mut response = text(status, "");
+    *response.body_mut() = Full::new(Bytes::from(body));
     response
 }
 

@@ -47,5 +47,6 @@ pub use plugrpc_runtime::{CONTRACT, CPU_WINDOW, DEFAULT_LIMITS, Limits, LoadErro
 pub use registry::{LoadReport, LoadedSummary, Refusal, RefusalReason, RegistryError};
 pub use reload::{ReloadError, Reloader};
 pub use server::{Host, HostError};
+pub use sources::SourcesError;
 pub use tls::TlsError;
 pub use traces::TracingError;

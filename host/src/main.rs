@@ -65,8 +65,12 @@ struct PushArgs {
     /// Where to publish it: `registry/repository:tag`.
     reference: String,
     /// Plain HTTP to the registry (a loopback or test registry only).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "ca")]
     insecure: bool,
+    /// PEM CA certificates the registry's certificate may chain to, besides the system's
+    /// roots (a private registry's own CA).
+    #[arg(long, value_name = "FILE.pem")]
+    ca: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -272,7 +276,15 @@ async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let wasm = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let artifact = plugrpc::oci::Artifact::new(&args.reference, args.insecure).await?;
+    let transport = match &args.ca {
+        Some(ca) => plugrpc::oci::Transport::with_ca_file(ca)
+            .map_err(|problem| anyhow::anyhow!("--ca {}: {problem}", ca.display()))?,
+        None => plugrpc::oci::Transport {
+            insecure: args.insecure,
+            ca: None,
+        },
+    };
+    let artifact = plugrpc::oci::Artifact::new(&args.reference, &transport).await?;
     // The contract's interfaces the component exports, as the layout's config lists them.
     let (package, version) = plugrpc::CONTRACT
         .split_once('@')

@@ -5,13 +5,15 @@
 //! pull is pinned to the manifest's digest and the layer checked against its own.
 //! Credentials come from `PLUGRPC_REGISTRY_USERNAME`/`PLUGRPC_REGISTRY_PASSWORD`, else the
 //! Docker config file (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`, helpers
-//! included); TLS to the registry unless the source says `insecure` (a loopback or test
-//! registry).
+//! included); TLS to the registry, trusting the system's roots and a `ca` of the
+//! source's, unless it says `insecure` (a loopback or test registry).
 
 use std::collections::BTreeMap;
 
 use futures::StreamExt as _;
-use oci_client::client::{ClientConfig, ClientProtocol, Config, ImageLayer};
+use oci_client::client::{
+    Certificate, CertificateEncoding, ClientConfig, ClientProtocol, Config, ImageLayer,
+};
 use oci_client::manifest::{OCI_IMAGE_MEDIA_TYPE, OciImageManifest, OciManifest};
 use oci_client::secrets::RegistryAuth;
 use oci_client::{Client, Reference};
@@ -53,6 +55,28 @@ pub enum OciError {
     },
 }
 
+/// How a registry is reached: TLS, trusting the system's roots and `ca`, or plain HTTP
+/// when `insecure`.
+#[derive(Clone, Debug, Default)]
+pub struct Transport {
+    /// Plain HTTP: a loopback or test registry, never a shared network.
+    pub insecure: bool,
+    /// PEM CA certificates the registry's certificate may chain to besides the system's
+    /// roots (a private registry's own CA).
+    pub ca: Option<Vec<u8>>,
+}
+
+impl Transport {
+    /// TLS trusting also the CA certificates in the PEM file `ca`; an error says what is
+    /// wrong with the file.
+    pub fn with_ca_file(ca: &std::path::Path) -> Result<Self, String> {
+        Ok(Self {
+            insecure: false,
+            ca: Some(crate::outbound::connect::read_certificates(ca)?),
+        })
+    }
+}
+
 /// A registry client for one artifact, with the credentials the Docker config holds for
 /// its registry.
 pub struct Artifact {
@@ -62,8 +86,8 @@ pub struct Artifact {
 }
 
 impl Artifact {
-    /// The artifact `reference` names; plain HTTP to its registry when `insecure`.
-    pub async fn new(reference: &str, insecure: bool) -> Result<Self, OciError> {
+    /// The artifact `reference` names, its registry reached as `transport` says.
+    pub async fn new(reference: &str, transport: &Transport) -> Result<Self, OciError> {
         let invalid = |reason: String| OciError::Reference {
             reference: reference.to_owned(),
             reason,
@@ -75,11 +99,19 @@ impl Artifact {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let registry = parsed.resolve_registry().to_owned();
         let client = Client::try_from(ClientConfig {
-            protocol: if insecure {
+            protocol: if transport.insecure {
                 ClientProtocol::HttpsExcept(vec![registry.clone()])
             } else {
                 ClientProtocol::Https
             },
+            extra_root_certificates: transport
+                .ca
+                .iter()
+                .map(|pem| Certificate {
+                    encoding: CertificateEncoding::Pem,
+                    data: pem.clone(),
+                })
+                .collect(),
             ..ClientConfig::default()
         })
         .map_err(|source| OciError::Registry {

@@ -17,13 +17,36 @@ use tokio::task::JoinHandle;
 
 use crate::config::{HostConfig, OciSource};
 use crate::metrics::Metrics;
-use crate::oci::{Artifact, OciError};
+use crate::oci::{Artifact, OciError, Transport};
 use crate::registry::Registry;
 
 /// The first backoff after a failed round.
 const FIRST_BACKOFF: Duration = Duration::from_secs(1);
 /// How long the pulls before the host first serves may take, all sources together.
 const FIRST_ROUND: Duration = Duration::from_secs(60);
+
+/// Why the sources cannot start: the host refuses to.
+#[derive(Debug, thiserror::Error)]
+pub enum SourcesError {
+    /// A tenant folder to pull into could not be made.
+    #[error("cannot make the tenant folder {}: {source}", .dir.display())]
+    Folder {
+        /// The folder.
+        dir: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A source's CA file does not load.
+    #[error("sources.{tenant}.ca: {}: {problem}", .path.display())]
+    Ca {
+        /// The source's tenant.
+        tenant: String,
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        problem: String,
+    },
+}
 
 /// Which sources are failing now, and since when, for `/readyz`.
 #[derive(Default)]
@@ -85,9 +108,9 @@ impl Pulled {
     }
 
     /// Pulls the artifact if its tag moved; whether the file changed.
-    async fn refresh(&mut self, insecure: bool) -> Result<bool, OciError> {
+    async fn refresh(&mut self, transport: &Transport) -> Result<bool, OciError> {
         if self.artifact.is_none() {
-            self.artifact = Some(Artifact::new(&self.reference, insecure).await?);
+            self.artifact = Some(Artifact::new(&self.reference, transport).await?);
         }
         let artifact = self.artifact.as_ref().expect("made above");
         let digest = artifact.digest().await?;
@@ -116,21 +139,39 @@ impl Pulled {
 struct Source {
     tenant: String,
     config: OciSource,
+    transport: Transport,
     plugins: Vec<Pulled>,
 }
 
 impl Source {
-    fn new(tenant: &str, config: &OciSource, dir: &Path) -> Self {
+    /// The source, its tenant folder made and its CA file read.
+    fn new(tenant: &str, config: &OciSource, dir: &Path) -> Result<Self, SourcesError> {
+        std::fs::create_dir_all(dir).map_err(|source| SourcesError::Folder {
+            dir: dir.to_owned(),
+            source,
+        })?;
+        let transport = match &config.ca {
+            Some(ca) => Transport::with_ca_file(ca).map_err(|problem| SourcesError::Ca {
+                tenant: tenant.to_owned(),
+                path: ca.clone(),
+                problem,
+            })?,
+            None => Transport {
+                insecure: config.insecure,
+                ca: None,
+            },
+        };
         let plugins = config
             .artifacts()
             .into_iter()
             .map(|(reference, file)| Pulled::new(reference, dir.join(file)))
             .collect();
-        Self {
+        Ok(Self {
             tenant: tenant.to_owned(),
             config: config.clone(),
+            transport,
             plugins,
-        }
+        })
     }
 
     /// One look at every plugin's tag; whether any file changed, or the first failure
@@ -138,7 +179,7 @@ impl Source {
     async fn round(&mut self, metrics: Option<&Metrics>) -> Result<bool, OciError> {
         let mut changed = false;
         for plugin in &mut self.plugins {
-            let refreshed = plugin.refresh(self.config.insecure).await;
+            let refreshed = plugin.refresh(&self.transport).await;
             if let Some(metrics) = metrics {
                 let result = match &refreshed {
                     Ok(true) => "pulled",
@@ -170,12 +211,10 @@ impl Drop for Sources {
 
 impl Sources {
     /// The sources `config` names, their tenant folders made, nothing pulled yet.
-    pub(crate) fn new(config: &HostConfig) -> std::io::Result<Self> {
+    pub(crate) fn new(config: &HostConfig) -> Result<Self, SourcesError> {
         let mut sources = Vec::new();
         for (tenant, source) in &config.sources {
-            let dir = config.tenant_dir(tenant);
-            std::fs::create_dir_all(&dir)?;
-            sources.push(Source::new(tenant, source, &dir));
+            sources.push(Source::new(tenant, source, &config.tenant_dir(tenant))?);
         }
         Ok(Self {
             sources,
@@ -204,8 +243,9 @@ impl Sources {
         let health = &self.health;
         let rounds = self.sources.iter_mut().map(|source| async move {
             if let Err(error) = source.round(metrics).await {
-                tracing::warn!(tenant = %source.tenant, "plugin source: {error}; retrying");
-                health.failed(&source.tenant, error.to_string());
+                let why = crate::one_line(&error);
+                tracing::warn!(tenant = %source.tenant, "plugin source: {why}; retrying");
+                health.failed(&source.tenant, why);
             }
         });
         if tokio::time::timeout(FIRST_ROUND, futures::future::join_all(rounds))
@@ -243,7 +283,7 @@ impl Sources {
                             }
                             health.recovered(&source.tenant);
                             if changed && let Err(error) = registry.sync(&engine, &config).await {
-                                tracing::warn!("plugin source: {error}");
+                                tracing::warn!("plugin source: {}", crate::one_line(&error));
                             }
                             backoff = FIRST_BACKOFF;
                             wait = poll;
@@ -252,8 +292,9 @@ impl Sources {
                             if let Some(metrics) = &metrics {
                                 metrics.source_up(&source.tenant, false);
                             }
-                            tracing::warn!(tenant = %source.tenant, "plugin source: {error}; retrying in {backoff:?}");
-                            health.failed(&source.tenant, error.to_string());
+                            let why = crate::one_line(&error);
+                            tracing::warn!(tenant = %source.tenant, "plugin source: {why}; retrying in {backoff:?}");
+                            health.failed(&source.tenant, why);
                             wait = backoff;
                             backoff = (backoff * 2).min(poll);
                         }

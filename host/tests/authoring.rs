@@ -425,3 +425,33 @@ fn push_takes_registry_credentials_from_the_environment() {
     assert_eq!(pushed.status.code(), Some(0), "{pushed:?}");
     assert!(stdout(&pushed).contains("@sha256:"), "{pushed:?}");
 }
+
+#[test]
+fn push_over_tls_trusts_the_ca_it_is_given() {
+    let certs = common::certs::make_certs();
+    let registry = common::oci_registry::OciRegistry::start_tls(certs.path());
+    let [v1] = <[PathBuf; 1]>::try_from(test_plugins(&["versioned-v1"])).unwrap();
+    let reference = format!("{}/acme/versioned:1", registry.host());
+    // The registry's CA is no system's: refused, saying why, in one line.
+    let out = plugrpc(&["push", path(&v1), &reference]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(error.trim().lines().count(), 1, "{error}");
+    assert!(error.contains("certificate"), "{error}");
+    // Given it: pushed over TLS.
+    let ca = certs.path().join("ca.crt");
+    let out = plugrpc(&["push", path(&v1), &reference, "--ca", path(&ca)]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        stdout(&out).contains(&format!("{reference}@sha256:")),
+        "{out:?}"
+    );
+    // A CA file that is not one: one line naming it.
+    let out = plugrpc(&["push", path(&v1), &reference, "--ca", path(&v1)]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let error = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        error.contains("--ca") && error.contains("CERTIFICATE"),
+        "{error}"
+    );
+}

@@ -159,3 +159,47 @@ async fn a_source_that_is_not_a_wasm_artifact_is_refused_with_its_reason() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_registry_over_tls_is_trusted_through_the_sources_ca() {
+    let certs = plugrpc_tests::make_certs();
+    let registry = OciRegistry::start_tls(certs.path());
+    let ca = certs.path().join("ca.crt");
+    let transport = plugrpc::oci::Transport::with_ca_file(&ca).unwrap();
+    let repository = format!(
+        "localhost:{}/acme",
+        registry.host().rsplit(':').next().unwrap()
+    );
+    oci_registry::push_by(
+        &format!("{repository}/versioned:live"),
+        VERSIONED_V1.wasm(),
+        &transport,
+    )
+    .await;
+
+    // Its CA named: pulled over TLS and served.
+    let source = |tenant: &str, ca: &str| {
+        format!(
+            "[sources.{tenant}]\noci = {repository:?}\nplugins = [\"versioned:live\"]\n\
+             poll_interval = \"1s\"\n{ca}"
+        )
+    };
+    let trusted = TestHost::with_config(
+        &[],
+        &source("default", &format!("ca = {:?}\n", ca.display().to_string())),
+    )
+    .await;
+    assert_eq!(version(&trusted).await.unwrap(), "v1");
+
+    // Not named: the system's roots do not know it, and /readyz says why.
+    let stranger = TestHost::with_config(&[], &source("default", "")).await;
+    let (status, readyz) = get(stranger.admin_addr().unwrap(), "/readyz").await;
+    assert_eq!(status, 503, "{readyz}");
+    assert!(
+        readyz.starts_with("no plugins serving\n")
+            && readyz.contains("source default: failing since")
+            && readyz.contains("certificate"),
+        "{readyz}"
+    );
+    assert!(!stranger.plugins_dir().join("versioned.wasm").exists());
+}

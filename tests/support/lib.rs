@@ -85,6 +85,7 @@ pub mod pb {
     }
 }
 
+mod certs;
 pub mod native;
 pub mod oci_registry;
 pub mod otlp;
@@ -322,30 +323,12 @@ impl Drop for TestHost {
     }
 }
 
-/// Throwaway certificates, made by the repo's own `examples/tls/make-certs.sh`: `ca`,
-/// `server` (localhost, 127.0.0.1), `client` (URI SAN `spiffe://example.org/client`),
-/// and `other-ca` with `other-client`, which a host trusting `ca` must refuse.
-pub fn make_certs() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tls/make-certs.sh");
-    let output = std::process::Command::new("bash")
-        .arg(&script)
-        .arg(dir.path())
-        .output()
-        .expect("bash runs (the script needs the openssl command)");
-    assert!(
-        output.status.success(),
-        "{} failed: {}",
-        script.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    dir
-}
-
 /// Copies a built plugin to `dest`.
 pub fn copy_plugin(plugin: Plugin, dest: &Path) {
     std::fs::copy(plugin.wasm(), dest).unwrap_or_else(|e| panic!("copying {}: {e}", plugin.wasm));
 }
+
+pub use certs::make_certs;
 
 /// Calls by path with arbitrary bytes, for what generated clients cannot send.
 pub mod raw {

@@ -24,6 +24,16 @@ impl OciRegistry {
         Self::configured("")
     }
 
+    /// Starts a registry serving HTTPS with the certificate `make_certs` made in
+    /// `certs` (`server.crt`: localhost, 127.0.0.1), whose CA no system trusts.
+    pub fn start_tls(certs: &std::path::Path) -> Self {
+        Self::configured(&format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            certs.join("server.crt").display(),
+            certs.join("server.key").display()
+        ))
+    }
+
     /// Starts a registry that asks for a password (HTTP basic auth): it, and the user
     /// and password it made up.
     pub fn start_with_password() -> (Self, String, String) {
@@ -111,7 +121,21 @@ impl OciRegistry {
 /// Pushes the plugin file `wasm` as `reference` (plain HTTP: the test registries are on
 /// loopback); the manifest's digest.
 pub async fn push(reference: &str, wasm: &std::path::Path) -> String {
-    plugrpc::oci::Artifact::new(reference, true)
+    let plain = plugrpc::oci::Transport {
+        insecure: true,
+        ca: None,
+    };
+    push_by(reference, wasm, &plain).await
+}
+
+/// Pushes the plugin file `wasm` as `reference`, reaching the registry by `transport`;
+/// the manifest's digest.
+pub async fn push_by(
+    reference: &str,
+    wasm: &std::path::Path,
+    transport: &plugrpc::oci::Transport,
+) -> String {
+    plugrpc::oci::Artifact::new(reference, transport)
         .await
         .unwrap()
         .push(std::fs::read(wasm).unwrap(), "test", Vec::new(), Vec::new())
@@ -141,12 +165,13 @@ fn answers(addr: SocketAddr) -> bool {
     }
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
-    // 401: up, asking for a password.
+    // 401: up, asking for a password; 400: up, on TLS, refusing plain HTTP.
     [
         "HTTP/1.0 200",
         "HTTP/1.1 200",
         "HTTP/1.0 401",
         "HTTP/1.1 401",
+        "HTTP/1.0 400",
     ]
     .iter()
     .any(|status| answer.starts_with(status))

@@ -1301,6 +1301,10 @@ mod tests {
                 "tracing.tls.key: needed with cert",
             ),
             (
+                "[sources.default]\noci = \"r.example/a\"\nplugins = [\"x:1\"]\ninsecure = true\nca = \"ca.crt\"",
+                "sources.default.ca: is for TLS, and insecure = true speaks plain HTTP",
+            ),
+            (
                 "[shutdown]\ndrain = \"1s\"",
                 "shutdown.drain: unknown field",
             ),

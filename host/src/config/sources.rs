@@ -28,6 +28,10 @@ pub struct OciSource {
     /// Plain HTTP to the registry: a loopback or test registry, never a shared network.
     #[serde(default)]
     pub insecure: bool,
+    /// PEM CA certificates the registry's certificate may chain to, besides the system's
+    /// roots: a private registry's own CA.
+    #[serde(default)]
+    pub ca: Option<std::path::PathBuf>,
 }
 
 fn default_poll() -> Duration {
@@ -50,7 +54,7 @@ impl OciSource {
     }
 
     /// Refuses a source with nothing to pull, a plugin without a tag, two plugins into
-    /// one file, or an interval out of bounds.
+    /// one file, an interval out of bounds, or a CA for plain HTTP.
     pub(crate) fn validate(&self, table: &str) -> Result<(), Invalid> {
         let invalid = |key: &str, reason: String| Invalid {
             key: format!("{table}.{key}"),
@@ -92,6 +96,12 @@ impl OciSource {
             return Err(invalid(
                 "poll_interval",
                 "must be between 1s and 24h".into(),
+            ));
+        }
+        if self.insecure && self.ca.is_some() {
+            return Err(invalid(
+                "ca",
+                "is for TLS, and insecure = true speaks plain HTTP".into(),
             ));
         }
         Ok(())

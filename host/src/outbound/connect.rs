@@ -140,7 +140,7 @@ pub(crate) fn client_tls(table: &OutboundTls) -> Result<ClientTlsConfig, BadTlsF
 }
 
 /// The PEM text of a file holding at least one certificate.
-fn read_certificates(path: &Path) -> Result<Vec<u8>, String> {
+pub(crate) fn read_certificates(path: &Path) -> Result<Vec<u8>, String> {
     let pem = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()

@@ -26,7 +26,7 @@ use crate::identity::{ApiKeys, IdentityLayer};
 use crate::metrics::Metrics;
 use crate::registry::{LoadReport, Registry, RegistryError};
 use crate::reload::Reloader;
-use crate::sources::Sources;
+use crate::sources::{Sources, SourcesError};
 use crate::tls::{Tls, TlsError};
 use crate::traces::{Traces, TracingError};
 use crate::watch::{self, FolderWatch};
@@ -62,14 +62,9 @@ pub enum HostError {
     /// The span exporter `[tracing]` names could not be made.
     #[error(transparent)]
     Tracing(#[from] TracingError),
-    /// A tenant folder for plugins pulled from a registry could not be made.
-    #[error("cannot make the tenant folders under {}: {source}", .dir.display())]
-    Sources {
-        /// The plugins folder.
-        dir: std::path::PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// A source of plugins from a registry cannot start.
+    #[error(transparent)]
+    Sources(#[from] SourcesError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -129,10 +124,7 @@ impl Host {
         } else {
             None
         };
-        let mut sources = Sources::new(&config).map_err(|source| HostError::Sources {
-            dir: config.plugins_dir.clone(),
-            source,
-        })?;
+        let mut sources = Sources::new(&config)?;
         sources
             .first_round(registry.metrics().map(AsRef::as_ref))
             .await;

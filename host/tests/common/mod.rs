@@ -233,6 +233,11 @@ fn write_config(dir: &Path, config: &str) {
     std::fs::rename(part, dir.join("plugrpc.toml")).unwrap();
 }
 
+/// Throwaway certificates, as the end-to-end tests make them (their file, shared).
+#[path = "../../../tests/support/certs.rs"]
+#[allow(unreachable_pub)]
+pub(crate) mod certs;
+
 /// A real OCI registry on loopback, as the end-to-end tests start it (their file, shared;
 /// its items are `pub` for that crate).
 #[path = "../../../tests/support/oci_registry.rs"]
