@@ -203,3 +203,32 @@ async fn a_registry_over_tls_is_trusted_through_the_sources_ca() {
     );
     assert!(!stranger.plugins_dir().join("versioned.wasm").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_source_ca_file_that_does_not_load_stops_the_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("registry-ca.crt");
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let mut config = plugrpc::HostConfig::from_toml(
+        "test config",
+        &format!(
+            "[sources.default]\noci = \"registry.example/acme\"\nplugins = [\"users:1\"]\n\
+             ca = {:?}\n",
+            ca.display().to_string()
+        ),
+    )
+    .unwrap();
+    config.plugins_dir = dir.path().join("plugins");
+    std::fs::create_dir(&config.plugins_dir).unwrap();
+    config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = None;
+    let error = plugrpc::Host::bind(&config)
+        .await
+        .err()
+        .expect("the host refuses to start")
+        .to_string();
+    assert!(
+        error.starts_with("sources.default.ca: ") && error.contains("registry-ca.crt"),
+        "{error}"
+    );
+}
