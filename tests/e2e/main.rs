@@ -9,7 +9,6 @@ mod builtin;
 mod contract;
 mod deploy;
 mod edge;
-mod fleet;
 mod frontdesk;
 mod inspect;
 mod interop;

@@ -128,8 +128,8 @@ pub(crate) struct Served {
 impl Served {
     /// Serves the repo's test plugins `plugins` (crate names) with `config` and `args`
     /// after `serve`. `config` is TOML read after a loopback listen and the `[host]` keys
-    /// `cache = false` and `admin_listen = "off"`: keys before its first table are more
-    /// `[host]` keys.
+    /// `cache_dir` (one for every test) and `admin_listen = "off"` (`--admin` overrides
+    /// it): keys before its first table are more `[host]` keys.
     pub(crate) fn start(plugins: &[&str], config: &str, args: &[&str]) -> Self {
         Self::start_under(&[], plugins, config, args)
     }
@@ -228,7 +228,12 @@ impl Drop for Served {
 fn write_config(dir: &Path, config: &str) {
     // Written whole, then renamed: the host never reads half a file.
     let part = dir.join("plugrpc.toml.part");
-    let header = "listen = \"127.0.0.1:0\"\n[host]\ncache = false\nadmin_listen = \"off\"\n";
+    // One compile cache for every host the binary's tests start.
+    let cache = root().join("target/test-plugins/binary-cache");
+    let header = format!(
+        "listen = \"127.0.0.1:0\"\n[host]\ncache_dir = {:?}\nadmin_listen = \"off\"\n",
+        cache.display().to_string()
+    );
     std::fs::write(&part, format!("{header}{config}")).unwrap();
     std::fs::rename(part, dir.join("plugrpc.toml")).unwrap();
 }
@@ -237,6 +242,11 @@ fn write_config(dir: &Path, config: &str) {
 #[path = "../../../tests/support/certs.rs"]
 #[allow(unreachable_pub)]
 pub(crate) mod certs;
+
+/// A real `redis-server` on loopback, as the end-to-end tests start it (their file, shared).
+#[path = "../../../tests/support/redis.rs"]
+#[allow(unreachable_pub)]
+pub(crate) mod redis;
 
 /// A real OCI registry on loopback, as the end-to-end tests start it (their file, shared;
 /// its items are `pub` for that crate).
