@@ -378,6 +378,12 @@ impl Metrics {
             queue_wait: self.queue_wait.get_or_create_owned(&labels),
             kv_read: self.kv_read.get_or_create_owned(&labels),
             kv_written: self.kv_written.get_or_create_owned(&labels),
+            deadline_kills: self.deadline_kills.get_or_create_owned(&labels),
+            cancellations: self.cancellations.get_or_create_owned(&labels),
+            limits: Handles::default(),
+            traps: Handles::default(),
+            kv_operations: Handles::default(),
+            outbound: Handles::default(),
             labels,
         })
     }
@@ -456,6 +462,50 @@ pub(crate) struct PluginMetrics {
     pub(crate) queue_wait: Histogram,
     pub(crate) kv_read: Counter,
     pub(crate) kv_written: Counter,
+    deadline_kills: Counter,
+    cancellations: Counter,
+    /// By the limit's config key, the trap's kind, the key-value operation.
+    limits: Handles<&'static str>,
+    traps: Handles<&'static str>,
+    kv_operations: Handles<&'static str>,
+    /// By target and code.
+    outbound: Handles<(Box<str>, tonic::Code)>,
+}
+
+/// One plugin's counters of a family by the label values it has met (a small set: the
+/// limits, trap kinds, operations and targets a plugin can meet), each made once, so
+/// that counting an event finds its counter without building a label set.
+#[derive(Debug)]
+struct Handles<K>(std::sync::RwLock<Vec<(K, Counter)>>);
+
+impl<K> Default for Handles<K> {
+    fn default() -> Self {
+        Self(std::sync::RwLock::default())
+    }
+}
+
+impl<K: PartialEq> Handles<K> {
+    /// Adds `by` to the counter of the values `is` picks, made by `make` at first.
+    fn add(&self, is: impl Fn(&K) -> bool, by: u64, make: impl FnOnce() -> (K, Counter)) {
+        let made = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, counter)) = made.iter().find(|(k, _)| is(k)) {
+            counter.inc_by(by);
+            return;
+        }
+        drop(made);
+        let (key, counter) = make();
+        counter.inc_by(by);
+        let mut made = self
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !made.iter().any(|(k, _)| *k == key) {
+            made.push((key, counter));
+        }
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -467,60 +517,74 @@ impl std::fmt::Debug for Metrics {
 impl PluginMetrics {
     /// A call stopped by the limit `limit` (its config key).
     pub(crate) fn limit(&self, limit: &'static str) {
-        self.metrics
-            .limit_refusals
-            .get_or_create(&LimitLabels {
-                plugin: self.labels.clone(),
-                limit,
-            })
-            .inc();
+        self.limits.add(
+            |k| *k == limit,
+            1,
+            || {
+                let labels = LimitLabels {
+                    plugin: self.labels.clone(),
+                    limit,
+                };
+                (
+                    limit,
+                    self.metrics.limit_refusals.get_or_create_owned(&labels),
+                )
+            },
+        );
     }
 
     /// A call whose guest trapped (or failed to start, or broke the contract).
     pub(crate) fn trap(&self, kind: &'static str) {
-        self.metrics
-            .traps
-            .get_or_create(&KindLabels {
-                plugin: self.labels.clone(),
-                kind,
-            })
-            .inc();
+        self.traps.add(
+            |k| *k == kind,
+            1,
+            || {
+                let labels = KindLabels {
+                    plugin: self.labels.clone(),
+                    kind,
+                };
+                (kind, self.metrics.traps.get_or_create_owned(&labels))
+            },
+        );
     }
 
     /// A call stopped at its deadline.
     pub(crate) fn deadline_kill(&self) {
-        self.metrics
-            .deadline_kills
-            .get_or_create(&self.labels)
-            .inc();
+        self.deadline_kills.inc();
     }
 
     /// A call the client cancelled or left.
     pub(crate) fn cancellation(&self) {
-        self.metrics.cancellations.get_or_create(&self.labels).inc();
+        self.cancellations.inc();
     }
 
     /// A key-value operation `op` over `keys` keys.
     pub(crate) fn kv_operation(&self, op: &'static str, keys: usize) {
-        self.metrics
-            .kv_operations
-            .get_or_create(&OperationLabels {
-                plugin: self.labels.clone(),
-                op,
-            })
-            .inc_by(keys as u64);
+        self.kv_operations.add(
+            |k| *k == op,
+            keys as u64,
+            || {
+                let labels = OperationLabels {
+                    plugin: self.labels.clone(),
+                    op,
+                };
+                (op, self.metrics.kv_operations.get_or_create_owned(&labels))
+            },
+        );
     }
 
     /// An outbound call of this plugin's to `target` ended with `code`.
     pub(crate) fn outbound(&self, target: &str, code: tonic::Code) {
-        self.metrics
-            .outbound
-            .get_or_create(&OutboundLabels {
+        let is = |(t, c): &(Box<str>, tonic::Code)| **t == *target && *c == code;
+        self.outbound.add(is, 1, || {
+            let labels = OutboundLabels {
                 plugin: self.labels.clone(),
                 target: target.to_owned(),
                 grpc_code: code_name(code),
-            })
-            .inc();
+            };
+            let counter = self.metrics.outbound.get_or_create_owned(&labels);
+            ((target.into(), code), counter)
+        });
     }
 }
 
