@@ -26,7 +26,7 @@ Checks, on each rendering:
     (whether the host accepts the file is the host's own parser's to say:
     tests/e2e/deploy.rs reads every shipped plugrpc.toml with it, and a user runs
     `plugrpc config check` on theirs);
-  - the Deployment: terminationGracePeriodSeconds >= drain_delay + grace of the
+  - the Deployment: terminationGracePeriodSeconds >= drain_delay + grace + 1 s of the
     plugrpc.toml it mounts; the readiness probe notices a drain (period x
     failureThreshold) within drain_delay; every probe is an httpGet on the container's
     `admin` port, which is the port `--admin` (or [host] admin_listen) listens on, with
@@ -69,6 +69,9 @@ MERGE_KEYS = {
 DURATION_KEYS = {("shutdown", "drain_delay"), ("shutdown", "grace")}
 DEFAULT_DRAIN_DELAY = 5.0
 DEFAULT_GRACE = 30.0
+# After the grace, the host gives the calls it ended this long to send their status
+# (LAST_TRAILERS in host/src/server/mod.rs).
+LAST_TRAILERS = 1.0
 DEFAULT_ADMIN_PORT = 9901
 
 UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -247,10 +250,10 @@ def check_deployment(target: str, dep: dict, docs: list[dict], configs: dict[str
     except (ValueError, TypeError):
         drain, grace = DEFAULT_DRAIN_DELAY, DEFAULT_GRACE  # reported by check_toml
     tgps = pod.get("terminationGracePeriodSeconds", 30)
-    if tgps < drain + grace:
+    if tgps < drain + grace + LAST_TRAILERS:
         problems.append(f"{where}: terminationGracePeriodSeconds {tgps} is less than "
-                        f"[shutdown] drain_delay + grace = {drain:g}s + {grace:g}s: "
-                        "SIGKILL would cut calls in flight")
+                        f"[shutdown] drain_delay + grace + {LAST_TRAILERS:g}s = {drain:g}s + "
+                        f"{grace:g}s + {LAST_TRAILERS:g}s: SIGKILL would cut calls in flight")
 
     containers = pod.get("containers", [])
     host = next((c for c in containers if c.get("name") == "plugrpc"), None)

@@ -12,7 +12,6 @@ use std::sync::Arc;
 use arc_swap::{ArcSwap, ArcSwapOption};
 use plugrpc_runtime::{Engine, Limits, LoadError, MethodKind, Plugin, Quota, QuotaLimits};
 use tokio::sync::Mutex;
-use tokio_util::sync::CancellationToken;
 
 use crate::authz::{Pattern, Rules};
 use crate::capabilities::Capabilities;
@@ -78,8 +77,8 @@ pub(crate) struct Registry {
     changes: tokio::sync::watch::Sender<u64>,
     /// What plugins are granted from: the key-value backend, outbound targets.
     capabilities: Capabilities,
-    /// The config as the operator last had the host re-read it (SIGHUP): limits, rules,
-    /// grants and config values for every sync since; `None` until then.
+    /// The config as the host last re-read it (SIGHUP, or a change to the watched file):
+    /// limits, rules, grants and config values for every sync since; `None` until then.
     current: ArcSwapOption<HostConfig>,
     /// What serves now, by tenant, and the files the last sync refused: for the admin
     /// listener's `/plugins`.
@@ -88,9 +87,9 @@ pub(crate) struct Registry {
     metrics: Option<Arc<Metrics>>,
     /// Where calls' spans go, when the host traces.
     traces: Option<Arc<Traces>>,
-    /// Cancelled when the host gives up on the calls still running at the end of its
+    /// Turns true when the host gives up on the calls still running at the end of its
     /// shutdown grace.
-    stop: CancellationToken,
+    stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// The serving plugins with their tenants, and the files refused, as of the last sync.
@@ -125,13 +124,18 @@ impl Registry {
             capabilities,
             current: ArcSwapOption::empty(),
             serving: ArcSwap::default(),
-            stop: CancellationToken::new(),
+            stop: tokio::sync::watch::Sender::new(false),
         }
     }
 
     /// What every call hears when the host stops the calls still running.
-    pub(crate) fn calls_stop(&self) -> &CancellationToken {
-        &self.stop
+    pub(crate) fn calls_stop(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.stop.subscribe()
+    }
+
+    /// Ends every call still running, UNAVAILABLE: the shutdown grace has passed.
+    pub(crate) fn stop_calls(&self) {
+        self.stop.send_replace(true);
     }
 
     /// What serves now and what the last sync refused.

@@ -93,6 +93,8 @@ impl Reloader {
             ("host.metrics", was.metrics != config.metrics),
             ("[tls]", was.tls.is_some() != config.tls.is_some()),
             ("[kv] backend", was.kv.backend != config.kv.backend),
+            ("[sources]", was.sources != config.sources),
+            ("[tracing]", was.tracing != config.tracing),
         ]
         .into_iter()
         .filter_map(|(setting, changed)| changed.then_some(setting))

@@ -68,7 +68,10 @@ impl Traces {
             .with_tonic()
             .with_endpoint(endpoint)
             .with_timeout(EXPORT_TIMEOUT);
-        if endpoint.starts_with("https://") {
+        let tls = endpoint
+            .parse::<http::Uri>()
+            .is_ok_and(|uri| uri.scheme() == Some(&http::uri::Scheme::HTTPS));
+        if tls {
             let table = config.tls.clone().unwrap_or_default();
             let mut tls = client_tls(&table).map_err(|file| {
                 failed(format!(

@@ -4,7 +4,8 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, SystemTime};
 
 use notify::event::{AccessKind, AccessMode};
 use notify::{Event, EventKind, RecommendedWatcher, RecursiveMode, Watcher as _};
@@ -93,32 +94,35 @@ pub(crate) fn watch(
     })
 }
 
-/// Starts watching the config file `file`: once a change settles, the host re-reads it
-/// as SIGHUP has it do (`reloader`); a file that no longer parses or validates is logged
-/// and changes nothing.
+/// Starts watching the config file `file`, read at start as `read`: once a change
+/// settles, the host re-reads it as SIGHUP has it do (`reloader`); a file that no longer
+/// parses or validates is logged and changes nothing.
 ///
 /// A change to the file counts, and so does one to an entry named `..*`: Kubernetes
 /// updates a mounted ConfigMap or Secret by swapping its `..data` symlink, which never
-/// names the file. The file is then compared with what was last read (its modification
-/// time and content, through symlinks), so a swap that left it alone reloads nothing
-/// and a `touch` (to re-read the secret files its values name) does. Other files in the
-/// folder (a key-value store kept beside it) are not looked at.
+/// names the file. The file is then compared with the version last read: a swap reloads
+/// only when the file's content changed (the kubelet rewrites every key of the volume,
+/// so a Secret beside it changes the file's time too), a write to the file itself also
+/// when its time did (a `touch`, to re-read the secret files its values name). Other
+/// files in the folder (a key-value store kept beside it) are not looked at.
 pub(crate) fn watch_config(
     reloader: Reloader,
     file: PathBuf,
+    read: ConfigVersion,
 ) -> Result<FolderWatch, notify::Error> {
     let (changed, mut changes) = mpsc::channel::<()>(1);
+    let touched = Arc::new(AtomicBool::new(false));
     let name = file.file_name().map(ToOwned::to_owned);
-    let names_it = move |path: &PathBuf| {
-        let entry = path.file_name();
-        entry == name.as_deref() || entry.is_some_and(|e| e.as_encoded_bytes().starts_with(b".."))
-    };
+    let seen_by_callback = touched.clone();
     let mut watcher =
         notify::recommended_watcher(move |event: notify::Result<Event>| match event {
-            Ok(event)
-                if !matches!(event.kind, EventKind::Access(_))
-                    && event.paths.iter().any(&names_it) =>
-            {
+            Ok(event) if !matches!(event.kind, EventKind::Access(_)) => {
+                let entries = || event.paths.iter().filter_map(|p| p.file_name());
+                if entries().any(|entry| Some(entry) == name.as_deref()) {
+                    seen_by_callback.store(true, Ordering::Relaxed);
+                } else if !entries().any(|entry| entry.as_encoded_bytes().starts_with(b"..")) {
+                    return;
+                }
                 // A full channel already means "look again soon".
                 let _ = changed.try_send(());
             }
@@ -132,7 +136,7 @@ pub(crate) fn watch_config(
     };
     watcher.watch(&folder, RecursiveMode::NonRecursive)?;
     tracing::info!(file = %file.display(), "watching the config file for changes");
-    let mut seen = fingerprint(&file);
+    let mut seen = read;
     let task = tokio::spawn(async move {
         while changes.recv().await.is_some() {
             loop {
@@ -142,8 +146,8 @@ pub(crate) fn watch_config(
                     Err(_) => break,
                 }
             }
-            let now = fingerprint(&file);
-            if now != seen {
+            let now = ConfigVersion::of(&file);
+            if now.differs_from(&seen, touched.swap(false, Ordering::Relaxed)) {
                 seen = now;
                 reloader.apply("the config file changed").await;
             }
@@ -155,11 +159,30 @@ pub(crate) fn watch_config(
     })
 }
 
-/// What tells one version of the config file from another: its modification time and
-/// content (through symlinks); `None` while it cannot be read.
-fn fingerprint(file: &Path) -> Option<(std::time::SystemTime, Vec<u8>)> {
-    let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok()?;
-    Some((modified, std::fs::read(file).ok()?))
+/// One version of the config file: its modification time and content (through
+/// symlinks); nothing while it cannot be read.
+pub(crate) struct ConfigVersion(Option<(SystemTime, Vec<u8>)>);
+
+impl ConfigVersion {
+    /// The version of `file` now.
+    pub(crate) fn of(file: &Path) -> Self {
+        let read = || {
+            let modified = std::fs::metadata(file).and_then(|m| m.modified()).ok()?;
+            Some((modified, std::fs::read(file).ok()?))
+        };
+        Self(read())
+    }
+
+    /// Whether this is another version than `before`: other content, or another time
+    /// when the file itself was `touched`.
+    fn differs_from(&self, before: &Self, touched: bool) -> bool {
+        match (&self.0, &before.0) {
+            (Some((time, content)), Some((time_before, content_before))) => {
+                content != content_before || (touched && time != time_before)
+            }
+            (now, before) => now.is_some() != before.is_some(),
+        }
+    }
 }
 
 /// A change to a `.wasm` file, or to a tenant folder itself (one moved in or out holds
@@ -176,4 +199,34 @@ fn is_plugin_change(dir: &std::path::Path, event: &Event) -> bool {
             p.extension().is_some_and(|ext| ext == "wasm")
                 || (p.parent() == Some(dir) && p.extension().is_none())
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn version(seconds: u64, content: &str) -> ConfigVersion {
+        let time = SystemTime::UNIX_EPOCH + Duration::from_secs(seconds);
+        ConfigVersion(Some((time, content.as_bytes().to_vec())))
+    }
+
+    #[test]
+    fn a_new_version_is_new_content_or_a_touch_of_the_file_itself() {
+        let read = version(1, "a = 1");
+        assert!(
+            version(2, "a = 2").differs_from(&read, false),
+            "new content"
+        );
+        assert!(
+            !version(2, "a = 1").differs_from(&read, false),
+            "a symlink swap rewriting the same content"
+        );
+        assert!(version(2, "a = 1").differs_from(&read, true), "a touch");
+        assert!(!version(1, "a = 1").differs_from(&read, true), "no change");
+        assert!(
+            ConfigVersion(None).differs_from(&read, false),
+            "the file gone"
+        );
+        assert!(!ConfigVersion(None).differs_from(&ConfigVersion(None), true));
+    }
 }

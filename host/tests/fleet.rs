@@ -115,6 +115,8 @@ async fn unary<Q: prost::Message + 'static, R: prost::Message + Default + 'stati
 ) -> R {
     let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
         .unwrap()
+        .connect_timeout(PATIENCE)
+        .timeout(PATIENCE)
         .connect()
         .await
         .unwrap();
@@ -279,6 +281,13 @@ async fn a_fleet_of_three_deploys_shares_state_and_loses_no_call() {
     gone.served.signal(Signal::TERM);
     let status = tokio::task::block_in_place(|| gone.served.exit_within(PATIENCE));
     assert!(status.success(), "{status:?}");
+    // It went through the drain, not around it.
+    let drained = gone.served.log.until("draining: NOT_SERVING now", PATIENCE);
+    assert!(
+        drained.last().unwrap().contains("accepting for 500ms more"),
+        "{drained:#?}"
+    );
+    gone.served.log.until("shut down", PATIENCE);
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.send(true).unwrap();
     none_failed(workers).await;

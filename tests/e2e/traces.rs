@@ -252,11 +252,19 @@ async fn spans_reach_a_collector_over_mutual_tls() {
         file("client.key")
     );
     let host = TestHost::with_config(&[GREETER], &config(&collector, &tls)).await;
-    let mut greeter = GreeterClient::new(host.channel().await);
-    greeter
-        .say_hello(traced(HelloRequest { name: "ada".into() }))
-        .await
-        .unwrap();
+    // A second host trusting the collector but showing it no certificate, named apart.
+    let anonymous = format!("[tracing.tls]\nca = {:?}\n", file("ca.crt"));
+    let stranger = TestHost::with_config(
+        &[GREETER],
+        &config(&collector, &anonymous).replace("\"edge-1\"", "\"stranger\""),
+    )
+    .await;
+    for host in [&stranger, &host] {
+        GreeterClient::new(host.channel().await)
+            .say_hello(traced(HelloRequest { name: "ada".into() }))
+            .await
+            .unwrap();
+    }
     let spans = collector
         .spans_once(|spans| {
             spans
@@ -267,6 +275,15 @@ async fn spans_reach_a_collector_over_mutual_tls() {
     let call = named(&spans, "helloworld.Greeter/SayHello");
     assert_eq!(call.trace_id, TRACE);
     assert_eq!(call.parent_span_id, CALLER_SPAN);
+    assert_eq!(call.service, "edge-1");
+    // The stranger's span, ended first and exported every 50 ms, would have come with
+    // or before it, and surely within 20 more intervals: the collector refused it.
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    let later = collector.spans_once(|_| true).await;
+    assert!(
+        later.iter().all(|span| span.service == "edge-1"),
+        "spans came without a client certificate: {later:#?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

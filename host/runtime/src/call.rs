@@ -20,8 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::{Stream, StreamExt as _};
 use prost_reflect::MethodDescriptor;
-use tokio::sync::{mpsc, oneshot};
-use tokio_util::sync::CancellationToken;
+use tokio::sync::{mpsc, oneshot, watch};
 use wasmtime::component::Resource;
 
 use crate::admission::Slot;
@@ -112,9 +111,11 @@ pub struct CallRequest {
     pub idle_timeout: Option<Duration>,
     /// Hears what the call does as it runs (the host's metrics), if anything does.
     pub observer: Option<Arc<dyn CallObserver>>,
-    /// Cancelled when the host gives up on the calls still running (its shutdown grace
+    /// Turns true when the host gives up on the calls still running (its shutdown grace
     /// has passed): the call ends UNAVAILABLE, its trailers sent, rather than cut off.
-    pub stop: Option<CancellationToken>,
+    /// A watch, not a cancellation token: cloning one and waiting on it take no lock
+    /// every call would share.
+    pub stop: Option<watch::Receiver<bool>>,
 }
 
 /// One call bound for one plugin.
@@ -273,7 +274,7 @@ impl Call {
         }));
         let head = tokio::select! {
             head = head => head,
-            () = stopped(stop.as_ref()) => {
+            () = stopped(stop.clone()) => {
                 return observed(Response::Failed {
                     metadata: Vec::new(),
                     error: CallError::ShuttingDown,
@@ -629,24 +630,27 @@ async fn finish(
     call: Pin<Box<dyn Future<Output = Finished> + Send>>,
     mut done: oneshot::Sender<Finished>,
     deadline: Deadline,
-    stop: Option<CancellationToken>,
+    stop: Option<watch::Receiver<bool>>,
 ) {
     let finished = tokio::select! {
         finished = deadline.bound(call) => finished.unwrap_or_else(
             || Finished::failed(false, CallError::DeadlineExceeded),
         ),
-        () = stopped(stop.as_ref()) => Finished::failed(false, CallError::ShuttingDown),
+        () = stopped(stop) => Finished::failed(false, CallError::ShuttingDown),
         () = done.closed() => return,
     };
     let _ = done.send(finished);
 }
 
-/// Completes when the host stops its calls; never without a `stop`.
-async fn stopped(stop: Option<&CancellationToken>) {
-    match stop {
-        Some(stop) => stop.cancelled().await,
-        None => std::future::pending().await,
+/// Completes when the host stops its calls; never without a `stop`, nor once the host
+/// that could stop them is gone.
+async fn stopped(stop: Option<watch::Receiver<bool>>) {
+    if let Some(mut stop) = stop
+        && stop.wait_for(|stopped| *stopped).await.is_ok()
+    {
+        return;
     }
+    std::future::pending().await
 }
 
 /// `response`, its body telling `observer` of each message it sends.

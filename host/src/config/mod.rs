@@ -61,9 +61,10 @@ pub const DEFAULT_GUEST_STACK: usize = 512 << 10;
 /// running at once, host-wide (an open stream holds one for its whole life).
 pub const DEFAULT_SANDBOXES: usize = 1000;
 
-/// How long, after a shutdown signal, calls and connections in flight may take before
-/// the host closes what is left and exits: under Kubernetes' default 30 s termination
-/// grace, so the host finishes on its own terms.
+/// How long, after a shutdown signal and the drain delay, calls and connections in
+/// flight may take before the host ends what is left and exits. Whatever supervises the
+/// host must wait longer than drain delay + grace (Kubernetes waits 30 s unless told:
+/// deploy/kubernetes sets `grace = "20s"` under it).
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
 /// How long, after a shutdown signal, the host keeps accepting while health checks and
@@ -110,7 +111,8 @@ pub struct HostConfig {
     pub data_dir: PathBuf,
     /// `[kv]`: the key-value backend granted plugins use.
     pub kv: KvConfig,
-    /// The file this config was read from, watched for config value changes.
+    /// The file this config was read from: re-read on SIGHUP and, with `watch`, when it
+    /// changes.
     pub source: Option<PathBuf>,
     /// How long calls and connections may take to finish after a shutdown signal.
     pub shutdown_grace: Duration,

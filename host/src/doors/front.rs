@@ -204,7 +204,7 @@ impl Front {
             quota: route.quota.clone(),
             idle_timeout: (route.kind != MethodKind::Unary).then_some(self.stream_idle_timeout),
             observer: meter.observer(),
-            stop: Some(self.registry.calls_stop().clone()),
+            stop: Some(self.registry.calls_stop()),
         };
         Call::new(route.plugin.clone(), route.kind, request)
     }

@@ -283,7 +283,7 @@ impl Metrics {
         );
         r.register(
             "plugrpc_sandbox_cancellations",
-            "Calls the client cancelled or left",
+            "Calls the client cancelled or left, or the host ended at the end of its shutdown grace",
             self.cancellations.clone(),
         );
         r.register(

@@ -106,6 +106,9 @@ pub struct Host {
 impl Host {
     /// Loads the plugins folder and binds the listener; fails only when neither can be used.
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
+        // The file as it was read, for the config watch to tell a change made while the
+        // host starts (its first pulls and compiles can take a minute).
+        let config_read = config.source.as_deref().map(watch::ConfigVersion::of);
         config.validate().map_err(HostError::Config)?;
         // A bad certificate is the operator's mistake: refuse before the slow part.
         let tls = config.tls.as_ref().map(Tls::new).transpose()?;
@@ -130,10 +133,10 @@ impl Host {
             .await;
         let report = registry.sync(&engine, &config).await?;
         sources.start(registry.clone(), engine.clone(), config.clone());
-        let config_watch = match (&config.source, config.watch) {
-            (Some(file), true) => {
+        let config_watch = match (&config.source, config.watch, config_read) {
+            (Some(file), true, Some(read)) => {
                 let reloader = Reloader::new(registry.clone(), engine.clone(), config.clone());
-                watch::watch_config(reloader, file.clone())
+                watch::watch_config(reloader, file.clone(), read)
                     .map_err(|error| tracing::warn!("not watching the config file: {error}"))
                     .ok()
             }
@@ -296,18 +299,17 @@ impl Host {
         });
         if drained.await.is_err() {
             tracing::warn!(
-                "shutdown grace of {} passed: ending the calls still running UNAVAILABLE, \
-                 closing the {} connections still open",
+                "shutdown grace of {} passed: ending the calls still running UNAVAILABLE",
                 plugrpc_runtime::duration(self.shutdown_grace),
-                connections.len()
             );
             // Calls end with their status sent; a connection still open a moment later
             // (a silent client, a built-in service's stream) is closed.
-            self.registry.calls_stop().cancel();
+            self.registry.stop_calls();
             let ended = tokio::time::timeout(LAST_TRAILERS, async {
                 while connections.join_next().await.is_some() {}
             });
             if ended.await.is_err() {
+                tracing::warn!("closing the {} connections still open", connections.len());
                 connections.shutdown().await;
             }
         }
