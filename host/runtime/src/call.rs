@@ -208,6 +208,8 @@ impl Finished {
 enum Head {
     Started(Started),
     Finished(Finished),
+    /// The host stopped its calls first.
+    Stopped,
 }
 
 impl Call {
@@ -261,6 +263,9 @@ impl Call {
             return observed(respond(started, finished).await, observer);
         }
         let mut started = Some(started);
+        // Polled only once the call is waiting: a call done in its first poll never
+        // registers with the stop signal.
+        let mut stop_heard = std::pin::pin!(stopped(stop.clone()));
         let head = deadline.bound(poll_fn(|cx| {
             if let Some(rx) = started.as_mut()
                 && let Poll::Ready(sent) = Pin::new(rx).poll(cx)
@@ -270,21 +275,19 @@ impl Call {
                     return Poll::Ready(Head::Started(response));
                 }
             }
-            call.as_mut().poll(cx).map(Head::Finished)
-        }));
-        let head = tokio::select! {
-            head = head => head,
-            () = stopped(stop.clone()) => {
-                return observed(Response::Failed {
-                    metadata: Vec::new(),
-                    error: CallError::ShuttingDown,
-                }, observer);
+            if let Poll::Ready(finished) = call.as_mut().poll(cx) {
+                return Poll::Ready(Head::Finished(finished));
             }
-        };
-        let response = match head {
+            stop_heard.as_mut().poll(cx).map(|()| Head::Stopped)
+        }));
+        let response = match head.await {
             None => Response::Failed {
                 metadata: Vec::new(),
                 error: CallError::DeadlineExceeded,
+            },
+            Some(Head::Stopped) => Response::Failed {
+                metadata: Vec::new(),
+                error: CallError::ShuttingDown,
             },
             Some(Head::Started(response)) => {
                 let (done, finished) = oneshot::channel();
@@ -633,11 +636,13 @@ async fn finish(
     stop: Option<watch::Receiver<bool>>,
 ) {
     let finished = tokio::select! {
+        // The call first: the other two wait on it.
+        biased;
         finished = deadline.bound(call) => finished.unwrap_or_else(
             || Finished::failed(false, CallError::DeadlineExceeded),
         ),
-        () = stopped(stop) => Finished::failed(false, CallError::ShuttingDown),
         () = done.closed() => return,
+        () = stopped(stop) => Finished::failed(false, CallError::ShuttingDown),
     };
     let _ = done.send(finished);
 }
