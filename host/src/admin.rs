@@ -136,9 +136,7 @@ fn readiness(state: &AdminState) -> http::Response<Full<Bytes>> {
         body.push_str(&line);
         body.push('\n');
     }
-    let mut response = text(status, "");
-    *response.body_mut() = Full::new(Bytes::from(body));
-    response
+    text(status, body)
 }
 
 /// `/plugins`: what serves now, by tenant, and the files refused.
@@ -214,8 +212,8 @@ fn plugins(registry: &Registry) -> Plugins {
     }
 }
 
-fn text(status: http::StatusCode, body: &'static str) -> http::Response<Full<Bytes>> {
-    let mut response = http::Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+fn text(status: http::StatusCode, body: impl Into<Bytes>) -> http::Response<Full<Bytes>> {
+    let mut response = http::Response::new(Full::new(body.into()));
     *response.status_mut() = status;
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,

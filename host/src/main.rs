@@ -276,14 +276,11 @@ async fn push(args: PushArgs) -> anyhow::Result<ExitCode> {
     };
     let wasm = std::fs::read(&args.file)
         .with_context(|| format!("cannot read {}", args.file.display()))?;
-    let transport = match &args.ca {
-        Some(ca) => plugrpc::oci::Transport::with_ca_file(ca)
-            .map_err(|problem| anyhow::anyhow!("--ca {}: {problem}", ca.display()))?,
-        None => plugrpc::oci::Transport {
-            insecure: args.insecure,
-            ca: None,
-        },
-    };
+    let transport =
+        plugrpc::oci::Transport::new(args.insecure, args.ca.as_deref()).map_err(|problem| {
+            let ca = args.ca.clone().unwrap_or_default();
+            anyhow::anyhow!("--ca {}: {problem}", ca.display())
+        })?;
     let artifact = plugrpc::oci::Artifact::new(&args.reference, &transport).await?;
     // The contract's interfaces the component exports, as the layout's config lists them.
     let (package, version) = plugrpc::CONTRACT

@@ -279,19 +279,12 @@ impl Registry {
     ) -> Result<LoadReport, RegistryError> {
         let mut files = self.files.lock().await;
         let every = reload.is_some();
-        let found = match reload {
-            Some(config) => {
-                let found = plugin_files(&config.plugins_dir)?;
-                self.current.store(Some(config));
-                found
-            }
-            None => {
-                let current = self.current.load_full();
-                plugin_files(&current.as_deref().unwrap_or(started).plugins_dir)?
-            }
-        };
-        let current = self.current.load_full();
+        let current = reload.clone().or_else(|| self.current.load_full());
         let config = current.as_deref().unwrap_or(started);
+        let found = plugin_files(&config.plugins_dir)?;
+        if reload.is_some() {
+            self.current.store(reload);
+        }
         let mut report = LoadReport::default();
         let mut candidates = Vec::new();
         let settings = Settings {

@@ -69,6 +69,11 @@ impl SourceHealth {
             .collect()
     }
 
+    fn is_failing(&self, tenant: &str) -> bool {
+        let failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
+        failing.contains_key(tenant)
+    }
+
     fn failed(&self, tenant: &str, why: String) {
         let mut failing = self.failing.lock().unwrap_or_else(|e| e.into_inner());
         let since = failing
@@ -150,17 +155,14 @@ impl Source {
             dir: dir.to_owned(),
             source,
         })?;
-        let transport = match &config.ca {
-            Some(ca) => Transport::with_ca_file(ca).map_err(|problem| SourcesError::Ca {
-                tenant: tenant.to_owned(),
-                path: ca.clone(),
-                problem,
-            })?,
-            None => Transport {
-                insecure: config.insecure,
-                ca: None,
-            },
-        };
+        let transport =
+            Transport::new(config.insecure, config.ca.as_deref()).map_err(|problem| {
+                SourcesError::Ca {
+                    tenant: tenant.to_owned(),
+                    path: config.ca.clone().unwrap_or_default(),
+                    problem,
+                }
+            })?;
         let plugins = config
             .artifacts()
             .into_iter()
@@ -272,7 +274,11 @@ impl Sources {
                 let poll = source.config.poll_interval;
                 let mut backoff = FIRST_BACKOFF;
                 // The first round's failure retries soon, not a poll interval later.
-                let mut wait = if health.report().is_empty() { poll } else { backoff };
+                let mut wait = if health.is_failing(&source.tenant) {
+                    backoff
+                } else {
+                    poll
+                };
                 loop {
                     tokio::time::sleep(wait).await;
                     let metrics = registry.metrics().cloned();
@@ -307,9 +313,5 @@ impl Sources {
 
 /// The file beside a pulled plugin holding its manifest's digest.
 fn digest_file(file: &Path) -> PathBuf {
-    let name = file
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    file.with_file_name(format!(".{name}.digest"))
+    crate::watch::hidden_beside(file, "digest")
 }

@@ -68,10 +68,7 @@ impl Traces {
             .with_tonic()
             .with_endpoint(endpoint)
             .with_timeout(EXPORT_TIMEOUT);
-        let tls = endpoint
-            .parse::<http::Uri>()
-            .is_ok_and(|uri| uri.scheme() == Some(&http::uri::Scheme::HTTPS));
-        if tls {
+        if config.is_https() {
             let table = config.tls.clone().unwrap_or_default();
             let mut tls = client_tls(&table).map_err(|file| {
                 failed(format!(

@@ -21,16 +21,22 @@ use plugrpc_runtime::Engine;
 /// rename never crosses file systems; not `*.wasm`, which a host reads), then renamed
 /// over it, so a watcher sees the old file or the new one, never part of one.
 pub(crate) fn write_whole(file: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
-    let name = file
-        .file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let part = file.with_file_name(format!(".{name}.part"));
+    let part = hidden_beside(file, "part");
     std::fs::write(&part, bytes)
         .and_then(|()| std::fs::rename(&part, file))
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&part);
         })
+}
+
+/// The hidden file `.<name>.<suffix>` beside `file`: the host reads no such file as a
+/// plugin.
+pub(crate) fn hidden_beside(file: &Path, suffix: &str) -> PathBuf {
+    let name = file
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    file.with_file_name(format!(".{name}.{suffix}"))
 }
 
 /// Quiet time after the last change before the folder is read.

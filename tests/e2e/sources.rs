@@ -165,7 +165,7 @@ async fn a_registry_over_tls_is_trusted_through_the_sources_ca() {
     let certs = plugrpc_tests::make_certs();
     let registry = OciRegistry::start_tls(certs.path());
     let ca = certs.path().join("ca.crt");
-    let transport = plugrpc::oci::Transport::with_ca_file(&ca).unwrap();
+    let transport = plugrpc::oci::Transport::new(false, Some(&ca)).unwrap();
     let repository = format!(
         "localhost:{}/acme",
         registry.host().rsplit(':').next().unwrap()

@@ -35,6 +35,14 @@ impl Default for TracingConfig {
 }
 
 impl TracingConfig {
+    /// Whether the collector is reached over TLS (an `https` URL).
+    pub(crate) fn is_https(&self) -> bool {
+        self.otlp
+            .as_deref()
+            .and_then(|otlp| otlp.parse::<http::Uri>().ok())
+            .is_some_and(|uri| uri.scheme() == Some(&http::uri::Scheme::HTTPS))
+    }
+
     /// Refuses a collector address that is not `http(s)://host:port`, and TLS settings
     /// for a collector that is not `https`.
     pub(crate) fn validate(&self) -> Result<(), Invalid> {
@@ -42,7 +50,6 @@ impl TracingConfig {
             key: "tracing.otlp".into(),
             reason,
         };
-        let mut tls = false;
         if let Some(otlp) = &self.otlp {
             let uri: http::Uri = otlp
                 .parse()
@@ -52,10 +59,9 @@ impl TracingConfig {
                     "{otlp:?}: expected http://host:port or https://host:port (an OTLP/gRPC collector)"
                 )));
             }
-            tls = uri.scheme_str() == Some("https");
         }
         if let Some(table) = &self.tls {
-            if !tls {
+            if !self.is_https() {
                 return Err(Invalid {
                     key: "tracing.tls".into(),
                     reason: "applies to an https:// collector (tracing.otlp)".into(),

@@ -108,7 +108,9 @@ impl Host {
     pub async fn bind(config: &HostConfig) -> Result<Self, HostError> {
         // The file as it was read, for the config watch to tell a change made while the
         // host starts (its first pulls and compiles can take a minute).
-        let config_read = config.source.as_deref().map(watch::ConfigVersion::of);
+        let config_read = (config.source.as_ref())
+            .filter(|_| config.watch)
+            .map(|file| (file.clone(), watch::ConfigVersion::of(file)));
         config.validate().map_err(HostError::Config)?;
         // A bad certificate is the operator's mistake: refuse before the slow part.
         let tls = config.tls.as_ref().map(Tls::new).transpose()?;
@@ -133,15 +135,12 @@ impl Host {
             .await;
         let report = registry.sync(&engine, &config).await?;
         sources.start(registry.clone(), engine.clone(), config.clone());
-        let config_watch = match (&config.source, config.watch, config_read) {
-            (Some(file), true, Some(read)) => {
-                let reloader = Reloader::new(registry.clone(), engine.clone(), config.clone());
-                watch::watch_config(reloader, file.clone(), read)
-                    .map_err(|error| tracing::warn!("not watching the config file: {error}"))
-                    .ok()
-            }
-            _ => None,
-        };
+        let config_watch = config_read.and_then(|(file, read)| {
+            let reloader = Reloader::new(registry.clone(), engine.clone(), config.clone());
+            watch::watch_config(reloader, file, read)
+                .map_err(|error| tracing::warn!("not watching the config file: {error}"))
+                .ok()
+        });
         for (tenant, name, key) in config.configured_plugins() {
             if !report
                 .loaded
