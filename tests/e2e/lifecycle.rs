@@ -37,7 +37,10 @@ async fn a_silent_connection_and_an_idle_stream_do_not_keep_the_host_from_stoppi
     let closed = log.lines_with(&["shutdown grace of 300ms passed"]);
     assert!(!closed.is_empty(), "the forced close is logged");
     // The stream was ended by the host with a status, not cut off.
-    let ended = stream.message().await.unwrap_err();
+    let ended = tokio::time::timeout(PATIENCE, stream.message())
+        .await
+        .expect("the stream ended")
+        .unwrap_err();
     assert_eq!(ended.code(), tonic::Code::Unavailable, "{ended:?}");
     assert_eq!(ended.message(), "the host is shutting down");
 }
@@ -77,10 +80,17 @@ async fn calls_still_running_after_the_grace_end_unavailable() {
     tokio::time::timeout(PATIENCE, host.stop())
         .await
         .expect("the host stops once its shutdown grace has passed");
-    let drained = draining.await.unwrap().unwrap_err();
+    let drained = tokio::time::timeout(PATIENCE, draining)
+        .await
+        .expect("the client stream ended")
+        .unwrap()
+        .unwrap_err();
     assert_eq!(drained.code(), tonic::Code::Unavailable, "{drained:?}");
     assert_eq!(drained.message(), "the host is shutting down");
-    let chatted = chat.message().await.unwrap_err();
+    let chatted = tokio::time::timeout(PATIENCE, chat.message())
+        .await
+        .expect("the bidi stream ended")
+        .unwrap_err();
     assert_eq!(chatted.code(), tonic::Code::Unavailable, "{chatted:?}");
     assert_eq!(chatted.message(), "the host is shutting down");
     drop((more, say));

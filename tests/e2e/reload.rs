@@ -366,36 +366,11 @@ async fn a_watched_config_file_applies_its_new_limits_and_refuses_a_broken_one()
 
     // A limit, not only a config value: no signal needed with the file watched.
     write("[plugins.greeter]\nmax_request_size = \"1KiB\"\n");
-    let started = Instant::now();
-    let refused = loop {
-        match greeter.say_hello(big()).await {
-            Err(status) => break status,
-            Ok(_) => assert!(
-                started.elapsed() < SWAP_PATIENCE,
-                "the new limit never applied"
-            ),
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
-    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
-    assert!(
-        refused.message().contains("max_request_size"),
-        "{refused:?}"
-    );
+    until_over_max_request_size(&mut greeter, big).await;
 
     // One that does not validate: refused with one line naming the key; the 1 KiB stays.
     write("[plugins.greeter]\nmemory = \"1B\"\n");
-    let started = Instant::now();
-    while log
-        .lines_with(&["config not reloaded", "plugins.greeter.memory"])
-        .is_empty()
-    {
-        assert!(
-            started.elapsed() < SWAP_PATIENCE,
-            "the broken file was not refused"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    read_log_until(&log, &["config not reloaded", "plugins.greeter.memory"]);
     let still = greeter.say_hello(big()).await.unwrap_err();
     assert_eq!(still.code(), Code::ResourceExhausted);
     greeter
@@ -436,12 +411,29 @@ async fn a_config_map_update_is_seen_through_its_symlinks() {
         "..2026_11_26_2",
         "[plugins.greeter]\nmax_request_size = \"1KiB\"\n",
     );
+    until_over_max_request_size(&mut greeter, big).await;
+}
+
+/// Calls `request` until the greeter refuses it over its `max_request_size`, as a new
+/// config makes it (failing on any other answer, or after SWAP_PATIENCE).
+async fn until_over_max_request_size(
+    greeter: &mut plugrpc_tests::pb::helloworld::greeter_client::GreeterClient<Channel>,
+    request: impl Fn() -> plugrpc_tests::pb::helloworld::HelloRequest,
+) {
     let started = Instant::now();
-    while greeter.say_hello(big()).await.is_ok() {
-        assert!(
-            started.elapsed() < SWAP_PATIENCE,
-            "the swapped config never applied"
-        );
+    let refused = loop {
+        match greeter.say_hello(request()).await {
+            Err(status) => break status,
+            Ok(_) => assert!(
+                started.elapsed() < SWAP_PATIENCE,
+                "the new limit never applied"
+            ),
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    };
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("max_request_size"),
+        "{refused:?}"
+    );
 }

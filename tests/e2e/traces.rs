@@ -301,6 +301,7 @@ async fn a_collector_certificate_file_that_does_not_load_stops_the_start_naming_
     .unwrap();
     config.plugins_dir = dir.path().to_owned();
     config.listen = "127.0.0.1:0".parse().unwrap();
+    config.admin_listen = None;
     let error = Host::bind(&config)
         .await
         .err()
