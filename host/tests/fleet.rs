@@ -93,14 +93,10 @@ impl Member {
 
     /// `GET path` on the admin port: status and body.
     fn get(&self, path: &str) -> (u16, String) {
-        use std::io::{Read as _, Write as _};
-        let mut stream = std::net::TcpStream::connect(self.admin).expect("the admin port");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
-        write!(stream, "GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n").unwrap();
-        let mut answer = String::new();
-        stream.read_to_string(&mut answer).unwrap();
+        let request = format!("GET {path} HTTP/1.0\r\nHost: admin\r\n\r\n");
+        let answer = common::probe::ask(self.admin, request.as_bytes(), PATIENCE)
+            .expect("the admin port answers");
+        let answer = String::from_utf8(answer).unwrap();
         let (head, body) = answer.split_once("\r\n\r\n").expect("a head and a body");
         let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap();
         (status, body.to_owned())

@@ -10,8 +10,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use plugrpc_tests::oci_registry::{self, OciRegistry};
-use plugrpc_tests::pb::versioned::VersionRequest;
-use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
 use plugrpc_tests::report::median_min_max;
 use plugrpc_tests::{Plugin, TestHost};
 
@@ -76,19 +74,8 @@ async fn push(reference: &str, plugin: Plugin) {
     oci_registry::push(reference, plugin.wasm()).await;
 }
 
-async fn serves(host: &TestHost, version: &str) -> bool {
-    VersionedClient::new(host.channel().await)
-        .version(VersionRequest {})
-        .await
-        .is_ok_and(|reply| reply.into_inner().version == version)
-}
-
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = plugrpc_tests::quiet::host_runtime();
     let mut report = String::from("# Fleet\n\n");
     let _ = writeln!(
         report,
@@ -153,7 +140,7 @@ fn main() {
             let started = Instant::now();
             push(&reference, plugin).await;
             for host in &hosts {
-                while !serves(host, version).await {
+                while host.version().await.ok().as_deref() != Some(version) {
                     assert!(started.elapsed() < Duration::from_secs(30), "never swapped");
                     tokio::time::sleep(Duration::from_millis(5)).await;
                 }

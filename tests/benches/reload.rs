@@ -49,11 +49,7 @@ async fn serves(client: &mut VersionedClient<tonic::transport::Channel>, version
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = plugrpc_tests::quiet::host_runtime();
     let mut report = String::from("# Hot reload\n\n");
     let _ = writeln!(
         report,

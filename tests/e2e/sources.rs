@@ -9,8 +9,6 @@ use std::time::{Duration, Instant};
 use plugrpc_tests::oci_registry::{self, OciRegistry};
 use plugrpc_tests::pb::helloworld::HelloRequest;
 use plugrpc_tests::pb::helloworld::greeter_client::GreeterClient;
-use plugrpc_tests::pb::versioned::VersionRequest;
-use plugrpc_tests::pb::versioned::versioned_client::VersionedClient;
 use plugrpc_tests::{Plugin, TestHost};
 
 use crate::admin::get;
@@ -20,21 +18,14 @@ async fn push(reference: &str, plugin: Plugin) -> String {
     oci_registry::push(reference, plugin.wasm()).await
 }
 
-async fn version(host: &TestHost) -> Result<String, tonic::Status> {
-    let mut client = VersionedClient::new(host.channel().await);
-    client
-        .version(VersionRequest {})
-        .await
-        .map(|reply| reply.into_inner().version)
-}
-
 /// Calls until `done` holds of the version served (every call must succeed), for 60 s
 /// at most; the calls made.
 async fn until_version(host: &TestHost, wanted: &str) -> usize {
     let started = Instant::now();
     let mut calls = 0;
     loop {
-        let served = version(host)
+        let served = host
+            .version()
             .await
             .expect("no call fails while a version swaps in");
         calls += 1;
@@ -65,7 +56,7 @@ async fn plugins_come_from_a_registry_and_follow_their_tag() {
     )
     .await;
     // Pulled before the first load: serving from the start.
-    assert_eq!(version(&host).await.unwrap(), "v1");
+    assert_eq!(host.version().await.unwrap(), "v1");
     assert!(host.plugins_dir().join("versioned.wasm").exists());
 
     // A new digest under the tag, pushed while calls go on: every host swaps, no call fails.
@@ -89,7 +80,7 @@ async fn plugins_come_from_a_registry_and_follow_their_tag() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(version(&host).await.unwrap(), "v2");
+    assert_eq!(host.version().await.unwrap(), "v2");
 
     // The registry gone: serving goes on, /readyz says what is failing.
     registry.stop();
@@ -107,7 +98,7 @@ async fn plugins_come_from_a_registry_and_follow_their_tag() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
     assert!(readyz.starts_with("ready\n"), "{readyz}");
-    assert_eq!(version(&host).await.unwrap(), "v2");
+    assert_eq!(host.version().await.unwrap(), "v2");
     let (_, metrics) = get(admin, "/metrics").await;
     assert!(
         metrics.contains("plugrpc_source_up{tenant=\"default\"} 0"),
@@ -189,7 +180,7 @@ async fn a_registry_over_tls_is_trusted_through_the_sources_ca() {
         &source("default", &format!("ca = {:?}\n", ca.display().to_string())),
     )
     .await;
-    assert_eq!(version(&trusted).await.unwrap(), "v1");
+    assert_eq!(trusted.version().await.unwrap(), "v1");
 
     // Not named: the system's roots do not know it, and /readyz says why.
     let stranger = TestHost::with_config(&[], &source("default", "")).await;

@@ -89,6 +89,7 @@ mod certs;
 pub mod native;
 pub mod oci_registry;
 pub mod otlp;
+pub mod probe;
 pub mod prometheus;
 pub mod quiet;
 pub mod redis;
@@ -236,6 +237,14 @@ impl TestHost {
             _data: data,
             admin,
         }
+    }
+
+    /// The version the `versioned` test plugin this host serves answers with.
+    pub async fn version(&self) -> Result<String, tonic::Status> {
+        pb::versioned::versioned_client::VersionedClient::new(self.channel().await)
+            .version(pb::versioned::VersionRequest {})
+            .await
+            .map(|reply| reply.into_inner().version)
     }
 
     /// A fresh HTTP/2 connection to the host.

@@ -149,30 +149,19 @@ impl Drop for OciRegistry {
     }
 }
 
-/// Whether `GET /v2/` answers 200.
+/// Whether `GET /v2/` answers: 200; 401, asking for a password; 400, on TLS, refusing
+/// plain HTTP.
 fn answers(addr: SocketAddr) -> bool {
-    use std::io::{Read as _, Write as _};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut answer = String::new();
-    let _ = stream.read_to_string(&mut answer);
-    // 401: up, asking for a password; 400: up, on TLS, refusing plain HTTP.
-    [
-        "HTTP/1.0 200",
-        "HTTP/1.1 200",
-        "HTTP/1.0 401",
-        "HTTP/1.1 401",
-        "HTTP/1.0 400",
-    ]
-    .iter()
-    .any(|status| answer.starts_with(status))
+    let request = b"GET /v2/ HTTP/1.0\r\nHost: registry\r\n\r\n";
+    super::probe::ask(addr, request, Duration::from_secs(2)).is_some_and(|answer| {
+        [
+            "HTTP/1.0 200",
+            "HTTP/1.1 200",
+            "HTTP/1.0 401",
+            "HTTP/1.1 401",
+            "HTTP/1.0 400",
+        ]
+        .iter()
+        .any(|status| answer.starts_with(status.as_bytes()))
+    })
 }

@@ -81,14 +81,6 @@ impl Drop for RedisServer {
 
 /// Whether a Redis server at `addr` answers PING.
 fn pings(addr: SocketAddr) -> bool {
-    use std::io::{Read, Write};
-    let Ok(mut stream) = std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200))
-    else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
-    let mut answer = [0u8; 7];
-    stream.write_all(b"PING\r\n").is_ok()
-        && stream.read_exact(&mut answer).is_ok()
-        && &answer == b"+PONG\r\n"
+    super::probe::ask(addr, b"PING\r\nQUIT\r\n", Duration::from_millis(500))
+        .is_some_and(|answer| answer.starts_with(b"+PONG\r\n"))
 }

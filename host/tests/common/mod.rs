@@ -243,6 +243,11 @@ fn write_config(dir: &Path, config: &str) {
 #[allow(unreachable_pub)]
 pub(crate) mod certs;
 
+/// Asking a loopback server something (the end-to-end tests' file, shared).
+#[path = "../../../tests/support/probe.rs"]
+#[allow(unreachable_pub)]
+pub(crate) mod probe;
+
 /// A real `redis-server` on loopback, as the end-to-end tests start it (their file, shared).
 #[path = "../../../tests/support/redis.rs"]
 #[allow(unreachable_pub)]
